@@ -1,0 +1,57 @@
+"""Worker keys, derived deterministically from a mnemonic and the worker's index.
+
+The mnemonic comes from $LOADGEN_MNEMONIC or the file named by $LOADGEN_MNEMONIC_FILE; the
+well-known dev mnemonic is used only on the embedded devnet. Keys stay in memory: nothing here
+has a repr, log line or serialised form that contains a secret.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
+from eth_account.signers.local import LocalAccount
+
+from loadgen.errors import UserError
+
+DERIVATION_PATH = "m/44'/60'/0'/0/{index}"
+
+
+@dataclass(frozen=True)
+class MnemonicSource:
+    """Says where the secret comes from without holding it in a printable field."""
+
+    origin: str  # "devnet", "env:LOADGEN_MNEMONIC" or "file:/path"
+    _phrase: str = field(repr=False, compare=False)
+
+    def phrase(self) -> str:
+        return self._phrase
+
+
+def mnemonic_source(devnet_phrase: str | None = None) -> MnemonicSource:
+    if phrase := os.environ.get("LOADGEN_MNEMONIC"):
+        return MnemonicSource("env:LOADGEN_MNEMONIC", phrase.strip())
+    if path := os.environ.get("LOADGEN_MNEMONIC_FILE"):
+        try:
+            return MnemonicSource(f"file:{path}", Path(path).read_text().strip())
+        except OSError as e:
+            raise UserError(f"LOADGEN_MNEMONIC_FILE={path} cannot be read ({e.strerror}); point it at a readable file") from None
+    if devnet_phrase is not None:
+        return MnemonicSource("devnet", devnet_phrase)
+    raise UserError(
+        "no mnemonic for the workers' keys: set LOADGEN_MNEMONIC or LOADGEN_MNEMONIC_FILE "
+        "(the dev mnemonic is used only on the embedded devnet)"
+    )
+
+
+@lru_cache(maxsize=4)
+def _seed(phrase: str) -> bytes:
+    return seed_from_mnemonic(phrase, "")
+
+
+def derive_account(source: MnemonicSource, index: int) -> LocalAccount:
+    return Account.from_key(key_from_seed(_seed(source.phrase()), DERIVATION_PATH.format(index=index)))

@@ -1,0 +1,93 @@
+"""The driver's view of a chain: probe a node, send a transaction and wait for it.
+
+This is the slow, careful path used to deploy contracts and run a round's coordinator steps;
+the workers' sending path lives in ``actors/`` and does not go through web3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.middleware import ExtraDataToPOAMiddleware
+from web3.types import TxReceipt
+
+from loadgen.errors import UserError
+
+
+@dataclass(frozen=True)
+class ChainInfo:
+    chain_id: int
+    gas_price: int
+    client_version: str
+    block_gas_limit: int
+    head: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def connect(url: str, timeout_s: float = 30.0) -> Web3:
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout_s}))
+    # IBFT/QBFT headers carry a long extraData that web3 rejects without this.
+    w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+    return w3
+
+
+def probe(w3: Web3) -> ChainInfo:
+    try:
+        block = w3.eth.get_block("latest")
+        return ChainInfo(
+            chain_id=w3.eth.chain_id,
+            gas_price=w3.eth.gas_price,
+            client_version=w3.client_version,
+            block_gas_limit=block["gasLimit"],
+            head=block["number"],
+        )
+    except Exception as e:  # any failure here means "this is not a usable node"
+        raise UserError(f"cannot talk to the node at {w3.provider.endpoint_uri}: {e}") from None
+
+
+def build_transaction(
+    w3: Web3,
+    account: LocalAccount,
+    *,
+    to: str | None,
+    data: bytes,
+    nonce: int,
+    gas: int | None = None,
+    gas_price: int = 0,
+) -> bytes:
+    """A signed legacy (EIP-155) transaction, ready for eth_sendRawTransaction.
+
+    With ``gas`` None the node estimates it, which fails early on a call that would revert.
+    """
+    tx = {"chainId": w3.eth.chain_id, "nonce": nonce, "gasPrice": gas_price, "data": data, "value": 0}
+    if to is not None:
+        tx["to"] = to
+    if gas is None:
+        gas = w3.eth.estimate_gas({k: v for k, v in tx.items() if k != "nonce"} | {"from": account.address})
+    return account.sign_transaction(tx | {"gas": gas}).raw_transaction
+
+
+def wait_receipts(w3: Web3, tx_hashes: list[bytes], timeout_s: float = 60.0) -> list[TxReceipt]:
+    return [w3.eth.wait_for_transaction_receipt(h, timeout=timeout_s, poll_latency=0.05) for h in tx_hashes]
+
+
+def send_transaction(
+    w3: Web3,
+    account: LocalAccount,
+    *,
+    to: str | None,
+    data: bytes,
+    gas: int | None = None,
+    gas_price: int = 0,
+    nonce: int | None = None,
+    timeout_s: float = 60.0,
+) -> TxReceipt:
+    """Sends one transaction and waits for its receipt (the nonce from the node when not given)."""
+    if nonce is None:
+        nonce = w3.eth.get_transaction_count(account.address, "pending")
+    raw = build_transaction(w3, account, to=to, data=data, nonce=nonce, gas=gas, gas_price=gas_price)
+    return wait_receipts(w3, [w3.eth.send_raw_transaction(raw)], timeout_s)[0]

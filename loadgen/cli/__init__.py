@@ -1,0 +1,42 @@
+"""The `loadgen` command. Each subcommand lives in its own module with add_parser() and run()."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from loadgen import __version__
+from loadgen.cli import devnet
+from loadgen.errors import UserError
+
+COMMANDS = {"devnet": devnet}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit 2, like every other user error
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="loadgen", description="Distributed load testing for GoQuorum and other Ethereum-compatible permissioned chains.")
+    parser.add_argument("--version", action="version", version=f"loadgen {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, module in COMMANDS.items():
+        module.add_parser(sub, name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command].run(args)
+    except UserError as e:
+        print(f"loadgen: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("loadgen: interrupted", file=sys.stderr)
+        return 130

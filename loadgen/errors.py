@@ -1,0 +1,20 @@
+"""Errors a user can fix. The CLI prints them as one line and exits with code 2."""
+
+
+class UserError(Exception):
+    """Bad input or a missing prerequisite: the message names what is wrong and the fix."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    def __init__(self, field: str, problem: str, fix: str = "") -> None:
+        self.field = field
+        message = f"config field '{field}': {problem}"
+        if fix:
+            message += f" — {fix}"
+        super().__init__(message)
+
+
+class ToolMissing(UserError):
+    """A binary the project installs (Anvil, solc) is not where it should be."""

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs everything loadgen needs on a fresh Debian machine: Debian packages, the Python
+# environment (.venv) and the npm packages (Anvil, solc). Idempotent and quick when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+# Debian packages: node/npm for Anvil and solc; python3-venv for the environment.
+apt_packages=()
+command -v node >/dev/null || apt_packages+=(nodejs)
+command -v npm >/dev/null || apt_packages+=(npm)
+python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${apt_packages[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+stamp_ok() { [ -f "$1" ] && [ "$1" -nt "$2" ]; }
+
+if ! stamp_ok .venv/.installed pyproject.toml; then
+  echo "setup: Python environment in .venv"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c 'import loadgen, ray, web3' # fail here, not later, if the install did not take
+  touch .venv/.installed
+fi
+
+if ! stamp_ok node_modules/.installed package-lock.json; then
+  echo "setup: npm packages (Anvil, solc)"
+  # --ignore-scripts: the Anvil binary comes in its platform package; its postinstall would only
+  # try a download this machine may not be allowed to make.
+  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+  touch node_modules/.installed
+fi

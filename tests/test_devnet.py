@@ -1,0 +1,115 @@
+"""The embedded devnet is a real Anvil configured like a GoQuorum network."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from eth_account import Account
+
+from loadgen import devnet as devnet_mod
+from loadgen.chain import connect, probe, send_transaction
+from loadgen.devnet import Devnet, DevnetSettings
+from loadgen.errors import ToolMissing
+
+
+@pytest.fixture(scope="module")
+def paced_chain():
+    with Devnet(DevnetSettings(block_time_s=1)) as node:
+        yield node
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purposes
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
+
+
+def test_quorum_like_settings(paced_chain):
+    w3 = connect(paced_chain.url)
+    info = probe(w3)
+    assert info.chain_id == 1337
+    assert info.gas_price == 0  # eth_gasPrice answers 0, as GoQuorum does
+    assert info.block_gas_limit == 1_000_000_000
+    assert info.client_version.startswith("anvil/")
+    block = w3.eth.get_block("latest")
+    assert block["baseFeePerGas"] == 0
+
+
+def test_blocks_come_every_second(paced_chain):
+    w3 = connect(paced_chain.url)
+    start = w3.eth.block_number
+    while w3.eth.block_number < start + 3:
+        time.sleep(0.1)
+    stamps = [w3.eth.get_block(n)["timestamp"] for n in range(start + 1, start + 4)]
+    assert [b - a for a, b in itertools.pairwise(stamps)] == [1, 1]
+
+
+def test_unfunded_account_sends_legacy_tx_at_gas_price_zero(paced_chain):
+    w3 = connect(paced_chain.url)
+    stranger = Account.create()
+    assert w3.eth.get_balance(stranger.address) == 0
+    receipt = send_transaction(w3, stranger, to=stranger.address, data=b"", gas=21_000, gas_price=0)
+    assert receipt["status"] == 1
+    assert receipt["type"] == 0  # legacy
+    assert receipt["effectiveGasPrice"] == 0
+
+
+def test_free_ports_let_two_devnets_run_side_by_side():
+    with Devnet(DevnetSettings(block_time_s=0)) as a, Devnet(DevnetSettings(block_time_s=0, chain_id=99)) as b:
+        assert a.port != b.port
+        assert probe(connect(a.url)).chain_id == 1337
+        assert probe(connect(b.url)).chain_id == 99
+
+
+def test_stop_ends_the_process():
+    node = Devnet(DevnetSettings(block_time_s=0)).start()
+    pid = node._proc.pid
+    node.stop()
+    assert not pid_alive(pid)
+    assert not node.running
+
+
+def test_no_orphan_when_the_parent_is_killed(tmp_path):
+    script = (
+        "import json, sys, time\n"
+        "from loadgen.devnet import Devnet, DevnetSettings\n"
+        "node = Devnet(DevnetSettings(block_time_s=0)).start()\n"
+        "print(json.dumps({'pid': node._proc.pid, 'url': node.url}), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    info = json.loads(parent.stdout.readline())
+    assert pid_alive(info["pid"])
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while pid_alive(info["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_alive(info["pid"])
+
+
+def test_a_taken_port_is_a_clear_error():
+    with Devnet(DevnetSettings(block_time_s=0)) as a, pytest.raises(devnet_mod.UserError, match="is the port taken"):
+        Devnet(DevnetSettings(block_time_s=0, port=a.port, chain_id=5)).start(timeout_s=3)
+
+
+def test_missing_anvil_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("LOADGEN_ANVIL", str(tmp_path / "nope"))
+    with pytest.raises(ToolMissing, match="LOADGEN_ANVIL"):
+        devnet_mod.anvil_binary()
+    monkeypatch.delenv("LOADGEN_ANVIL")
+    monkeypatch.setattr(devnet_mod, "REPO_ROOT", tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolMissing, match="npm ci"):
+        devnet_mod.anvil_binary()
