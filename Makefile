@@ -5,10 +5,10 @@ setup:
 	@bash scripts/setup.sh
 
 run: setup
-	.venv/bin/loadgen devnet --port 0 --smoke
+	.venv/bin/loadgen run configs/quickstart.yaml
 
 lint: setup
-	.venv/bin/ruff check loadgen actors tests benchmarks
+	.venv/bin/ruff check .
 
 test: setup lint
 	.venv/bin/python -m pytest

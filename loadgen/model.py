@@ -56,3 +56,17 @@ def model_digest(model: bytes, chunk_size: int) -> bytes:
 def commitment(digest: bytes, worker_address: str) -> bytes:
     """keccak256(digest ‖ address): binds the model to the worker who commits to it."""
     return keccak(digest + bytes.fromhex(worker_address.removeprefix("0x")))
+
+
+def pool_chunk(seed: int, epoch: int, pool: int, index: int, model_length: int, chunk_size: int) -> bytes:
+    """Chunk ``index`` of the model pool ``pool`` agrees on in ``epoch``, generated on its own.
+
+    Chunks are made one at a time, so an actor hosting many pools of a million-parameter model
+    never holds whole models (32 MB each) in memory.
+    """
+    words = min(chunk_size, model_length - index * chunk_size)
+    return np.random.default_rng((seed, epoch, pool, index)).bytes(WORD * words)
+
+
+def pool_digest(seed: int, epoch: int, pool: int, model_length: int, chunk_size: int) -> bytes:
+    return chain_digest(pool_chunk(seed, epoch, pool, i, model_length, chunk_size) for i in range(chunk_count(model_length, chunk_size)))

@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from loadgen import __version__
-from loadgen.cli import devnet
+from loadgen.cli import devnet, run
 from loadgen.errors import UserError
 
-COMMANDS = {"devnet": devnet}
+COMMANDS = {"run": run, "devnet": devnet}
 
 
 class _Parser(argparse.ArgumentParser):

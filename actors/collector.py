@@ -1,0 +1,145 @@
+"""One row per scheduled transaction, gathered inside an actor and shipped in Arrow batches.
+
+A row is final when it has one of the five statuses; only final rows leave the actor, so the
+driver never has to patch a row it already wrote.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+STATUSES = ("committed", "reverted", "rejected", "dropped", "unsent")
+
+TX_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("trial", pa.int32()),
+        ("epoch", pa.int32()),
+        ("round_id", pa.int64()),
+        ("worker", pa.int32()),
+        ("pool", pa.int32()),
+        ("phase", pa.string()),
+        ("chunk_index", pa.int32()),
+        ("attempt", pa.int16()),
+        ("nonce", pa.int64()),
+        ("endpoint", pa.string()),
+        ("node", pa.string()),
+        ("tx_hash", pa.string()),
+        ("size_bytes", pa.int32()),
+        ("t_scheduled", pa.float64()),
+        ("t_sent", pa.float64()),
+        ("t_acked", pa.float64()),
+        ("t_included", pa.float64()),
+        ("block_number", pa.int64()),
+        ("block_timestamp", pa.float64()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("gas_used", pa.int64()),
+        ("latency_s", pa.float64()),
+        ("resends", pa.int16()),
+    ]
+)
+
+BLOCK_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("trial", pa.int32()),
+        ("number", pa.int64()),
+        ("timestamp", pa.float64()),
+        ("tx_count", pa.int32()),
+        ("gas_used", pa.int64()),
+        ("gas_limit", pa.int64()),
+        ("t_observed", pa.float64()),
+    ]
+)
+
+
+@dataclass(slots=True, eq=False)
+class TxRow:
+    epoch: int
+    round_id: int
+    worker: int
+    pool: int
+    phase: str
+    chunk_index: int
+    attempt: int
+    nonce: int
+    endpoint: str
+    tx_hash: bytes
+    size_bytes: int
+    t_scheduled: float
+    t_sent: float = math.nan
+    t_acked: float = math.nan
+    t_included: float = math.nan
+    block_number: int | None = None
+    block_timestamp: float = math.nan
+    status: str = ""
+    error: str | None = None
+    gas_used: int | None = None
+    resends: int = 0
+    raw_body: bytes | None = field(default=None, repr=False)  # kept while in flight, to re-send
+
+    @property
+    def latency_s(self) -> float:
+        return self.t_included - self.t_scheduled
+
+
+@dataclass
+class Collector:
+    run_id: str
+    node: str
+    trial: int = 0
+    rows: list[TxRow] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+
+    def finish(self, row: TxRow, status: str, error: str | None = None) -> None:
+        row.status = status
+        if error is not None:
+            row.error = error
+        row.raw_body = None
+        self.rows.append(row)
+        self.counts[status] += 1
+
+    def take(self) -> pa.Table | None:
+        rows, self.rows = self.rows, []
+        if not rows:
+            return None
+        n = len(rows)
+        columns = {
+            "run_id": [self.run_id] * n,
+            "trial": [self.trial] * n,
+            "epoch": [r.epoch for r in rows],
+            "round_id": [r.round_id for r in rows],
+            "worker": [r.worker for r in rows],
+            "pool": [r.pool for r in rows],
+            "phase": [r.phase for r in rows],
+            "chunk_index": [r.chunk_index for r in rows],
+            "attempt": [r.attempt for r in rows],
+            "nonce": [r.nonce for r in rows],
+            "endpoint": [r.endpoint for r in rows],
+            "node": [self.node] * n,
+            "tx_hash": ["0x" + r.tx_hash.hex() if r.tx_hash else None for r in rows],
+            "size_bytes": [r.size_bytes for r in rows],
+            "t_scheduled": [r.t_scheduled for r in rows],
+            "t_sent": [r.t_sent for r in rows],
+            "t_acked": [r.t_acked for r in rows],
+            "t_included": [r.t_included for r in rows],
+            "block_number": [r.block_number for r in rows],
+            "block_timestamp": [r.block_timestamp for r in rows],
+            "status": [r.status for r in rows],
+            "error": [r.error for r in rows],
+            "gas_used": [r.gas_used for r in rows],
+            "latency_s": [r.latency_s for r in rows],
+            "resends": [r.resends for r in rows],
+        }
+        # NaN stands for "did not happen" in the float columns; store it as null
+        table = pa.table(columns, schema=TX_SCHEMA)
+        for name in ("t_sent", "t_acked", "t_included", "block_timestamp", "latency_s"):
+            col = table.column(name)
+            table = table.set_column(table.schema.get_field_index(name), name, pc.if_else(pc.is_nan(col), None, col))
+        return table

@@ -1,0 +1,119 @@
+"""`loadgen run CONFIG`: one experiment on the chain, live progress, a run folder, an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from loadgen import config
+from loadgen.run import Progress, Run, RunResult
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help="run an experiment file", description=__doc__)
+    p.add_argument("config", help="experiment YAML, e.g. configs/quickstart.yaml")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. workload.pace_s=0.25",
+    )
+    p.add_argument("--endpoints", help="comma-separated RPC URLs (overrides chain.endpoints)")
+    p.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--out", type=Path, default=Path("runs"), help="folder for run folders (default ./runs)")
+    p.add_argument("--json", action="store_true", help="print summary.json to stdout")
+
+
+def load_experiment(args: argparse.Namespace) -> config.Experiment:
+    overrides = config.parse_overrides(args.overrides)
+    if args.endpoints:
+        overrides["chain.endpoints"] = [u.strip() for u in args.endpoints.split(",") if u.strip()]
+    return config.load(args.config, overrides)
+
+
+class Display:
+    """Live progress on a terminal; a plain line every few seconds elsewhere (logs, CI)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.live = Live(console=console, refresh_per_second=2, transient=True) if console.is_terminal else None
+        self._last_line = 0.0
+
+    def event(self, message: str) -> None:
+        self.console.print(f"[dim]·[/dim] {message}")
+
+    def progress(self, p: Progress) -> None:
+        s = p.stats
+        failing = s.get("reverted", 0) + s.get("rejected", 0) + s.get("dropped", 0) + s.get("unsent", 0)
+        line = (
+            f"epoch {p.epoch + 1} {p.phase}: planned {p.planned}  scheduled {int(s.get('scheduled', 0))}  sent {int(s.get('sent', 0))}  "
+            f"committed {int(s.get('committed', 0))}  failing {int(failing)}  in flight {int(s.get('inflight', 0))}  "
+            f"phase left {p.phase_eta_s:.0f}s"
+        )
+        if p.lagging:
+            line += f"  [bold red]GENERATOR LAGGING {s['max_lag_s']:.2f}s behind schedule[/bold red]"
+        if self.live is not None:
+            if not self.live.is_started:
+                self.live.start()
+            self.live.update(line)
+        elif p.elapsed_s - self._last_line >= 5 or p.lagging:
+            self._last_line = p.elapsed_s
+            self.console.print(line)
+
+    def stop(self) -> None:
+        if self.live is not None and self.live.is_started:
+            self.live.stop()
+
+
+def summary_table(result: RunResult) -> Table:
+    s = result.summary
+    table = Table(title=f"run {s['run_id']}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+
+    def seconds(v: float | None) -> str:
+        return "–" if v is None else f"{v:.3f} s"
+
+    rows = [
+        ("submitted", f"{s['submitted']:,}"),
+        *[(k, f"{s[k]:,}") for k in ("committed", "reverted", "rejected", "dropped", "unsent")],
+        ("commit ratio", f"{s['commit_ratio']:.1%} (threshold {s['threshold']:.0%}: {'PASS' if s['passed'] else 'FAIL'})"),
+        ("latency p50 / p95 / p99", " / ".join(seconds(s[k]) for k in ("latency_p50_s", "latency_p95_s", "latency_p99_s"))),
+        ("throughput", "–" if s["throughput_tps"] is None else f"{s['throughput_tps']:.1f} tx/s"),
+        ("schedule lag p99", seconds(s["schedule_lag_p99_s"])),
+    ]
+    for r in s.get("rounds", []):
+        ok = sum(p["expected"] for p in r["pools"])
+        rows.append((f"round {r['round_id']}", f"{ok}/{len(r['pools'])} pools elected their model"))
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    experiment = load_experiment(args)
+    console = Console(stderr=args.json)
+    display = Display(console)
+    runner = Run(experiment, args.out, ray_address=args.ray_address, on_progress=display.progress, on_event=display.event)
+    try:
+        result = runner.execute()
+    finally:
+        display.stop()
+    console.print(summary_table(result))
+    console.print(f"transactions: {result.run_dir / 'transactions.parquet'}")
+    if result.summary["schedule_lag_p99_s"] and result.summary["schedule_lag_p99_s"] > 0.1:
+        console.print(
+            f"[bold red]warning: the generator fell behind its schedule (lag p99 {result.summary['schedule_lag_p99_s']:.3f} s)[/bold red]"
+        )
+    if args.json:
+        json.dump(result.summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    return result.exit_code

@@ -1,0 +1,182 @@
+"""The experiment file: YAML in, a validated ``Experiment`` out, or one clear error.
+
+Every mistake becomes a ``ConfigError`` naming the field and the fix, which the CLI prints as one
+line with exit code 2. ``--set a.b=value`` overrides are applied to the YAML before validation,
+so they are checked exactly like the file.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from loadgen.devnet import DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_CHAIN_ID
+from loadgen.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DevnetConfig(_Strict):
+    """The embedded chain started when ``chain.endpoints`` is empty."""
+
+    block_time_s: float = Field(1.0, ge=0)
+    block_gas_limit: int = Field(DEFAULT_BLOCK_GAS_LIMIT, gt=21_000)
+    chain_id: int = Field(DEFAULT_CHAIN_ID, gt=0)
+
+
+class ChainConfig(_Strict):
+    endpoints: list[str] = Field(default_factory=list)
+    chain_id: int | None = Field(None, gt=0, description="probed from the node when absent")
+    gas_price: int | None = Field(None, ge=0, description="probed from the node when absent (GoQuorum: 0)")
+    gas_limit: int | None = Field(None, gt=21_000, description="gas limit of each worker transaction; sized per kind when absent")
+    devnet: DevnetConfig = DevnetConfig()
+
+    @field_validator("endpoints")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an HTTP(S) URL such as http://10.0.0.5:8545")
+        return urls
+
+
+class FlRound(_Strict):
+    """The study's protocol: commit, then reveal the model chunk by chunk, every pace_s."""
+
+    kind: Literal["fl-round"]
+    model_length: int = Field(gt=0, description="parameters (uint256 values) per model")
+    chunk_size: int = Field(1_000, gt=0)
+    redundancy: int = Field(1, gt=0, description="workers per pool")
+    pools: int = Field(1, gt=0)
+    pace_s: float = Field(gt=0, description="seconds a worker waits between two chunks")
+    epochs: int = Field(1, gt=0, description="rounds played one after the other")
+    max_retries: int = Field(3, ge=0, description="re-sends of a rejected chunk before the worker gives up")
+    spread: bool = Field(True, description="stagger workers' first chunk over one pace, so the offered rate is smooth")
+
+    @property
+    def workers(self) -> int:
+        return self.redundancy * self.pools
+
+
+class ArrayCopy(_Strict):
+    """The study's 4.1: a fixed total rate of ArrayCopy calls for a duration."""
+
+    kind: Literal["array-copy"]
+    array_size: int = Field(gt=0)
+    rate_tps: float = Field(gt=0)
+    duration_s: float = Field(gt=0)
+    workers: int = Field(10, gt=0, description="accounts the rate is spread over")
+
+
+Workload = Annotated[FlRound | ArrayCopy, Field(discriminator="kind")]
+
+
+class RunConfig(_Strict):
+    commit_timeout_s: float = Field(60.0, gt=0, description="after the last send, how long a transaction may take to be included")
+    threshold: float = Field(0.85, ge=0, le=1, description="commit ratio the run must reach")
+    actors: int | None = Field(None, gt=0, description="sender actors; one per CPU of the cluster when absent")
+    lead_time_s: float = Field(1.0, ge=0, description="time between the start signal and the first slot")
+    gap_check_s: float = Field(3.0, gt=0, description="age after which an accepted transaction not yet in a block is looked up")
+    seed: int = 0
+
+
+class Experiment(_Strict):
+    name: str = "experiment"
+    chain: ChainConfig = ChainConfig()
+    workload: Workload
+    run: RunConfig = RunConfig()
+
+
+_FIXES = {
+    "extra_forbidden": "remove it or fix its spelling",
+    "missing": "add it",
+    "union_tag_invalid": "use one of: fl-round, array-copy",
+    "union_tag_not_found": "add `kind: fl-round` or `kind: array-copy`",
+    "greater_than": "use a larger value",
+    "greater_than_equal": "use a larger value",
+    "less_than_equal": "use a smaller value",
+    "int_parsing": "write a whole number",
+    "int_from_float": "write a whole number",
+    "float_parsing": "write a number",
+    "bool_parsing": "write true or false",
+    "list_type": "write a list, e.g. [http://127.0.0.1:8545]",
+    "model_type": "write a mapping of keys",
+    "literal_error": "use one of the values listed",
+}
+
+
+def _to_config_error(error: ValidationError) -> ConfigError:
+    first = error.errors(include_url=False)[0]
+    loc = [str(p) for p in first["loc"] if not (isinstance(p, str) and p in ("fl-round", "array-copy"))]
+    field = ".".join(loc) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        field += ".kind"
+        kind = first["input"].get("kind") if isinstance(first["input"], dict) else None
+        message = f"unknown workload kind {kind!r}" if kind is not None else "missing"
+    elif first["type"] not in ("missing", "union_tag_not_found") and "input" in first:
+        message += f" (got {first['input']!r})"
+    return ConfigError(field, message, _FIXES.get(first["type"], ""))
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(pair, "an override is written KEY=VALUE", "e.g. --set workload.pace_s=0.25")
+        try:
+            overrides[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            overrides[key.strip()] = raw
+    return overrides
+
+
+def _apply(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for i, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(".".join(parents[: i + 1]), "is a value, not a section", f"cannot set {dotted}")
+            node = child
+        node[leaf] = value
+    return raw
+
+
+def from_dict(raw: Any, overrides: dict[str, Any] | None = None) -> Experiment:
+    if not isinstance(raw, dict):
+        raise ConfigError("(top level)", "the experiment file must be a YAML mapping", "see configs/quickstart.yaml")
+    try:
+        return Experiment.model_validate(_apply(copy.deepcopy(raw), overrides or {}))
+    except ValidationError as e:
+        raise _to_config_error(e) from None
+
+
+def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Experiment:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(str(path), f"cannot read the experiment file ({e.strerror})", "check the path") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(str(path), f"is not valid YAML{where}", "fix the syntax") from None
+    return from_dict(raw, overrides)
+
+
+def to_public_dict(experiment: Experiment) -> dict[str, Any]:
+    """The resolved config as written to manifest.json (it holds no secret by construction)."""
+    return experiment.model_dump(mode="json")

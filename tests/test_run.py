@@ -1,0 +1,144 @@
+"""The engine end to end on real Anvil nodes, with faults injected by a proxy in front of them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import defaultdict
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import ray
+
+from loadgen import config, contracts
+from loadgen.chain import connect
+from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from tests.engine import execute, fl_experiment, statuses
+from tests.faults import FaultProxy, Faults
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def chain(monkeypatch):
+    # explicit endpoints need a mnemonic from the environment, as on a real network
+    monkeypatch.setenv("LOADGEN_MNEMONIC", DEV_MNEMONIC)
+    with Devnet(DevnetSettings(block_time_s=0.25)) as node:
+        yield node
+
+
+def test_quickstart_end_to_end_on_the_embedded_devnet(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "loadgen", "run", "configs/quickstart.yaml", "--out", str(tmp_path), "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert summary["commit_ratio"] == 1.0
+    assert summary["submitted"] == summary["committed"] == 2 * 3 * (1 + 10)
+    (run_dir,) = tmp_path.iterdir()
+    table = pq.read_table(run_dir / "transactions.parquet")
+    assert table.num_rows == summary["submitted"]
+    keys = list(zip(*(table.column(c).to_pylist() for c in ("worker", "phase", "chunk_index", "attempt")), strict=True))
+    assert len(set(keys)) == len(keys)  # one row per scheduled transaction
+    assert set(table.column("status").to_pylist()) == {"committed"}
+    assert all(lat > 0 for lat in table.column("latency_s").to_pylist())
+    assert [p["expected"] for p in summary["rounds"][0]["pools"]] == [True, True]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["embedded_devnet"] is True
+    assert DEV_MNEMONIC not in (run_dir / "manifest.json").read_text()
+    assert (run_dir / "blocks.parquet").exists()
+
+
+def test_round_completes_on_chain_with_rewards(chain, tmp_path):
+    experiment = fl_experiment([chain.url])
+    result, table = execute(experiment, tmp_path)
+    assert result.summary["commit_ratio"] == 1.0
+    assert statuses(table) == {"committed": 4 * (1 + 3)}
+    (rnd,) = result.summary["rounds"]
+    assert [(p["votes"], p["expected"]) for p in rnd["pools"]] == [(2, True), (2, True)]
+    w3 = connect(chain.url)
+    fl = w3.eth.contract(address=rnd["contract"], abi=contracts.load("FederatedLearning").abi)
+    senders = {w3.eth.get_transaction(h)["from"] for h in table.column("tx_hash").to_pylist()[:50]}
+    assert senders and all(fl.functions.rewardOf(a).call() == 1 for a in senders)
+    # nonces per worker are contiguous: commit, then every chunk in order
+    by_worker = defaultdict(list)
+    for w, n in zip(table.column("worker").to_pylist(), table.column("nonce").to_pylist(), strict=True):
+        by_worker[w].append(n)
+    assert all(sorted(n) == list(range(min(n), min(n) + 4)) for n in by_worker.values())
+
+
+def test_rejected_transactions_keep_their_nonce_and_are_counted_exactly(chain, tmp_path):
+    faults = Faults(reject_every=5)
+    with FaultProxy(chain.url, faults) as proxy:
+        result, table = execute(fl_experiment([proxy.url]), tmp_path)
+    counts = statuses(table)
+    assert counts["rejected"] == faults.rejected > 0
+    assert counts["committed"] == 4 * (1 + 3)  # every chunk got through on a later slot
+    assert result.summary["commit_ratio"] == pytest.approx(16 / (16 + faults.rejected))
+    rejected = table.filter(pc.equal(table.column("status"), "rejected"))
+    assert set(rejected.column("error").to_pylist()) == {"rpc: txpool is full"}
+    retried = {(w, p, c) for w, p, c in zip(*(rejected.column(k).to_pylist() for k in ("worker", "phase", "chunk_index")), strict=True)}
+    committed = table.filter(pc.equal(table.column("status"), "committed"))
+    rows = zip(*(committed.column(k).to_pylist() for k in ("worker", "phase", "chunk_index", "attempt")), strict=True)
+    assert {(w, p, c) for w, p, c, a in rows if a > 1} == retried  # the retry is the next attempt of the same chunk
+    by_worker = defaultdict(list)
+    for w, n in zip(committed.column("worker").to_pylist(), committed.column("nonce").to_pylist(), strict=True):
+        by_worker[w].append(n)
+    assert all(sorted(n) == list(range(min(n), min(n) + 4)) for n in by_worker.values())  # no nonce burned
+
+
+def test_dropped_transactions_are_detected_and_recovered(chain, tmp_path):
+    faults = Faults(drop_every=4)
+    with FaultProxy(chain.url, faults) as proxy:
+        result, table = execute(fl_experiment([proxy.url]), tmp_path)
+    assert faults.dropped
+    assert statuses(table) == {"committed": 16}
+    resent = {h for h, r in zip(table.column("tx_hash").to_pylist(), table.column("resends").to_pylist(), strict=True) if r > 0}
+    assert resent == faults.dropped
+    assert result.summary["resends"] == len(faults.dropped)
+
+
+def test_a_gap_that_cannot_be_filled_ends_as_dropped_and_the_run_ends(chain, tmp_path):
+    faults = Faults(drop_every=1, drop_resends=True)  # the node loses everything the workers send
+    experiment = fl_experiment([], pools=1)
+    with FaultProxy(chain.url, faults) as proxy:
+        raw = experiment.model_dump() | {"run": {"commit_timeout_s": 2, "lead_time_s": 0.5, "gap_check_s": 0.5}}
+        raw["chain"]["endpoints"] = [proxy.url]
+        result, table = execute(config.from_dict(raw), tmp_path)
+    counts = statuses(table)
+    assert counts == {"dropped": 2 * (1 + 3)}
+    assert all("not in a block 2s after the last send" in e for e in table.column("error").to_pylist())
+    assert result.exit_code == 1
+
+
+def test_slow_inclusion_shows_in_latency(chain, tmp_path):
+    faults = Faults(delay_s=1.5)
+    with FaultProxy(chain.url, faults) as proxy:
+        raw = fl_experiment([proxy.url]).model_dump() | {"run": {"commit_timeout_s": 10, "lead_time_s": 0.5, "gap_check_s": 5}}
+        experiment = config.from_dict(raw)
+        result, table = execute(experiment, tmp_path)
+    assert result.summary["commit_ratio"] == 1.0
+    assert min(table.column("latency_s").to_pylist()) >= 1.5
+    assert result.summary["latency_p50_s"] >= 1.5
+
+
+def test_array_copy_large_arrays_revert_and_are_not_committed(chain, tmp_path):
+    raw = {
+        "chain": {"endpoints": [chain.url], "gas_limit": 5_000_000},
+        "workload": {"kind": "array-copy", "array_size": 5_000, "rate_tps": 10, "duration_s": 1, "workers": 2},
+        "run": {"commit_timeout_s": 10, "lead_time_s": 0.5},
+    }
+    result, table = execute(config.from_dict(raw), tmp_path)
+    assert statuses(table) == {"reverted": 10}
+    assert result.summary["committed"] == 0
+    assert result.summary["commit_ratio"] == 0.0
+    assert set(table.column("gas_used").to_pylist()) == {5_000_000}
+    assert result.exit_code == 1
