@@ -28,10 +28,6 @@ class SendResult:
     kind: str = ""  # error kind when not ok
 
 
-def send_raw_body(raw: bytes) -> bytes:
-    return b'{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x' + raw.hex().encode() + b'"]}'
-
-
 class RpcClient:
     """One endpoint, one keep-alive connection pool, many concurrent requests."""
 

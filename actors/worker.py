@@ -16,12 +16,13 @@ import asyncio
 import contextlib
 import math
 import time
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 
 import ray
 
 from actors.collector import Collector, TxRow
-from actors.rpc import RpcClient, RpcError, send_raw_body
+from actors.rpc import RpcClient, RpcError
 from actors.signer import SignedTx, Signer
 from loadgen import contracts, model
 from loadgen.plan import Payload, PhaseSpec, WorkerSpec
@@ -29,6 +30,9 @@ from loadgen.plan import Payload, PhaseSpec, WorkerSpec
 # Answers meaning the node already has this very transaction: accepted after all.
 ALREADY_THERE = ("already known", "known transaction", "already imported", "nonce too low")
 MAX_RESENDS = 5
+PRESIGN_BUDGET_BYTES = 64 * 1024 * 1024  # signed transactions held ahead, per actor
+RECENT_INCLUSIONS = 50_000
+STOP_GRACE_S = 3.0
 
 
 @dataclass
@@ -36,7 +40,18 @@ class Worker:
     spec: WorkerSpec
     signer: Signer
     rpc: RpcClient
-    nonce: int = 0  # the next nonce this worker will use
+    nonce: int = 0  # the nonce of the head item: the next one the node has to accept
+    ahead: deque[SignedTx] = field(default_factory=deque)  # signed items from the head on
+
+
+def _hash_from(answer: str) -> bytes | None:
+    """The transaction hash the node answered, if it is one."""
+    if len(answer) == 66 and answer.startswith("0x"):
+        try:
+            return bytes.fromhex(answer[2:])
+        except ValueError:
+            return None
+    return None
 
 
 class PayloadBuilder:
@@ -77,7 +92,10 @@ class Sender:
         self.workers: list[Worker] = []
         self.clients: dict[str, RpcClient] = {}
         self.inflight: dict[bytes, TxRow] = {}
+        # inclusions of hashes not (yet) in flight: a receipt can beat the node's answer
+        self.recent: OrderedDict[bytes, object] = OrderedDict()
         self.stopping = False
+        self._stopped_at = math.inf
         self.sent = 0
         self.accepted = 0
         self.scheduled = 0
@@ -85,6 +103,9 @@ class Sender:
         self.max_lag_s = 0.0
         self._last_send = 0.0
         self._tasks: list[asyncio.Task] = []
+        self._builder: PayloadBuilder | None = None
+        self._depth = 1
+        self.presign_budget_bytes = PRESIGN_BUDGET_BYTES
 
     # set-up ------------------------------------------------------------------------------
     async def add_workers(self, specs: list[WorkerSpec], keys: list[bytes]) -> list[str]:
@@ -115,62 +136,90 @@ class Sender:
             await rpc.close()
 
     # one phase ---------------------------------------------------------------------------
+    def prepare_phase(self, phase: PhaseSpec, payload: Payload) -> int:
+        """Signs each worker's first transactions before the phase's t0 is set: as many as fit
+        the actor's budget, so that signing stays off the sending path."""
+        self._builder = PayloadBuilder(payload)
+        size = max(len(self._builder.calldata(w, 0)) for w in self.workers[:1]) + 200 if self.workers else 1
+        depth = max(1, self.presign_budget_bytes // (2 * size * max(len(self.workers), 1)))  # hex: 2 bytes a byte
+        signed = 0
+        for w in self.workers:
+            w.ahead.clear()
+            for item in range(min(depth, phase.items[w.spec.worker])):
+                w.ahead.append(self._sign(w, item, w.nonce + item, phase.gas_limit))
+                signed += 1
+        self._depth = depth
+        return signed
+
     async def run_phase(self, phase: PhaseSpec, payload: Payload, t0: float, commit_timeout_s: float) -> dict:
-        builder = PayloadBuilder(payload)
+        if getattr(self, "_builder", None) is None or self._builder.p != payload:
+            self.prepare_phase(phase, payload)
         key = (payload.epoch, phase.name)
-        await asyncio.gather(*(self._run_worker(w, phase, builder, t0, key) for w in self.workers))
+        await asyncio.gather(*(self._run_worker(w, phase, t0) for w in self.workers))
+        self._builder = None
         await self._drain(key, commit_timeout_s)
         return {"scheduled": self.scheduled, "sent": self.sent}
 
-    def _sign(self, w: Worker, builder: PayloadBuilder, item: int, gas: int) -> SignedTx:
-        return w.signer.sign(nonce=w.nonce, gas_price=self.gas_price, gas=gas, to=builder.to, data=builder.calldata(w, item))
+    def _sign(self, w: Worker, item: int, nonce: int, gas: int) -> SignedTx:
+        b = self._builder
+        return w.signer.sign(nonce=nonce, gas_price=self.gas_price, gas=gas, to=b.to, data=b.calldata(w, item))
 
-    async def _run_worker(self, w: Worker, phase: PhaseSpec, builder: PayloadBuilder, t0: float, key: tuple) -> None:
+    async def _run_worker(self, w: Worker, phase: PhaseSpec, t0: float) -> None:
         index = w.spec.worker
         items = phase.items[index]
-        p = builder.p
+        p = self._builder.p
         slot = item = attempt = 0
-        signed: SignedTx | None = None
-        body = b""
         gave_up = None
         while item < items and not (phase.fixed_slots and slot >= items):
-            if signed is None:
-                signed = self._sign(w, builder, item, phase.gas_limit)
-                body = send_raw_body(signed.raw)
+            if not w.ahead:
+                w.ahead.append(self._sign(w, item, w.nonce, phase.gas_limit))
+            signed = w.ahead[0]
             t_scheduled = phase.slot_time(t0, index, slot)
             if not await self._sleep_until(t_scheduled):
                 break
             row = TxRow(
                 p.epoch, p.round_id, index, w.spec.pool, phase.name, slot if phase.fixed_slots else item,
-                attempt + 1, signed.nonce, w.spec.endpoint, signed.tx_hash, len(signed.raw), t_scheduled,
+                attempt + 1, signed.nonce, w.spec.endpoint, b"", signed.size, t_scheduled,
             )  # fmt: skip
-            row.raw_body = body
             self.scheduled += 1
-            self.inflight[signed.tx_hash] = row  # before sending: the receipt may come first
             row.t_sent = time.time()
-            result = await w.rpc.send_raw(body)
+            result = await w.rpc.send_raw(signed.body)
             row.t_acked = time.time()
             self.sent += 1
             self._last_send = row.t_acked
             self.max_lag_s = max(self.max_lag_s, row.t_sent - t_scheduled)
             slot += 1
             if result.ok or any(s in result.result for s in ALREADY_THERE):
+                row.tx_hash = _hash_from(result.result) if result.ok else signed.tx_hash
+                if row.tx_hash is None:
+                    row.tx_hash = signed.tx_hash
+                row.raw_body = signed.body
+                self._in_flight(row)
                 self.accepted += 1
+                w.ahead.popleft()
                 w.nonce += 1
                 item += 1
                 attempt = 0
-                signed = None
-                if row.block_number is not None:  # included before the answer came back
-                    self._finish_included(row)
+                # keep the queue as deep as it was prepared: sign one more while there is time
+                if len(w.ahead) < self._depth and item + len(w.ahead) < items:
+                    w.ahead.append(self._sign(w, item + len(w.ahead), w.nonce + len(w.ahead), phase.gas_limit))
                 continue
-            if self.inflight.get(signed.tx_hash) is row:
-                del self.inflight[signed.tx_hash]
+            row.tx_hash = signed.tx_hash
             self.collector.finish(row, "rejected", f"{result.kind}: {result.result}")
             attempt += 1
             if phase.max_retries is not None and attempt > phase.max_retries:
                 gave_up = f"gave up: item {item} rejected {attempt} times"
                 break
-        self._unsent(w, phase, builder.p, t0, slot, item, items, gave_up or "run stopped")
+        w.ahead.clear()
+        self._unsent(w, phase, p, t0, slot, item, items, gave_up or "run stopped")
+
+    def _in_flight(self, row: TxRow) -> None:
+        inclusion = self.recent.pop(row.tx_hash, None)
+        if inclusion is not None:  # the receipt came before the node's answer
+            self._record_inclusion(row, inclusion)
+            self._finish_included(row)
+        else:
+            self.inflight[row.tx_hash] = row
 
     def _unsent(self, w: Worker, phase: PhaseSpec, p: Payload, t0: float, slot: int, item: int, items: int, why: str) -> None:
         """Rows for what was scheduled and never sent, so every scheduled transaction has one."""
@@ -208,17 +257,31 @@ class Sender:
             return [r for r in self.inflight.values() if (r.epoch, r.phase) == key]
 
         deadline = self._last_send + commit_timeout_s
-        while pending() and time.time() < deadline and not self.stopping:
+        while pending() and time.time() < deadline:
+            if self.stopping:  # a stopped run still gives what it sent a moment to land
+                deadline = min(deadline, self._stopped_at + STOP_GRACE_S)
             await asyncio.sleep(0.05)
         for row in pending():
             del self.inflight[row.tx_hash]
             why = "run stopped before inclusion" if self.stopping else f"not in a block {commit_timeout_s:g}s after the last send"
             self.collector.finish(row, "dropped", why)
 
+    def stop(self) -> None:
+        self.stopping = True
+        self._stopped_at = time.time()
+
     # inclusion and gaps ---------------------------------------------------------------------
     def _finish_included(self, row: TxRow) -> None:
         self.inflight.pop(row.tx_hash, None)
         self.collector.finish(row, "committed" if row.status == "ok" else "reverted")
+
+    @staticmethod
+    def _record_inclusion(row: TxRow, inc) -> None:
+        row.block_number = inc.block_number
+        row.t_included = inc.t_observed
+        row.block_timestamp = inc.block_timestamp_s
+        row.gas_used = inc.gas_used
+        row.status = "ok" if inc.status == 1 else "failed"
 
     async def _follow(self, watcher: ray.actor.ActorHandle) -> None:
         cursor = 0
@@ -226,14 +289,12 @@ class Sender:
             cursor, inclusions = await watcher.inclusions_since.remote(cursor)
             for inc in inclusions:
                 row = self.inflight.get(inc.tx_hash)
-                if row is None or row.block_number is not None:
-                    continue
-                row.block_number = inc.block_number
-                row.t_included = inc.t_observed
-                row.block_timestamp = inc.block_timestamp_s
-                row.gas_used = inc.gas_used
-                row.status = "ok" if inc.status == 1 else "failed"
-                if not math.isnan(row.t_acked):
+                if row is None:
+                    self.recent[inc.tx_hash] = inc
+                    if len(self.recent) > RECENT_INCLUSIONS:
+                        self.recent.popitem(last=False)
+                elif row.block_number is None:
+                    self._record_inclusion(row, inc)
                     self._finish_included(row)
 
     async def _check_gaps(self, gap_check_s: float) -> None:
@@ -313,6 +374,9 @@ class SenderActor:
         self.sender.start_background(watcher, gap_check_s)
         return addresses
 
+    async def prepare_phase(self, phase: PhaseSpec, payload: Payload) -> int:
+        return self.sender.prepare_phase(phase, payload)
+
     async def run_phase(self, phase: PhaseSpec, payload: Payload, t0: float, commit_timeout_s: float, trial: int = 0) -> dict:
         self.sender.collector.trial = trial
         return await self.sender.run_phase(phase, payload, t0, commit_timeout_s)
@@ -326,7 +390,7 @@ class SenderActor:
         return self.sender.node
 
     async def stop(self) -> None:
-        self.sender.stopping = True
+        self.sender.stop()
 
     async def close(self) -> None:
         await self.sender.close()

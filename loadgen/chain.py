@@ -91,3 +91,38 @@ def send_transaction(
         nonce = w3.eth.get_transaction_count(account.address, "pending")
     raw = build_transaction(w3, account, to=to, data=data, nonce=nonce, gas=gas, gas_price=gas_price)
     return wait_receipts(w3, [w3.eth.send_raw_transaction(raw)], timeout_s)[0]
+
+
+@dataclass(frozen=True)
+class Funding:
+    funder: str
+    topped_up: int
+    wei_each: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fund(w3: Web3, funder: LocalAccount, addresses: list[str], wei_each: int, gas_price: int, batch: int = 200) -> Funding:
+    """Tops every address up to ``wei_each``: the transfers of a batch go out back to back with
+    consecutive nonces, then the batch's receipts are awaited."""
+    balances = [w3.eth.get_balance(a) for a in addresses]
+    short = [(a, wei_each - b) for a, b in zip(addresses, balances, strict=True) if b < wei_each]
+    need = sum(v for _, v in short) + 21_000 * gas_price * len(short)
+    if short and w3.eth.get_balance(funder.address) < need:
+        raise UserError(
+            f"the funder {funder.address} (key index 0) holds too little to top up {len(short)} workers "
+            f"({need} wei needed): fund it, or run the network at gas price 0"
+        )
+    nonce = w3.eth.get_transaction_count(funder.address, "pending")
+    chain_id = w3.eth.chain_id
+    for i in range(0, len(short), batch):
+        hashes = []
+        for address, value in short[i : i + batch]:
+            tx = {"chainId": chain_id, "nonce": nonce, "gasPrice": gas_price, "gas": 21_000, "to": address, "value": value}
+            hashes.append(w3.eth.send_raw_transaction(funder.sign_transaction(tx).raw_transaction))
+            nonce += 1
+        failed = [r for r in wait_receipts(w3, hashes, timeout_s=120) if r["status"] != 1]
+        if failed:
+            raise UserError(f"{len(failed)} funding transfers failed, first {failed[0]['transactionHash'].hex()}")
+    return Funding(funder.address, len(short), wei_each)

@@ -75,6 +75,7 @@ class DevnetSettings:
     accounts: int = 10
     mnemonic: str = DEV_MNEMONIC
     hardfork: str = "london"  # GoQuorum runs pre-Shanghai EVMs
+    gas_price: int = 0  # GoQuorum's; above 0 only to test networks that charge for gas
     extra_args: list[str] = field(default_factory=list)
 
     def args(self, port: int) -> list[str]:
@@ -82,8 +83,9 @@ class DevnetSettings:
             "--host", self.host,
             "--port", str(port),
             "--chain-id", str(self.chain_id),
-            "--gas-price", "0",
-            "--base-fee", "0",
+            "--gas-price", str(self.gas_price),
+            # eth_gasPrice answers base fee + priority fee: the base fee carries the price
+            "--base-fee", str(self.gas_price),
             "--disable-min-priority-fee",
             "--gas-limit", str(self.block_gas_limit),
             "--hardfork", self.hardfork,
@@ -140,6 +142,8 @@ class Devnet:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,
+            # out of the terminal's process group: Ctrl-C stops the run, which then stops the node
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -9,6 +9,7 @@ hashing nor encoding has to convert Python integers on the sending path.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 import numpy as np
 from eth_hash.auto import keccak
@@ -58,14 +59,20 @@ def commitment(digest: bytes, worker_address: str) -> bytes:
     return keccak(digest + bytes.fromhex(worker_address.removeprefix("0x")))
 
 
+@lru_cache(maxsize=1024)
+def _pool_base(seed: int, epoch: int, pool: int, chunk_size: int) -> bytes:
+    return np.random.default_rng((seed, epoch, pool)).bytes(WORD * chunk_size)
+
+
 def pool_chunk(seed: int, epoch: int, pool: int, index: int, model_length: int, chunk_size: int) -> bytes:
-    """Chunk ``index`` of the model pool ``pool`` agrees on in ``epoch``, generated on its own.
+    """Chunk ``index`` of the model pool ``pool`` agrees on in ``epoch``.
 
     Chunks are made one at a time, so an actor hosting many pools of a million-parameter model
-    never holds whole models (32 MB each) in memory.
+    never holds whole models (32 MB each): the pool's random base chunk with its first word
+    replaced by the chunk's index, distinct per chunk and as costly in calldata as random data.
     """
     words = min(chunk_size, model_length - index * chunk_size)
-    return np.random.default_rng((seed, epoch, pool, index)).bytes(WORD * words)
+    return index.to_bytes(WORD, "big") + _pool_base(seed, epoch, pool, chunk_size)[WORD : WORD * words]
 
 
 def pool_digest(seed: int, epoch: int, pool: int, model_length: int, chunk_size: int) -> bytes:

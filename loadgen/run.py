@@ -32,10 +32,11 @@ from actors.worker import SenderActor
 from loadgen import __version__, contracts, model
 from loadgen import config as config_mod
 from loadgen.accounts import MnemonicSource, derive_account, mnemonic_source
-from loadgen.chain import ChainInfo, connect, probe
+from loadgen.chain import ChainInfo, connect, fund, probe
 from loadgen.config import ArrayCopy, Experiment, FlRound
 from loadgen.devnet import Devnet, DevnetSettings
 from loadgen.errors import ConfigError, UserError
+from loadgen.metrics import DEFAULT_PORT, RunMetrics
 from loadgen.plan import Payload, PhaseSpec, RunPlan, build
 from loadgen.protocol import Coordinator
 from loadgen.report import summarize
@@ -104,6 +105,8 @@ class Run:
         on_event: Callable[[str], None] | None = None,
         run_id: str | None = None,
         trial: int = 0,
+        metrics_port: int | None = DEFAULT_PORT,
+        metrics_addr: str = "0.0.0.0",
     ) -> None:
         self.experiment = experiment
         self.run_id = run_id or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{experiment.name}-{secrets.token_hex(2)}"
@@ -112,12 +115,19 @@ class Run:
         self.on_progress = on_progress or (lambda p: None)
         self.on_event = on_event or (lambda m: None)
         self.trial = trial
+        self.metrics_port = metrics_port
+        self.metrics_addr = metrics_addr
+        self.metrics = RunMetrics(self.run_id, experiment.name, experiment.workload.kind, experiment.run.threshold)
         self.store: RunStore | None = None
         self.cluster = _Cluster()
         self.rounds: list[dict[str, Any]] = []
         self.started = time.time()
         self.interrupted = False
         self.endpoints: list[str] = []
+        self._phase_refs: list[ray.ObjectRef] = []
+        self._w3s: dict[str, Web3] = {}
+        self._no_txpool: set[str] = set()
+        self.metrics_url = ""
 
     # the whole run ------------------------------------------------------------------------
     def execute(self) -> RunResult:
@@ -141,11 +151,14 @@ class Run:
             self._check_gas(plan, info)
             self.store = RunStore(self.dir)
             stack.callback(self.store.close)
+            self._serve_metrics(stack)
             manifest = self._manifest(endpoints, info, source, plan, devnet_used)
             self.store.write_json("manifest.json", manifest)
             try:
                 addresses = self._start_actors(plan, endpoints, source, info.chain_id, gas_price)
                 coordinator_account = derive_account(source, 0)
+                if gas_price:
+                    self._fund(w3, coordinator_account, addresses, plan, gas_price, manifest)
                 self._play(plan, w3, coordinator_account, addresses, gas_price, manifest)
             except KeyboardInterrupt:
                 self.interrupted = True
@@ -166,6 +179,22 @@ class Run:
             manifest |= {"ended": _iso(time.time()), "interrupted": self.interrupted}
             self.store.write_json("manifest.json", manifest)
             return RunResult(self.dir, summary, self.interrupted)
+
+    def _serve_metrics(self, stack: contextlib.ExitStack) -> None:
+        if self.metrics_port is None:
+            return
+        try:
+            port = self.metrics.serve(self.metrics_port, self.metrics_addr)
+        except OSError as e:
+            raise UserError(
+                f"cannot serve metrics on {self.metrics_addr}:{self.metrics_port} ({e.strerror}): "
+                "pass --metrics-port with a free port (0 picks one)"
+            ) from None
+        stack.callback(self.metrics.close)
+        self.metrics_url = f"http://{self.metrics_addr}:{port}/metrics"
+        self.on_event(f"Prometheus metrics at {self.metrics_url}")
+        w = self.experiment.workload
+        self.metrics.set_trial(self.trial, w.pace_s if isinstance(w, FlRound) else w.workers / w.rate_tps)
 
     def _check_chain(self, info: ChainInfo) -> int:
         chain = self.experiment.chain
@@ -200,6 +229,15 @@ class Run:
             "planned_transactions": plan.transactions,
             "started": _iso(self.started),
         }
+
+    def _fund(self, w3: Web3, funder, addresses: list[str], plan: RunPlan, gas_price: int, manifest: dict) -> None:
+        """At a gas price above 0 every worker needs ether for its worst case: every slot it may
+        use (retries included) at its phase's gas limit."""
+        retries = 1 + (getattr(self.experiment.workload, "max_retries", 0) or 0)
+        worst = plan.epochs * sum(max(p.items) * p.gas_limit * (1 if p.fixed_slots else retries) for p in plan.phases)
+        funding = fund(w3, funder, addresses, worst * gas_price, gas_price)
+        manifest["funding"] = funding.to_dict()
+        self.on_event(f"gas price {gas_price} wei: the funder {funding.funder} topped up {funding.topped_up} of {len(addresses)} workers")
 
     # Ray ----------------------------------------------------------------------------------
     def _start_ray(self, stack: contextlib.ExitStack) -> None:
@@ -244,9 +282,13 @@ class Run:
         return addresses
 
     def _stop_actors(self) -> None:
+        """Workers stop at their next slot; what they had sent gets a moment to land, what they
+        had not becomes ``unsent`` rows, and all of it is collected before the actors go."""
         with contextlib.suppress(Exception):
             ray.get([a.stop.remote() for a in self.cluster.actors], timeout=10)
-        self._collect(final=True)
+            ray.wait(self._phase_refs, num_returns=len(self._phase_refs), timeout=15)
+        if self.store is not None and self.cluster.actors:
+            self._collect(final=True)
 
     def _shutdown_actors(self) -> None:
         with contextlib.suppress(Exception):
@@ -301,8 +343,10 @@ class Run:
 
     def _phase(self, phase: PhaseSpec, payload: Payload, plan: RunPlan) -> None:
         run = self.experiment.run
+        ray.get([a.prepare_phase.remote(phase, payload) for a in self.cluster.actors])
         t0 = time.time() + run.lead_time_s
         refs = [a.run_phase.remote(phase, payload, t0, run.commit_timeout_s, self.trial) for a in self.cluster.actors]
+        self._phase_refs = refs
         pending = list(refs)
         while pending:
             _, pending = ray.wait(pending, num_returns=len(pending), timeout=COLLECT_EVERY_S)
@@ -321,31 +365,43 @@ class Run:
         for table, stats in answers:
             if table is not None:
                 self.store.transactions.append(table)
+                self.metrics.rows(table)
             for k, v in stats.items():
                 totals[k] = max(totals.get(k, 0), v) if k == "max_lag_s" else totals.get(k, 0) + v
+        self.metrics.actor_stats(totals)
         if self.cluster.watchers:
             blocks = ray.get(self.cluster.watchers[0].take_blocks.remote())
             if blocks:
                 self.store.blocks.append(blocks_table(self.run_id, self.trial, blocks))
+                self.metrics.blocks(blocks)
+        self.metrics.txpools(self._txpools())
         if final:
             self.store.transactions.flush()
             self.store.blocks.flush()
         return totals
 
+    def _txpools(self) -> dict[str, tuple[int, int]]:
+        """(pending, queued) per endpoint, for nodes that have txpool_status."""
+        pools = {}
+        for url in self.endpoints:
+            if url in self._no_txpool:
+                continue
+            try:
+                result = self._w3s.setdefault(url, connect(url, timeout_s=2)).provider.make_request("txpool_status", [])["result"]
+                pools[url] = (int(result["pending"], 16), int(result["queued"], 16))
+            except Exception:  # any failure: this node has no txpool_status
+                self._no_txpool.add(url)
+        return pools
+
     def _wait_for_empty_pools(self, timeout_s: float = 30.0) -> None:
         """Nothing new is sent while a node still holds transactions of the last phase."""
-        for url in self.endpoints:
-            w3 = connect(url)
-            deadline = time.time() + timeout_s
-            while time.time() < deadline:
-                try:
-                    status = w3.provider.make_request("txpool_status", [])
-                except Exception:  # any failure: the node has no txpool_status
-                    break
-                result = status.get("result") or {}
-                if int(result.get("pending", "0x0"), 16) + int(result.get("queued", "0x0"), 16) == 0:
-                    break
-                time.sleep(0.2)
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            pools = self._txpools()
+            if sum(p + q for p, q in pools.values()) == 0:
+                return
+            time.sleep(0.2)
+        self.on_event(f"the nodes' pools still hold transactions after {timeout_s:g}s: {pools}")
 
 
 def _iso(t: float) -> str:

@@ -22,7 +22,7 @@ def fl_experiment(endpoints: list[str], **workload) -> config.Experiment:
 
 
 def execute(experiment: config.Experiment, out: Path) -> tuple[RunResult, pa.Table]:
-    result = Run(experiment, out).execute()
+    result = Run(experiment, out, metrics_port=0).execute()
     return result, pq.read_table(result.run_dir / "transactions.parquet")
 
 

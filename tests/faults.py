@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 
 from aiohttp import ClientSession, web
@@ -25,7 +26,9 @@ class Faults:
     drop_every: int = 0  # answer every N-th send with its hash but never forward it (once per tx)
     drop_resends: bool = False  # with drop_every=1: the node loses every copy, a gap never fills
     delay_s: float = 0.0  # answer at once, forward after this long: slow inclusion
-    exempt: set[str] = field(default_factory=lambda: {COORDINATOR})  # senders never faulted (the coordinator)
+    exempt: set[str] = field(default_factory=lambda: {COORDINATOR})
+    hide_methods: set[str] = field(default_factory=set)  # answered "method not found", as older nodes do
+    calls: Counter = field(default_factory=Counter)  # method → requests, batched ones included  # senders never faulted (the coordinator)
     sends: int = 0
     rejected: int = 0
     dropped: set[str] = field(default_factory=set)
@@ -78,6 +81,11 @@ class FaultProxy:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         message = json.loads(body)
+        for m in message if isinstance(message, list) else [message]:
+            self.faults.calls[m.get("method")] += 1
+        if isinstance(message, dict) and message.get("method") in self.faults.hide_methods:
+            error = {"code": -32601, "message": f"the method {message['method']} does not exist/is not available"}
+            return web.json_response({"jsonrpc": "2.0", "id": message["id"], "error": error})
         if isinstance(message, dict) and message.get("method") == "eth_sendRawTransaction":
             answer = self._inject(message, body)
             if answer is not None:

@@ -65,3 +65,13 @@ def test_offchain_digest_equals_onchain(w3, coordinator, workers, length, chunk_
     (verified,) = coordinator.contract.events.RevealVerified().process_receipt(receipts[-1], errors=DISCARD)
     assert verified["args"]["digest"] == digest
     assert verified["args"]["valid"] is True
+
+
+def test_pool_chunks_are_deterministic_distinct_and_sized():
+    chunks = [model.pool_chunk(7, 0, 3, i, 2_500, 1_000) for i in range(3)]
+    assert [len(c) // 32 for c in chunks] == [1_000, 1_000, 500]
+    assert len(set(chunks)) == 3
+    assert chunks[1] == model.pool_chunk(7, 0, 3, 1, 2_500, 1_000)
+    assert model.pool_chunk(7, 0, 4, 1, 2_500, 1_000) != chunks[1]  # another pool, another model
+    assert model.pool_chunk(7, 1, 3, 1, 2_500, 1_000) != chunks[1]  # another epoch, another model
+    assert model.pool_digest(7, 0, 3, 2_500, 1_000) == model.chain_digest(chunks)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 
 import pyarrow.compute as pc
@@ -36,7 +38,7 @@ def chain(monkeypatch):
 
 def test_quickstart_end_to_end_on_the_embedded_devnet(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "loadgen", "run", "configs/quickstart.yaml", "--out", str(tmp_path), "--json"],
+        [sys.executable, "-m", "loadgen", "run", "configs/quickstart.yaml", "--out", str(tmp_path), "--json", "--metrics-port", "0"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -142,3 +144,57 @@ def test_array_copy_large_arrays_revert_and_are_not_committed(chain, tmp_path):
     assert result.summary["commit_ratio"] == 0.0
     assert set(table.column("gas_used").to_pylist()) == {5_000_000}
     assert result.exit_code == 1
+
+
+def test_nonzero_gas_price_funds_the_workers_first(monkeypatch, tmp_path):
+    from eth_account import Account
+
+    Account.enable_unaudited_hdwallet_features()
+    _, phrase = Account.create_with_mnemonic()
+    monkeypatch.setenv("LOADGEN_MNEMONIC", phrase)
+    gwei = 10**9
+    with Devnet(DevnetSettings(block_time_s=0.25, gas_price=gwei)) as node:
+        w3 = connect(node.url)
+        funder = Account.from_mnemonic(phrase, account_path="m/44'/60'/0'/0/0").address
+        w3.provider.make_request("anvil_setBalance", [funder, hex(10**21)])
+        result, table = execute(fl_experiment([node.url], pools=1), tmp_path)
+        workers = {w3.eth.get_transaction(h)["from"] for h in table.column("tx_hash").to_pylist()}
+        assert len(workers) == 2
+        assert all(w3.eth.get_balance(a) > 0 for a in workers)
+    assert result.summary["commit_ratio"] == 1.0
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert manifest["funding"]["topped_up"] == 2
+    assert phrase not in (result.run_dir / "manifest.json").read_text()
+
+
+def test_ctrl_c_stops_the_run_and_leaves_a_complete_file(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadgen", "run", "configs/quickstart.yaml", "--out", str(tmp_path), "--metrics-port", "0",
+         "--set", "workload.model_length=200000", "--set", "chain.devnet.block_time_s=0.25"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    for line in proc.stdout:
+        if "reveal" in line:  # progress lines show the reveal phase is under way
+            break
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    (run_dir,) = tmp_path.iterdir()
+    table = pq.read_table(run_dir / "transactions.parquet")
+    counts = statuses(table)
+    assert counts["committed"] > 6
+    assert counts["unsent"] > 0  # the rest of every model, scheduled but never sent
+    assert table.num_rows == 6 * (1 + 200)  # still one row for every scheduled transaction
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    assert summary["submitted"] == table.num_rows
+
+
+def test_nodes_without_eth_getBlockReceipts_get_batched_receipt_lookups(chain, tmp_path):
+    faults = Faults(hide_methods={"eth_getBlockReceipts"})
+    with FaultProxy(chain.url, faults) as proxy:
+        result, _ = execute(fl_experiment([proxy.url], pools=1), tmp_path)
+    assert result.summary["commit_ratio"] == 1.0
+    assert faults.calls["eth_getBlockReceipts"] == 1  # tried once, then never again
+    assert faults.calls["eth_getTransactionReceipt"] >= 8

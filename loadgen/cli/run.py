@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from loadgen import config
+from loadgen.metrics import DEFAULT_PORT
 from loadgen.run import Progress, Run, RunResult
 
 
@@ -30,6 +31,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--out", type=Path, default=Path("runs"), help="folder for run folders (default ./runs)")
     p.add_argument("--json", action="store_true", help="print summary.json to stdout")
+    p.add_argument(
+        "--metrics-port", type=int, default=DEFAULT_PORT, help=f"Prometheus endpoint port; 0 picks a free one (default {DEFAULT_PORT})"
+    )
+    p.add_argument("--metrics-bind", default="0.0.0.0", help="address the metrics endpoint listens on (default 0.0.0.0)")
 
 
 def load_experiment(args: argparse.Namespace) -> config.Experiment:
@@ -102,7 +107,15 @@ def run(args: argparse.Namespace) -> int:
     experiment = load_experiment(args)
     console = Console(stderr=args.json)
     display = Display(console)
-    runner = Run(experiment, args.out, ray_address=args.ray_address, on_progress=display.progress, on_event=display.event)
+    runner = Run(
+        experiment,
+        args.out,
+        ray_address=args.ray_address,
+        on_progress=display.progress,
+        on_event=display.event,
+        metrics_port=args.metrics_port,
+        metrics_addr=args.metrics_bind,
+    )
     try:
         result = runner.execute()
     finally:

@@ -1,0 +1,144 @@
+"""Live Prometheus metrics of a run, served by the driver: one scrape target per run.
+
+The driver feeds what it collects every second (final transaction rows, the actors' counters,
+the watcher's blocks, the nodes' txpools). Every series carries the run's id so a Grafana
+variable can pick a run; no label is per worker or per transaction, and no address or key of a
+worker appears anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pyarrow as pa
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120)
+LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+DEFAULT_PORT = 9464
+
+
+class RunMetrics:
+    def __init__(self, run_id: str, name: str, workload: str, threshold: float) -> None:
+        self.run_id = run_id
+        r = self.registry = CollectorRegistry()
+        run = ["run_id"]
+        self.info = Info("loadgen_run", "The run: its id, name and workload.", run, registry=r)
+        self.info.labels(run_id).info({"name": name, "workload": workload})
+        self.transactions = Counter(
+            "loadgen_transactions", "Transactions by outcome: scheduled, sent, then one of committed, reverted, rejected, dropped, unsent.",
+            [*run, "outcome", "phase", "endpoint"], registry=r,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "loadgen_inclusion_latency_seconds", "Time from a transaction's scheduled send to its block being seen (committed ones).",
+            [*run, "phase"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.lag = Histogram(
+            "loadgen_schedule_lag_seconds", "Time from a transaction's scheduled send to its actual send.",
+            run, buckets=LAG_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.in_flight = Gauge("loadgen_in_flight_transactions", "Sent, accepted, not yet in a block nor timed out.", run, registry=r)
+        self.rpc_errors = Counter(
+            "loadgen_rpc_errors",
+            "Refused sends by endpoint and kind (rpc, http, timeout, connection).",
+            [*run, "endpoint", "kind"],
+            registry=r,
+        )
+        self.gaps = Counter("loadgen_nonce_gaps_recovered", "Accepted transactions the node lost and loadgen sent again.", run, registry=r)
+        self.head = Gauge("loadgen_chain_head_block", "Number of the newest block seen.", run, registry=r)
+        self.block_interval = Gauge(
+            "loadgen_block_interval_seconds", "Time between the last two blocks, by their timestamps.", run, registry=r
+        )
+        self.block_txs = Gauge("loadgen_block_transactions", "Transactions in the newest block.", run, registry=r)
+        self.block_gas = Gauge("loadgen_block_gas_used", "Gas used by the newest block.", run, registry=r)
+        self.block_gas_limit = Gauge("loadgen_block_gas_limit", "Gas limit of the newest block.", run, registry=r)
+        self.chain_txs = Counter("loadgen_chain_transactions", "Transactions in the blocks seen (anyone's).", run, registry=r)
+        self.chain_gas = Counter("loadgen_chain_gas_used", "Gas used by the blocks seen.", run, registry=r)
+        self.txpool = Gauge(
+            "loadgen_txpool_transactions",
+            "A node's transaction pool (txpool_status), pending or queued.",
+            [*run, "endpoint", "state"],
+            registry=r,
+        )
+        self.trial = Gauge("loadgen_trial", "Current trial (search probe).", run, registry=r)
+        self.pace = Gauge("loadgen_pace_seconds", "Pace under test: seconds between a worker's two transactions.", run, registry=r)
+        self.threshold = Gauge("loadgen_threshold_ratio", "Commit ratio a run must reach.", run, registry=r)
+        self.commit_ratio = Gauge("loadgen_commit_ratio", "Committed / transactions final so far.", run, registry=r)
+        self.threshold.labels(run_id).set(threshold)
+        self._final = 0
+        self._committed = 0
+        self._last_block_ts: float | None = None
+        self._stats: dict[str, float] = {}
+        self.server = None
+
+    def serve(self, port: int = DEFAULT_PORT, addr: str = "0.0.0.0") -> int:
+        self.server, _ = start_http_server(port, addr=addr, registry=self.registry)
+        return self.server.server_port
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def set_trial(self, trial: int, pace_s: float | None) -> None:
+        self.trial.labels(self.run_id).set(trial)
+        if pace_s is not None:
+            self.pace.labels(self.run_id).set(pace_s)
+
+    def rows(self, table: pa.Table) -> None:
+        """Final rows: outcome counts, latency, lag, refused sends."""
+        rid = self.run_id
+        counts = table.group_by(["status", "phase", "endpoint"]).aggregate([([], "count_all")])
+        for status, phase, endpoint, n in zip(
+            *(counts.column(c).to_pylist() for c in ("status", "phase", "endpoint", "count_all")), strict=True
+        ):
+            self.transactions.labels(rid, status, phase, endpoint).inc(n)
+            self.transactions.labels(rid, "scheduled", phase, endpoint).inc(n)
+            if status != "unsent":
+                self.transactions.labels(rid, "sent", phase, endpoint).inc(n)
+        status = table.column("status").to_numpy(zero_copy_only=False)
+        committed = status == "committed"
+        latency = table.column("latency_s").to_numpy(zero_copy_only=False)
+        phases = table.column("phase").to_numpy(zero_copy_only=False)
+        for phase in np.unique(phases[committed]):
+            hist = self.latency.labels(rid, phase)
+            for v in latency[committed & (phases == phase)]:
+                hist.observe(v)
+        sent = table.column("t_sent").to_numpy(zero_copy_only=False)
+        lag = sent - table.column("t_scheduled").to_numpy(zero_copy_only=False)
+        hist = self.lag.labels(rid)
+        for v in lag[~np.isnan(lag)]:
+            hist.observe(v)
+        rejected = table.filter(pa.compute.equal(table.column("status"), "rejected"))
+        for endpoint, error in zip(rejected.column("endpoint").to_pylist(), rejected.column("error").to_pylist(), strict=True):
+            self.rpc_errors.labels(rid, endpoint, (error or "rpc").split(":", 1)[0]).inc()
+        self._final += table.num_rows
+        self._committed += int(committed.sum())
+        self.commit_ratio.labels(rid).set(self._committed / self._final)
+
+    def actor_stats(self, stats: dict[str, float]) -> None:
+        self.in_flight.labels(self.run_id).set(stats.get("inflight", 0))
+        gaps = stats.get("gaps_recovered", 0)
+        if gaps > self._stats.get("gaps_recovered", 0):
+            self.gaps.labels(self.run_id).inc(gaps - self._stats.get("gaps_recovered", 0))
+        self._stats = dict(stats)
+
+    def blocks(self, blocks: Iterable) -> None:
+        rid = self.run_id
+        for b in blocks:
+            self.head.labels(rid).set(b.number)
+            self.block_txs.labels(rid).set(b.tx_count)
+            self.block_gas.labels(rid).set(b.gas_used)
+            self.block_gas_limit.labels(rid).set(b.gas_limit)
+            self.chain_txs.labels(rid).inc(b.tx_count)
+            self.chain_gas.labels(rid).inc(b.gas_used)
+            if self._last_block_ts is not None:
+                self.block_interval.labels(rid).set(b.timestamp_s - self._last_block_ts)
+            self._last_block_ts = b.timestamp_s
+
+    def txpools(self, pools: dict[str, tuple[int, int]]) -> None:
+        for endpoint, (pending, queued) in pools.items():
+            self.txpool.labels(self.run_id, endpoint, "pending").set(pending)
+            self.txpool.labels(self.run_id, endpoint, "queued").set(queued)
