@@ -82,6 +82,22 @@ class RunMetrics:
             self.server.server_close()
             self.server = None
 
+    def init_series(self, endpoints: list[str], phases: list[str]) -> None:
+        """Creates every bounded series at zero, so rates and panels exist before the first event."""
+        rid = self.run_id
+        for endpoint in endpoints:
+            for phase in phases:
+                for outcome in ("scheduled", "sent", "committed", "reverted", "rejected", "dropped", "unsent"):
+                    self.transactions.labels(rid, outcome, phase, endpoint)
+            for kind in ("rpc", "http", "timeout", "connection"):
+                self.rpc_errors.labels(rid, endpoint, kind)
+        for phase in phases:
+            self.latency.labels(rid, phase)
+        self.lag.labels(rid)
+        self.gaps.labels(rid)
+        self.in_flight.labels(rid)
+        self.commit_ratio.labels(rid)
+
     def set_trial(self, trial: int, pace_s: float | None) -> None:
         self.trial.labels(self.run_id).set(trial)
         if pace_s is not None:

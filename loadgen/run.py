@@ -149,6 +149,7 @@ class Run:
             self._start_ray(stack)
             plan = build(self.experiment, endpoints, len(_node_slots(self.experiment.run.actors)))
             self._check_gas(plan, info)
+            self.metrics.init_series(endpoints, [p.name for p in plan.phases])
             self.store = RunStore(self.dir)
             stack.callback(self.store.close)
             self._serve_metrics(stack)

@@ -1,11 +1,15 @@
 """A run's folder: Parquet written while the run goes, manifest and summary as JSON.
 
-Rows are buffered and written as a row group every ``flush_s`` seconds, so a run killed
-outright keeps what was flushed, and a run stopped with Ctrl-C closes its files properly.
+A Parquet file is readable only once its footer is written, so while a run goes its rows are
+flushed every ``flush_s`` seconds as complete part files in ``<name>.parts/``; closing the store
+merges them into ``<name>.parquet`` and removes the parts. A run killed outright (SIGKILL)
+leaves its parts, which any Parquet reader opens as a dataset and ``finalize`` (called by
+``loadgen report``) merges.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -20,12 +24,15 @@ from actors.collector import BLOCK_SCHEMA, TX_SCHEMA
 class _Writer:
     def __init__(self, path: Path, schema: pa.Schema, flush_s: float) -> None:
         self.path = path
+        self.parts = parts_dir(path)
+        self.parts.mkdir(parents=True, exist_ok=True)
         self.schema = schema
         self.flush_s = flush_s
         self.rows = 0
         self._pending: list[pa.Table] = []
         self._last_flush = time.monotonic()
-        self._writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self._part = 0
+        self._closed = False
 
     def append(self, table: pa.Table) -> None:
         self._pending.append(table)
@@ -35,13 +42,49 @@ class _Writer:
 
     def flush(self) -> None:
         if self._pending:
-            self._writer.write_table(pa.concat_tables(self._pending))
+            self._part += 1
+            part = self.parts / f"part-{self._part:06d}.parquet"
+            tmp = part.with_suffix(".tmp")
+            pq.write_table(pa.concat_tables(self._pending), tmp, compression="zstd")
+            tmp.replace(part)  # a part is either whole or absent
             self._pending = []
         self._last_flush = time.monotonic()
 
     def close(self) -> None:
+        if self._closed:
+            return
         self.flush()
-        self._writer.close()
+        merge_parts(self.path, self.schema)
+        self._closed = True
+
+
+def parts_dir(path: Path) -> Path:
+    return path.with_suffix(".parts")
+
+
+def merge_parts(path: Path, schema: pa.Schema) -> None:
+    """Writes ``path`` from its part files (in order) and removes them."""
+    parts = sorted(parts_dir(path).glob("part-*.parquet"))
+    tmp = path.with_suffix(".merging")
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for part in parts:
+            writer.write_table(pq.read_table(part, schema=schema))
+    tmp.replace(path)
+    for part in parts:
+        part.unlink()
+    with contextlib.suppress(OSError):
+        parts_dir(path).rmdir()
+
+
+def finalize(run_dir: Path) -> bool:
+    """Merges what a killed run left in part files. True when there was something to merge."""
+    merged = False
+    for name, schema in (("transactions", TX_SCHEMA), ("blocks", BLOCK_SCHEMA)):
+        path = run_dir / f"{name}.parquet"
+        if parts_dir(path).is_dir():
+            merge_parts(path, schema)
+            merged = True
+    return merged
 
 
 class RunStore:

@@ -12,10 +12,12 @@ apt_packages=()
 command -v node >/dev/null || apt_packages+=(nodejs)
 command -v npm >/dev/null || apt_packages+=(npm)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
+# the metrics tests scrape a live run with a real Prometheus and check configs with promtool
+command -v prometheus >/dev/null && command -v promtool >/dev/null || apt_packages+=(prometheus)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "setup: apt-get install ${apt_packages[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
 fi
 
 stamp_ok() { [ -f "$1" ] && [ "$1" -nt "$2" ]; }

@@ -198,3 +198,28 @@ def test_nodes_without_eth_getBlockReceipts_get_batched_receipt_lookups(chain, t
     assert result.summary["commit_ratio"] == 1.0
     assert faults.calls["eth_getBlockReceipts"] == 1  # tried once, then never again
     assert faults.calls["eth_getTransactionReceipt"] >= 8
+
+
+def test_sigkill_keeps_the_flushed_rows_readable(tmp_path):
+    from loadgen.store import finalize
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadgen", "run", "configs/quickstart.yaml", "--out", str(tmp_path), "--metrics-port", "0",
+         "--set", "workload.model_length=200000", "--set", "chain.devnet.block_time_s=0.25"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    for line in proc.stdout:
+        if "reveal" in line:
+            break
+    time.sleep(5)  # more than one flush period
+    proc.kill()
+    proc.wait(10)
+    (run_dir,) = tmp_path.iterdir()
+    assert not (run_dir / "transactions.parquet").exists()
+    parts = pq.read_table(run_dir / "transactions.parts")  # any Parquet reader opens the parts as a dataset
+    assert parts.num_rows > 6
+    assert statuses(parts).get("committed", 0) > 6
+    assert finalize(run_dir)
+    merged = pq.read_table(run_dir / "transactions.parquet")
+    assert merged.num_rows == parts.num_rows
+    assert not (run_dir / "transactions.parts").exists()
