@@ -1,14 +1,22 @@
-"""What a run's rows add up to: counts by status, the commit ratio, latency and lag."""
+"""What a run's rows add up to (counts by status, commit ratio, latency, lag), as a terminal
+table, PNG figures and one self-contained HTML page."""
 
 from __future__ import annotations
 
+import base64
+import html
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from actors.collector import STATUSES
+from loadgen.errors import UserError
+from loadgen.store import finalize
 
 
 def _percentile(values: np.ndarray, q: float) -> float | None:
@@ -51,3 +59,92 @@ def summarize(table: pa.Table, threshold: float) -> dict[str, Any]:
         "schedule_lag_p99_s": _percentile(lag, 99),
         "resends": int(pc.sum(table.column("resends")).as_py() or 0),
     }
+
+
+def load_run(run_dir: Path) -> tuple[pa.Table, dict[str, Any], dict[str, Any]]:
+    """A run's rows, summary and manifest; a killed run's part files are merged first and its
+    summary computed from what it kept."""
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a run folder: pass a folder under runs/ that holds transactions.parquet")
+    finalize(run_dir)
+    path = run_dir / "transactions.parquet"
+    if not path.is_file():
+        raise UserError(f"{run_dir} holds no transactions.parquet: is it a loadgen run folder?")
+    table = pq.read_table(path)
+    manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").is_file() else {}
+    if (run_dir / "summary.json").is_file():
+        summary = json.loads((run_dir / "summary.json").read_text())
+    else:
+        threshold = manifest.get("config", {}).get("run", {}).get("threshold", 0.85)
+        summary = summarize(table, threshold) | {"run_id": run_dir.name, "rounds": [], "incomplete": True}
+    return table, summary, manifest
+
+
+def figures(table: pa.Table, summary: dict[str, Any], out: Path) -> dict[str, Path]:
+    from loadgen import plots  # matplotlib: only for reports, not on the run's path
+
+    out.mkdir(parents=True, exist_ok=True)
+    if not table.num_rows:
+        return {}
+    return {
+        "Offered and committed rate": plots.rates(table, out / "rates.png"),
+        "Inclusion latency": plots.latency(table, out / "latency.png"),
+        "Commit ratio over time": plots.commit_ratio(table, out / "commit_ratio.png", summary["threshold"]),
+        "Outcomes": plots.outcomes(table, out / "outcomes.png"),
+    }
+
+
+SUMMARY_ROWS = (
+    ("submitted", "submitted", "{:,}"),
+    ("committed", "committed", "{:,}"),
+    ("reverted", "reverted", "{:,}"),
+    ("rejected", "rejected", "{:,}"),
+    ("dropped", "dropped", "{:,}"),
+    ("unsent", "unsent", "{:,}"),
+    ("commit ratio", "commit_ratio", "{:.1%}"),
+    ("latency p50", "latency_p50_s", "{:.3f} s"),
+    ("latency p95", "latency_p95_s", "{:.3f} s"),
+    ("latency p99", "latency_p99_s", "{:.3f} s"),
+    ("throughput", "throughput_tps", "{:.1f} tx/s"),
+    ("schedule lag p99", "schedule_lag_p99_s", "{:.4f} s"),
+)
+
+
+def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = [(label, "–" if summary.get(key) is None else fmt.format(summary[key])) for label, key, fmt in SUMMARY_ROWS]
+    rows.append(("verdict", f"{'PASS' if summary.get('passed') else 'FAIL'} (threshold {summary.get('threshold', 0):.0%})"))
+    for r in summary.get("rounds", []):
+        ok = sum(p["expected"] for p in r["pools"])
+        rows.append((f"round {r['round_id']}", f"{ok}/{len(r['pools'])} pools elected their model"))
+    if summary.get("interrupted"):
+        rows.append(("note", "the run was interrupted"))
+    if summary.get("incomplete"):
+        rows.append(("note", "the run was killed: only what it had flushed is here"))
+    for caveat in summary.get("caveats", []):
+        rows.append(("caveat", caveat))
+    return rows
+
+
+def _img(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def html_report(run_dir: Path, summary: dict[str, Any], manifest: dict[str, Any], figs: dict[str, Path]) -> Path:
+    """One self-contained HTML file: the summary, the figures inlined, the configuration."""
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in summary_rows(summary))
+    images = "".join(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='{_img(p)}'>" for title, p in figs.items())
+    chain = manifest.get("chain", {})
+    config = html.escape(json.dumps(manifest.get("config", {}), indent=2))
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>loadgen run {html.escape(summary["run_id"])}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse}}th,td{{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:left}}
+img{{max-width:100%}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head>
+<body><h1>loadgen run {html.escape(summary["run_id"])}</h1>
+<p>chain id {html.escape(str(chain.get("chain_id", "?")))} · {html.escape(str(chain.get("client_version", "?")))} ·
+started {html.escape(str(manifest.get("started", "?")))} · ended {html.escape(str(manifest.get("ended", "?")))}</p>
+<table>{rows}</table>{images}<h2>Configuration</h2><pre>{config}</pre></body></html>
+"""
+    path = run_dir / "report.html"
+    path.write_text(page)
+    return path

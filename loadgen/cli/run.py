@@ -9,11 +9,11 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
 from loadgen import config
+from loadgen.cli.report import summary_table
 from loadgen.metrics import DEFAULT_PORT
-from loadgen.run import Progress, Run, RunResult
+from loadgen.run import Progress, Run
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -78,31 +78,6 @@ class Display:
             self.live.stop()
 
 
-def summary_table(result: RunResult) -> Table:
-    s = result.summary
-    table = Table(title=f"run {s['run_id']}", show_header=False)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-
-    def seconds(v: float | None) -> str:
-        return "–" if v is None else f"{v:.3f} s"
-
-    rows = [
-        ("submitted", f"{s['submitted']:,}"),
-        *[(k, f"{s[k]:,}") for k in ("committed", "reverted", "rejected", "dropped", "unsent")],
-        ("commit ratio", f"{s['commit_ratio']:.1%} (threshold {s['threshold']:.0%}: {'PASS' if s['passed'] else 'FAIL'})"),
-        ("latency p50 / p95 / p99", " / ".join(seconds(s[k]) for k in ("latency_p50_s", "latency_p95_s", "latency_p99_s"))),
-        ("throughput", "–" if s["throughput_tps"] is None else f"{s['throughput_tps']:.1f} tx/s"),
-        ("schedule lag p99", seconds(s["schedule_lag_p99_s"])),
-    ]
-    for r in s.get("rounds", []):
-        ok = sum(p["expected"] for p in r["pools"])
-        rows.append((f"round {r['round_id']}", f"{ok}/{len(r['pools'])} pools elected their model"))
-    for k, v in rows:
-        table.add_row(k, v)
-    return table
-
-
 def run(args: argparse.Namespace) -> int:
     experiment = load_experiment(args)
     console = Console(stderr=args.json)
@@ -120,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         result = runner.execute()
     finally:
         display.stop()
-    console.print(summary_table(result))
+    console.print(summary_table(result.summary))
     console.print(f"transactions: {result.run_dir / 'transactions.parquet'}")
     if result.summary["schedule_lag_p99_s"] and result.summary["schedule_lag_p99_s"] > 0.1:
         console.print(
