@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,47 +19,84 @@ from actors.collector import STATUSES
 from loadgen.errors import UserError
 from loadgen.store import finalize
 
+SUMMARY_COLUMNS = ["status", "latency_s", "t_scheduled", "t_sent", "t_included", "resends"]
+
 
 def _percentile(values: np.ndarray, q: float) -> float | None:
     return float(np.percentile(values, q)) if values.size else None
 
 
+def _floats(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return array.to_numpy(zero_copy_only=False).astype(float, copy=False)
+
+
+class _Totals:
+    """Sums a run's rows batch by batch: counts, and the latencies and lags percentiles need."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(STATUSES, 0)
+        self.rows = 0
+        self.resends = 0
+        self.latencies: list[np.ndarray] = []
+        self.lags: list[np.ndarray] = []
+        self.start = math.inf
+        self.end = -math.inf
+
+    def add(self, batch: pa.Table | pa.RecordBatch) -> None:
+        status = batch.column("status")
+        for s in STATUSES:
+            self.counts[s] += int(pc.sum(pc.equal(status, s)).as_py() or 0)
+        self.rows += batch.num_rows
+        self.resends += int(pc.sum(batch.column("resends")).as_py() or 0)
+        committed = pc.equal(status, "committed")
+        self.latencies.append(_floats(pc.filter(batch.column("latency_s"), committed)))
+        sent = batch.column("t_sent")
+        has_sent = pc.is_valid(sent)
+        self.lags.append(_floats(pc.filter(sent, has_sent)) - _floats(pc.filter(batch.column("t_scheduled"), has_sent)))
+        if batch.num_rows:
+            self.start = min(self.start, pc.min(batch.column("t_scheduled")).as_py())
+        included = pc.max(pc.filter(batch.column("t_included"), committed)).as_py()
+        if included is not None:
+            self.end = max(self.end, included)
+
+    def result(self, threshold: float) -> dict[str, Any]:
+        latency = np.concatenate(self.latencies) if self.latencies else np.array([])
+        lag = np.concatenate(self.lags) if self.lags else np.array([])
+        throughput: float | None = 0.0
+        if latency.size:
+            throughput = latency.size / (self.end - self.start) if self.end > self.start else None
+        ratio = self.counts["committed"] / self.rows if self.rows else 0.0
+        return {
+            "submitted": self.rows,
+            **self.counts,
+            "commit_ratio": ratio,
+            "threshold": threshold,
+            "passed": bool(self.rows) and ratio >= threshold,
+            "latency_p50_s": _percentile(latency, 50),
+            "latency_p95_s": _percentile(latency, 95),
+            "latency_p99_s": _percentile(latency, 99),
+            "latency_max_s": float(latency.max()) if latency.size else None,
+            "throughput_tps": throughput,
+            "schedule_lag_p50_s": _percentile(lag, 50),
+            "schedule_lag_p99_s": _percentile(lag, 99),
+            "resends": self.resends,
+        }
+
+
 def summarize(table: pa.Table, threshold: float) -> dict[str, Any]:
     """Every scheduled transaction is one row with one status; all but committed count against
     the commit ratio, as the attempts they are."""
-    status = table.column("status")
-    counts = {s: int(pc.sum(pc.equal(status, s)).as_py() or 0) for s in STATUSES}
-    submitted = table.num_rows
-    committed = table.filter(pc.equal(status, "committed"))
-    latency = committed.column("latency_s").to_numpy(zero_copy_only=False)
-    sent = table.filter(pc.is_valid(table.column("t_sent")))
-    lag = (
-        (sent.column("t_sent").to_numpy(zero_copy_only=False) - sent.column("t_scheduled").to_numpy(zero_copy_only=False))
-        if sent.num_rows
-        else np.array([])
-    )
-    if committed.num_rows:
-        start = float(pc.min(table.column("t_scheduled")).as_py())
-        end = float(pc.max(committed.column("t_included")).as_py())
-        throughput = committed.num_rows / (end - start) if end > start else None
-    else:
-        throughput = 0.0
-    ratio = counts["committed"] / submitted if submitted else 0.0
-    return {
-        "submitted": submitted,
-        **counts,
-        "commit_ratio": ratio,
-        "threshold": threshold,
-        "passed": bool(submitted) and ratio >= threshold,
-        "latency_p50_s": _percentile(latency, 50),
-        "latency_p95_s": _percentile(latency, 95),
-        "latency_p99_s": _percentile(latency, 99),
-        "latency_max_s": float(latency.max()) if latency.size else None,
-        "throughput_tps": throughput,
-        "schedule_lag_p50_s": _percentile(lag, 50),
-        "schedule_lag_p99_s": _percentile(lag, 99),
-        "resends": int(pc.sum(table.column("resends")).as_py() or 0),
-    }
+    totals = _Totals()
+    totals.add(table)
+    return totals.result(threshold)
+
+
+def summarize_file(path: Path, threshold: float) -> dict[str, Any]:
+    """The same, streaming the file by row group: a million rows never sit in memory at once."""
+    totals = _Totals()
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536, columns=SUMMARY_COLUMNS):
+        totals.add(batch)
+    return totals.result(threshold)
 
 
 def load_run(run_dir: Path) -> tuple[pa.Table, dict[str, Any], dict[str, Any]]:

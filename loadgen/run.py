@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from web3 import Web3
@@ -39,7 +38,7 @@ from loadgen.errors import ConfigError, UserError
 from loadgen.metrics import DEFAULT_PORT, RunMetrics
 from loadgen.plan import Payload, PhaseSpec, RunPlan, build
 from loadgen.protocol import Coordinator
-from loadgen.report import summarize
+from loadgen.report import summarize_file
 from loadgen.store import RunStore, blocks_table
 
 COLLECT_EVERY_S = 1.0
@@ -107,6 +106,7 @@ class Run:
         trial: int = 0,
         metrics_port: int | None = DEFAULT_PORT,
         metrics_addr: str = "0.0.0.0",
+        metrics_linger_s: float = 2.0,
     ) -> None:
         self.experiment = experiment
         self.run_id = run_id or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{experiment.name}-{secrets.token_hex(2)}"
@@ -117,6 +117,7 @@ class Run:
         self.trial = trial
         self.metrics_port = metrics_port
         self.metrics_addr = metrics_addr
+        self.metrics_linger_s = metrics_linger_s
         self.metrics = RunMetrics(self.run_id, experiment.name, experiment.workload.kind, experiment.run.threshold)
         self.store: RunStore | None = None
         self.cluster = _Cluster()
@@ -173,8 +174,8 @@ class Run:
             finally:
                 self._shutdown_actors()
             self.store.close()
-            table = pq.read_table(self.dir / "transactions.parquet")
-            summary = summarize(table, self.experiment.run.threshold) | {"run_id": self.run_id, "rounds": self.rounds}
+            summary = summarize_file(self.dir / "transactions.parquet", self.experiment.run.threshold)
+            summary |= {"run_id": self.run_id, "rounds": self.rounds}
             summary["interrupted"] = self.interrupted
             self.store.write_json("summary.json", summary)
             manifest |= {"ended": _iso(time.time()), "interrupted": self.interrupted}
@@ -192,6 +193,8 @@ class Run:
                 "pass --metrics-port with a free port (0 picks one)"
             ) from None
         stack.callback(self.metrics.close)
+        # stays up a moment after the last update, so Prometheus scrapes the final counts
+        stack.callback(time.sleep, self.metrics_linger_s)
         self.metrics_url = f"http://{self.metrics_addr}:{port}/metrics"
         self.on_event(f"Prometheus metrics at {self.metrics_url}")
         w = self.experiment.workload

@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 
 from actors.collector import BLOCK_SCHEMA, TX_SCHEMA
 
+MAX_PENDING_ROWS = 50_000
+
 
 class _Writer:
     def __init__(self, path: Path, schema: pa.Schema, flush_s: float) -> None:
@@ -32,12 +34,15 @@ class _Writer:
         self._pending: list[pa.Table] = []
         self._last_flush = time.monotonic()
         self._part = 0
+        self._pending_rows = 0
         self._closed = False
 
     def append(self, table: pa.Table) -> None:
         self._pending.append(table)
         self.rows += table.num_rows
-        if time.monotonic() - self._last_flush >= self.flush_s:
+        self._pending_rows += table.num_rows
+        # by time, so a killed run loses little; by size, so the driver's memory stays flat
+        if self._pending_rows >= MAX_PENDING_ROWS or time.monotonic() - self._last_flush >= self.flush_s:
             self.flush()
 
     def flush(self) -> None:
@@ -48,6 +53,7 @@ class _Writer:
             pq.write_table(pa.concat_tables(self._pending), tmp, compression="zstd")
             tmp.replace(part)  # a part is either whole or absent
             self._pending = []
+            self._pending_rows = 0
         self._last_flush = time.monotonic()
 
     def close(self) -> None:
@@ -70,6 +76,7 @@ def merge_parts(path: Path, schema: pa.Schema) -> None:
         for part in parts:
             writer.write_table(pq.read_table(part, schema=schema))
     tmp.replace(path)
+    pa.default_memory_pool().release_unused()  # give the merge's buffers back to the system
     for part in parts:
         part.unlink()
     with contextlib.suppress(OSError):

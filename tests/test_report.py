@@ -7,40 +7,16 @@ import subprocess
 import sys
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from matplotlib import image
 
-from actors.collector import TX_SCHEMA
 from loadgen.report import summarize
 from loadgen.store import RunStore, parts_dir
+from tests.engine import synthetic_rows
 
 COMMITTED_RGB = np.array([0x2A, 0x9D, 0x8F]) / 255
 THRESHOLD_RGB = np.array([0xE6, 0x39, 0x46]) / 255
 CDF_RGB = np.array([0x26, 0x46, 0x53]) / 255
-
-
-def synthetic_rows(run_id: str, n: int = 400, seed: int = 0) -> pa.Table:
-    rng = np.random.default_rng(seed)
-    t0 = 1_800_000_000.0
-    scheduled = t0 + np.arange(n) * 0.05
-    status = rng.choice(["committed", "reverted", "rejected", "dropped", "unsent"], size=n, p=[0.8, 0.05, 0.05, 0.05, 0.05])
-    latency = rng.gamma(2.0, 0.3, size=n)
-    included = np.where(np.isin(status, ["committed", "reverted"]), scheduled + latency, np.nan)
-    sent = np.where(status == "unsent", np.nan, scheduled + 0.001)
-    columns = {
-        "run_id": [run_id] * n, "trial": [0] * n, "epoch": [0] * n, "round_id": [1] * n, "worker": list(range(n)),
-        "pool": [0] * n, "phase": ["reveal"] * n, "chunk_index": [0] * n, "attempt": [1] * n, "nonce": list(range(n)),
-        "endpoint": ["http://a"] * n, "node": ["n"] * n, "tx_hash": [f"0x{i:064x}" for i in range(n)], "size_bytes": [32_235] * n,
-        "t_scheduled": scheduled, "t_sent": sent, "t_acked": sent, "t_included": included, "block_number": [None] * n,
-        "block_timestamp": included, "status": status, "error": [None] * n, "gas_used": [None] * n,
-        "latency_s": included - scheduled, "resends": [0] * n,
-    }  # fmt: skip
-    table = pa.table(columns, schema=TX_SCHEMA)
-    for name in ("t_sent", "t_acked", "t_included", "block_timestamp", "latency_s"):
-        col = table.column(name)
-        table = table.set_column(table.schema.get_field_index(name), name, pa.compute.if_else(pa.compute.is_nan(col), None, col))
-    return table
 
 
 def make_run(root, name: str, seed: int, close: bool = True):
@@ -122,3 +98,23 @@ def test_summary_counts_attempts(tmp_path):
     assert sum(s[k] for k in ("committed", "reverted", "rejected", "dropped", "unsent")) == 400
     assert s["commit_ratio"] == pytest.approx(s["committed"] / 400)
     assert json.dumps(s)  # JSON-ready
+
+
+def test_files_read_cleanly_in_pandas_polars_and_duckdb(tmp_path):
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    run_dir, table = make_run(tmp_path, "readers", seed=4)
+    path = run_dir / "transactions.parquet"
+    committed = int((table.column("status").to_numpy(zero_copy_only=False) == "committed").sum())
+    df = pd.read_parquet(path)
+    assert len(df) == 400 and (df["status"] == "committed").sum() == committed
+    assert df["latency_s"].isna().sum() == 400 - int(
+        np.isin(table.column("status").to_numpy(zero_copy_only=False), ["committed", "reverted"]).sum()
+    )
+    pf = pl.read_parquet(path)
+    assert pf.filter(pl.col("status") == "committed").height == committed
+    assert pf.schema["t_scheduled"] == pl.Float64
+    got = duckdb.sql(f"select count(*) from read_parquet('{path}') where status = 'committed'").fetchall()[0][0]
+    assert got == committed
