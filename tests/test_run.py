@@ -167,7 +167,8 @@ def test_nonzero_gas_price_funds_the_workers_first(monkeypatch, tmp_path):
     assert phrase not in (result.run_dir / "manifest.json").read_text()
 
 
-def test_ctrl_c_stops_the_run_and_leaves_a_complete_file(tmp_path):
+def long_run_revealing(tmp_path) -> subprocess.Popen:
+    """`loadgen run` of a quickstart with 200 chunks a worker, returned once it reveals."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "loadgen", "run", "configs/quickstart.yaml", "--out", str(tmp_path), "--metrics-port", "0",
          "--set", "workload.model_length=200000", "--set", "chain.devnet.block_time_s=0.25"],
@@ -175,7 +176,12 @@ def test_ctrl_c_stops_the_run_and_leaves_a_complete_file(tmp_path):
     )  # fmt: skip
     for line in proc.stdout:
         if "reveal" in line:  # progress lines show the reveal phase is under way
-            break
+            return proc
+    raise AssertionError(f"the run ended before revealing (exit {proc.wait()})")
+
+
+def test_ctrl_c_stops_the_run_and_leaves_a_complete_file(tmp_path):
+    proc = long_run_revealing(tmp_path)
     time.sleep(2)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
@@ -203,14 +209,7 @@ def test_nodes_without_eth_getBlockReceipts_get_batched_receipt_lookups(chain, t
 def test_sigkill_keeps_the_flushed_rows_readable(tmp_path):
     from loadgen.store import finalize
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loadgen", "run", "configs/quickstart.yaml", "--out", str(tmp_path), "--metrics-port", "0",
-         "--set", "workload.model_length=200000", "--set", "chain.devnet.block_time_s=0.25"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    for line in proc.stdout:
-        if "reveal" in line:
-            break
+    proc = long_run_revealing(tmp_path)
     time.sleep(5)  # more than one flush period
     proc.kill()
     proc.wait(10)
