@@ -57,6 +57,10 @@ class Progress:
     lagging: bool = False
 
 
+class _StopEarly(Exception):
+    """The caller's should_stop said the run has nothing more to tell."""
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -107,6 +111,8 @@ class Run:
         metrics_port: int | None = DEFAULT_PORT,
         metrics_addr: str = "0.0.0.0",
         metrics_linger_s: float = 2.0,
+        mnemonic: MnemonicSource | None = None,
+        should_stop: Callable[[Progress], str | None] | None = None,
     ) -> None:
         self.experiment = experiment
         self.run_id = run_id or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{experiment.name}-{secrets.token_hex(2)}"
@@ -118,6 +124,9 @@ class Run:
         self.metrics_port = metrics_port
         self.metrics_addr = metrics_addr
         self.metrics_linger_s = metrics_linger_s
+        self.mnemonic = mnemonic
+        self.should_stop = should_stop or (lambda p: None)
+        self.stopped_early: str | None = None
         self.metrics = RunMetrics(self.run_id, experiment.name, experiment.workload.kind, experiment.run.threshold)
         self.store: RunStore | None = None
         self.cluster = _Cluster()
@@ -146,7 +155,7 @@ class Run:
             w3 = connect(endpoints[0])
             info = probe(w3)
             gas_price = self._check_chain(info)
-            source = mnemonic_source(DevnetSettings().mnemonic if devnet_used else None)
+            source = self.mnemonic or mnemonic_source(DevnetSettings().mnemonic if devnet_used else None)
             self._start_ray(stack)
             plan = build(self.experiment, endpoints, len(_node_slots(self.experiment.run.actors)))
             self._check_gas(plan, info)
@@ -166,6 +175,9 @@ class Run:
                 self.interrupted = True
                 self.on_event("interrupted: stopping the workers and keeping what happened")
                 self._stop_actors()
+            except _StopEarly:
+                self.on_event(f"stopped early: {self.stopped_early}")
+                self._stop_actors()
             except BaseException as e:
                 # keep what happened before the failure readable, then let it surface
                 self._stop_actors()
@@ -177,6 +189,7 @@ class Run:
             summary = summarize_file(self.dir / "transactions.parquet", self.experiment.run.threshold)
             summary |= {"run_id": self.run_id, "rounds": self.rounds}
             summary["interrupted"] = self.interrupted
+            summary["stopped_early"] = self.stopped_early
             self.store.write_json("summary.json", summary)
             manifest |= {"ended": _iso(time.time()), "interrupted": self.interrupted}
             self.store.write_json("manifest.json", manifest)
@@ -356,9 +369,14 @@ class Run:
             _, pending = ray.wait(pending, num_returns=len(pending), timeout=COLLECT_EVERY_S)
             stats = self._collect()
             eta = max(t0 + phase.duration_s - time.time(), 0.0)
-            self.on_progress(
-                Progress(phase.name, payload.epoch, plan.transactions, stats, time.time() - self.started, eta, stats["max_lag_s"] > 1.0)
+            progress = Progress(
+                phase.name, payload.epoch, plan.transactions, stats, time.time() - self.started, eta, stats["max_lag_s"] > 1.0
             )
+            self.on_progress(progress)
+            reason = self.should_stop(progress)
+            if reason:
+                self.stopped_early = reason
+                raise _StopEarly
         ray.get(refs)
         self._collect(final=True)
         self._wait_for_empty_pools()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -28,7 +29,10 @@ class Faults:
     delay_s: float = 0.0  # answer at once, forward after this long: slow inclusion
     exempt: set[str] = field(default_factory=lambda: {COORDINATOR})
     hide_methods: set[str] = field(default_factory=set)  # answered "method not found", as older nodes do
-    calls: Counter = field(default_factory=Counter)  # method → requests, batched ones included  # senders never faulted (the coordinator)
+    calls: Counter = field(default_factory=Counter)  # method → requests, batched ones included
+    capacity_tps: float = (
+        0.0  # accept at most this many sends a second (token bucket), refuse the rest  # senders never faulted (the coordinator)
+    )
     sends: int = 0
     rejected: int = 0
     dropped: set[str] = field(default_factory=set)
@@ -45,6 +49,8 @@ class FaultProxy:
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
         self._background: set[asyncio.Task] = set()
+        self._tokens = 0.0
+        self._refilled = time.monotonic()
 
     @property
     def url(self) -> str:
@@ -101,6 +107,9 @@ class FaultProxy:
         tx_hash = "0x" + keccak(bytes.fromhex(raw[2:])).hex()
         first_time = tx_hash not in f.seen or f.drop_resends
         f.seen.add(tx_hash)
+        if f.capacity_tps and not self._take_token():
+            f.rejected += 1
+            return {"jsonrpc": "2.0", "id": message["id"], "error": {"code": -32000, "message": "over capacity"}}
         if f.reject_every and f.sends % f.reject_every == 0:
             f.rejected += 1
             return {"jsonrpc": "2.0", "id": message["id"], "error": {"code": -32000, "message": f.reject_message}}
@@ -113,6 +122,17 @@ class FaultProxy:
             task.add_done_callback(self._background.discard)
             return {"jsonrpc": "2.0", "id": message["id"], "result": tx_hash}
         return None
+
+    def _take_token(self) -> bool:
+        """A bucket of capacity_tps tokens a second holding at most a fifth of a second's worth."""
+        now = time.monotonic()
+        rate = self.faults.capacity_tps
+        self._tokens = min(rate / 5, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
 
     async def _later(self, body: bytes) -> None:
         await asyncio.sleep(self.faults.delay_s)

@@ -1,0 +1,373 @@
+"""The minimum pace: the smallest value of a parameter (by default ``workload.pace_s``) at which
+at least ``threshold`` of the transactions commit.
+
+Each probe is a trial: a fresh round on the chain, run to completion and drained (a Run; the
+pools are empty before the next one starts). The search:
+
+1. checks its brackets: ``hi`` must pass (else there is nothing to find below it), ``lo`` is
+   expected to fail (if it passes, the answer is ≤ lo, and the search says so);
+2. bisects, on a log scale while hi/lo ≥ 10 and linearly after, until (hi − lo)/hi ≤ tolerance;
+3. checks its own assumption after every probe: a slower pace must not fail where a faster one
+   passed. When it does, both paces are tried again; if the contradiction stays, the search
+   reports it and answers the smallest pace from which every probe above passed.
+
+Verdicts. With one trial per probe, a probe passes when its commit ratio reaches the threshold,
+and is *undecided* when it holds too few transactions to see a failure rate of 1 − threshold
+(fewer than 20 / (1 − threshold) rows). With ``repeats`` ≥ 2 the trials' transactions are
+pooled and the probe passes when the lower end of the 95% Wilson interval of the commit ratio
+reaches the threshold, fails when its upper end is below, and is undecided in between.
+Undecided probes get one more trial; still undecided, they count as failures, so the answer
+errs on the slow, safe side. A trial that can no longer reach the threshold (too many
+failures already final) stops early and fails.
+
+Everything lands in the search folder: ``search.json`` (updated after every trial, so an
+interrupted search resumes without re-running finished trials), one run folder per trial, and
+``search.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from loadgen import config as config_mod
+from loadgen.accounts import MnemonicSource
+from loadgen.config import ArrayCopy, Experiment
+from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.errors import UserError
+from loadgen.run import Progress, Run
+
+Z95 = 1.959964
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def verdict(committed: int, submitted: int, threshold: float, pooled_trials: int) -> tuple[str, float, float]:
+    """'pass', 'fail' or 'undecided', with the interval the rule used."""
+    if pooled_trials >= 2:
+        lower, upper = wilson(committed, submitted)
+        if lower >= threshold:
+            return "pass", lower, upper
+        if upper < threshold:
+            return "fail", lower, upper
+        return "undecided", lower, upper
+    ratio = committed / submitted if submitted else 0.0
+    if submitted * (1 - threshold) < 20:
+        return "undecided", ratio, ratio
+    return ("pass" if ratio >= threshold else "fail"), ratio, ratio
+
+
+def can_still_pass(p: Progress, planned: int, fixed_slots: bool, threshold: float) -> bool:
+    """Whether the best the rest of a trial could do still reaches the threshold."""
+    s = p.stats
+    lost = s.get("reverted", 0) + s.get("dropped", 0) + s.get("unsent", 0)
+    rejected = s.get("rejected", 0)
+    # fixed slots: a refused slot is a transaction that never commits; otherwise a refused item
+    # is sent again, one more row, and may still commit
+    best = (planned - lost - rejected) / planned if fixed_slots else (planned - lost) / (planned + rejected)
+    return best >= threshold
+
+
+@dataclass
+class Trial:
+    value: float
+    repeat: int
+    run_id: str
+    run_dir: str
+    submitted: int
+    committed: int
+    commit_ratio: float
+    latency_p50_s: float | None
+    latency_p95_s: float | None
+    latency_p99_s: float | None
+    stopped_early: str | None = None
+
+
+@dataclass
+class Probe:
+    value: float
+    verdict: str
+    commit_ratio: float
+    lower: float
+    upper: float
+    trials: list[int] = field(default_factory=list)  # indexes into SearchState.trials
+
+
+@dataclass
+class SearchState:
+    param: str
+    lo: float
+    hi: float
+    threshold: float
+    tolerance: float
+    repeats: int
+    config: dict[str, Any]
+    trials: list[Trial] = field(default_factory=list)
+    probes: list[Probe] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    bracket: list[float] = field(default_factory=list)
+    min_value: float | None = None
+    status: str = "running"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["min_pace_s"] = self.min_value if self.param == "workload.pace_s" else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SearchState:
+        data = dict(data)
+        data.pop("min_pace_s", None)
+        trials = [Trial(**t) for t in data.pop("trials")]
+        probes = [Probe(**p) for p in data.pop("probes")]
+        return cls(**data, trials=trials, probes=probes)
+
+
+class Search:
+    def __init__(
+        self,
+        experiment: Experiment,
+        out_dir: Path,
+        *,
+        param: str = "workload.pace_s",
+        lo: float,
+        hi: float,
+        threshold: float | None = None,
+        tolerance: float = 0.05,
+        repeats: int = 1,
+        on_event: Callable[[str], None] | None = None,
+        run_options: dict[str, Any] | None = None,
+        ray_address: str | None = None,
+    ) -> None:
+        if not 0 < lo < hi:
+            raise UserError(f"--lo {lo:g} and --hi {hi:g}: the search needs 0 < lo < hi")
+        if not 0 < tolerance < 1:
+            raise UserError(f"--tolerance {tolerance:g}: a fraction between 0 and 1, e.g. 0.05 for 5%")
+        if repeats < 1:
+            raise UserError("--repeats must be at least 1")
+        self.experiment = experiment
+        self.dir = out_dir
+        self.on_event = on_event or (lambda m: None)
+        self.run_options = run_options or {}
+        self.ray_address = ray_address or os.environ.get("RAY_ADDRESS")
+        threshold = experiment.run.threshold if threshold is None else threshold
+        self.state = self._resume() or SearchState(
+            param, lo, hi, threshold, tolerance, repeats, config_mod.to_public_dict(experiment), bracket=[lo, hi]
+        )
+        self._mnemonic: MnemonicSource | None = None
+        self._endpoints: list[str] | None = None
+
+    # persistence -------------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self.dir / "search.json"
+
+    def _resume(self) -> SearchState | None:
+        if not self.path.is_file():
+            return None
+        state = SearchState.from_json(json.loads(self.path.read_text()))
+        if state.config != config_mod.to_public_dict(self.experiment):
+            raise UserError(f"{self.path} belongs to a search of another configuration: choose another --out")
+        self.on_event(f"resuming {self.path}: {len(state.trials)} trial(s) already done")
+        return state
+
+    def _save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state.to_json(), indent=2) + "\n")
+        tmp.replace(self.path)
+
+    # trials --------------------------------------------------------------------------------
+    def _trial(self, value: float, repeat: int) -> Trial:
+        for t in self.state.trials:
+            if t.value == value and t.repeat == repeat:
+                return t
+        index = len(self.state.trials)
+        overrides = {self.state.param: value}
+        if self._endpoints is not None:
+            overrides["chain.endpoints"] = self._endpoints
+        raw = config_mod.to_public_dict(self.experiment)
+        experiment = config_mod.from_dict(raw, overrides)
+        planned_fixed = isinstance(experiment.workload, ArrayCopy)
+        threshold = self.state.threshold
+
+        def hopeless(p: Progress) -> str | None:
+            if can_still_pass(p, p.planned, planned_fixed, threshold):
+                return None
+            return f"can no longer reach {threshold:.0%}"
+
+        run = Run(
+            experiment,
+            self.dir / "trials",
+            run_id=f"trial-{index:03d}-{self.state.param.rsplit('.', 1)[-1]}-{value:g}-r{repeat}",
+            trial=index,
+            mnemonic=self._mnemonic,
+            should_stop=hopeless,
+            on_event=lambda m: None,
+            **self.run_options,
+        )
+        result = run.execute()
+        if result.interrupted:
+            raise KeyboardInterrupt
+        s = result.summary
+        trial = Trial(
+            value, repeat, run.run_id, str(result.run_dir), s["submitted"], s["committed"], s["commit_ratio"],
+            s["latency_p50_s"], s["latency_p95_s"], s["latency_p99_s"], s.get("stopped_early"),
+        )  # fmt: skip
+        self.state.trials.append(trial)
+        self._save()
+        early = f", stopped early: {trial.stopped_early}" if trial.stopped_early else ""
+        self.on_event(f"trial {index}: {self.state.param}={value:g} → commit ratio {trial.commit_ratio:.1%} of {trial.submitted}{early}")
+        return trial
+
+    def probe(self, value: float, retest: bool = False) -> Probe:
+        repeats = self.state.repeats
+        base = max((t.repeat + 1 for t in self.state.trials if t.value == value), default=0) if retest else 0
+        trials = [self._trial(value, base + r) for r in range(repeats)]
+        result = self._judge(value, trials)
+        if result.verdict == "undecided":
+            trials.append(self._trial(value, base + repeats))
+            result = self._judge(value, trials)
+            if result.verdict == "undecided":
+                result.verdict = "fail"
+                self.state.notes.append(f"{value:g}: still undecided after {len(trials)} trial(s), counted as a failure")
+        self.state.probes = [p for p in self.state.probes if p.value != value] + [result]
+        self._save()
+        self.on_event(f"probe {self.state.param}={value:g}: {result.verdict.upper()} ({result.commit_ratio:.1%})")
+        return result
+
+    def _judge(self, value: float, trials: list[Trial]) -> Probe:
+        committed = sum(t.committed for t in trials)
+        submitted = sum(t.submitted for t in trials)
+        stopped = any(t.stopped_early for t in trials)
+        v, lower, upper = verdict(committed, submitted, self.state.threshold, len(trials))
+        if stopped:
+            v = "fail"  # it was already certain to miss the threshold
+        indexes = [self.state.trials.index(t) for t in trials]
+        return Probe(value, v, committed / submitted if submitted else 0.0, lower, upper, indexes)
+
+    # the search ------------------------------------------------------------------------------
+    def _contradiction(self) -> tuple[float, float] | None:
+        """A (faster, slower) pair where the faster passed and the slower failed."""
+        passed = [p.value for p in self.state.probes if p.verdict == "pass"]
+        failed = [p.value for p in self.state.probes if p.verdict == "fail"]
+        pairs = [(a, b) for a in passed for b in failed if b > a]
+        return min(pairs, key=lambda ab: ab[1] - ab[0]) if pairs else None
+
+    def _monotone_or_settled(self) -> bool:
+        pair = self._contradiction()
+        if pair is None:
+            return True
+        fast, slow = pair
+        self.on_event(f"non-monotone: {fast:g} passed but the slower {slow:g} failed; trying both again")
+        self.state.notes.append(f"non-monotone: {fast:g} passed, {slow:g} failed; re-tested both")
+        self.probe(fast, retest=True)
+        self.probe(slow, retest=True)
+        if self._contradiction() is None:
+            return True
+        self.state.notes.append(f"non-monotone after re-tests: {fast:g} passes, {slow:g} fails")
+        return False
+
+    def _safe_minimum(self) -> float:
+        """The smallest probed value from which every probe at or above it passed."""
+        ordered = sorted(self.state.probes, key=lambda p: p.value)
+        answer = None
+        for p in reversed(ordered):
+            if p.verdict != "pass":
+                break
+            answer = p.value
+        return answer if answer is not None else self.state.hi
+
+    def execute(self) -> SearchState:
+        state = self.state
+        self._save()
+        started_ray = False
+        if not ray.is_initialized():
+            # one Ray for every trial: starting it per trial would cost seconds each
+            ray.init(address=self.ray_address, include_dashboard=False, logging_level="WARNING")
+            started_ray = True
+        devnet = None
+        if not self.experiment.chain.endpoints:
+            d = self.experiment.chain.devnet
+            devnet = Devnet(DevnetSettings(block_time_s=d.block_time_s, block_gas_limit=d.block_gas_limit, chain_id=d.chain_id)).start()
+            self._endpoints = [devnet.url]
+            self._mnemonic = MnemonicSource("devnet", DEV_MNEMONIC)
+            self.on_event(f"embedded devnet for the whole search at {devnet.url}")
+        try:
+            self._search()
+        finally:
+            if devnet is not None:
+                devnet.stop()
+            if started_ray:
+                ray.shutdown()
+            self._save()
+            self._plot()
+        return state
+
+    def _search(self) -> None:
+        state = self.state
+        lo, hi = state.bracket
+        if self.probe(hi).verdict != "pass":
+            state.status = "hi-fails"
+            state.notes.append(f"hi={hi:g} fails: nothing passes in the range; raise --hi")
+            return
+        if self.probe(lo).verdict == "pass":
+            state.status = "lo-passes"
+            state.min_value = lo
+            state.notes.append(f"lo={lo:g} already passes: the minimum is at most {lo:g}; lower --lo to look further")
+            return
+        while (hi - lo) / hi > state.tolerance:
+            mid = math.sqrt(lo * hi) if hi / lo >= 10 else (lo + hi) / 2
+            mid = float(f"{mid:.6g}")
+            if self.probe(mid).verdict == "pass":
+                hi = mid
+            else:
+                lo = mid
+            state.bracket = [lo, hi]
+            if not self._monotone_or_settled():
+                state.status = "non-monotone"
+                state.min_value = self._safe_minimum()
+                return
+        state.status = "done"
+        state.min_value = hi
+        self.on_event(f"minimum {state.param} = {hi:g} (bracket {lo:g} … {hi:g})")
+
+    def _plot(self) -> None:
+        if not self.state.trials:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        xs = [t.value for t in self.state.trials]
+        ys = [t.commit_ratio for t in self.state.trials]
+        ax.scatter(xs, ys, color="#264653", label="trials", zorder=3)
+        for p in self.state.probes:
+            ax.scatter([p.value], [p.commit_ratio], marker="o" if p.verdict == "pass" else "x", s=90,
+                       color="#2a9d8f" if p.verdict == "pass" else "#e63946", zorder=4)  # fmt: skip
+        ax.axhline(self.state.threshold, ls="--", color="#e63946", label=f"threshold {self.state.threshold:.0%}")
+        if self.state.min_value is not None:
+            ax.axvline(self.state.min_value, ls=":", color="#2a9d8f", label=f"minimum {self.state.min_value:g}")
+        if max(xs) / min(xs) >= 10:
+            ax.set_xscale("log")
+        ax.set(xlabel=self.state.param, ylabel="commit ratio", ylim=(0, 1.05), title="Commit ratio against " + self.state.param)
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        fig.savefig(self.dir / "search.png", dpi=110)
+        plt.close(fig)
