@@ -152,6 +152,7 @@ class Search:
         on_event: Callable[[str], None] | None = None,
         run_options: dict[str, Any] | None = None,
         ray_address: str | None = None,
+        mnemonic: MnemonicSource | None = None,
     ) -> None:
         if not 0 < lo < hi:
             raise UserError(f"--lo {lo:g} and --hi {hi:g}: the search needs 0 < lo < hi")
@@ -168,7 +169,7 @@ class Search:
         self.state = self._resume() or SearchState(
             param, lo, hi, threshold, tolerance, repeats, config_mod.to_public_dict(experiment), bracket=[lo, hi]
         )
-        self._mnemonic: MnemonicSource | None = None
+        self._mnemonic = mnemonic
         self._endpoints: list[str] | None = None
 
     # persistence -------------------------------------------------------------------------

@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from loadgen import __version__
-from loadgen.cli import devnet, estimate, imports, report, run, search
+from loadgen.cli import devnet, estimate, imports, report, run, search, sweep
 from loadgen.errors import UserError
 
-COMMANDS = {"run": run, "search": search, "report": report, "estimate": estimate, "import": imports, "devnet": devnet}
+COMMANDS = {"run": run, "search": search, "sweep": sweep, "report": report, "estimate": estimate, "import": imports, "devnet": devnet}
 
 
 class _Parser(argparse.ArgumentParser):
