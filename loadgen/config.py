@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from loadgen.devnet import DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_CHAIN_ID
+from loadgen.devnet import DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_CHAIN_ID, DevnetSettings
 from loadgen.errors import ConfigError
 
 
@@ -28,6 +28,9 @@ class DevnetConfig(_Strict):
     block_time_s: float = Field(1.0, ge=0)
     block_gas_limit: int = Field(DEFAULT_BLOCK_GAS_LIMIT, gt=21_000)
     chain_id: int = Field(DEFAULT_CHAIN_ID, gt=0)
+
+    def settings(self) -> DevnetSettings:
+        return DevnetSettings(block_time_s=self.block_time_s, block_gas_limit=self.block_gas_limit, chain_id=self.chain_id)
 
 
 class ChainConfig(_Strict):

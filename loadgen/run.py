@@ -16,7 +16,7 @@ import os
 import platform
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +33,7 @@ from loadgen import config as config_mod
 from loadgen.accounts import MnemonicSource, derive_account, mnemonic_source
 from loadgen.chain import ChainInfo, connect, fund, probe
 from loadgen.config import ArrayCopy, Experiment, FlRound
-from loadgen.devnet import Devnet, DevnetSettings
+from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.errors import ConfigError, UserError
 from loadgen.metrics import DEFAULT_PORT, RunMetrics
 from loadgen.plan import Payload, PhaseSpec, RunPlan, build
@@ -79,7 +79,36 @@ class _Cluster:
     actors: list[ray.actor.ActorHandle] = field(default_factory=list)
     watchers: list[ray.actor.ActorHandle] = field(default_factory=list)
     actor_nodes: list[str] = field(default_factory=list)
-    started_ray: bool = False
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Joins ``address`` (or starts a local Ray) unless Ray is already up; leaves as it found."""
+    if ray.is_initialized():
+        yield
+        return
+    # Token authentication stays on; only its notice is too loud for a command-line tool.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level="WARNING", configure_logging=True)
+    except (ConnectionError, ValueError) as e:
+        raise UserError(f"cannot connect to Ray at {address}: {e}") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def shared_chain(experiment: Experiment) -> Iterator[tuple[Experiment, MnemonicSource | None]]:
+    """For a series of runs (a search, a sweep): the experiment pointed at one embedded devnet
+    that outlives them all, when it names no endpoints, and the devnet's mnemonic."""
+    if experiment.chain.endpoints:
+        yield experiment, None
+        return
+    with Devnet(experiment.chain.devnet.settings()) as node:
+        pinned = config_mod.from_dict(config_mod.to_public_dict(experiment), {"chain.endpoints": [node.url]})
+        yield pinned, MnemonicSource("devnet", DEV_MNEMONIC)
 
 
 def _node_slots(n_wanted: int | None) -> list[str]:
@@ -146,9 +175,7 @@ class Run:
             devnet_used = not endpoints
             if devnet_used:
                 d = self.experiment.chain.devnet
-                node = stack.enter_context(
-                    Devnet(DevnetSettings(block_time_s=d.block_time_s, block_gas_limit=d.block_gas_limit, chain_id=d.chain_id))
-                )
+                node = stack.enter_context(Devnet(d.settings()))
                 endpoints = [node.url]
                 self.on_event(f"embedded devnet (Anvil) at {node.url}")
             self.endpoints = endpoints
@@ -156,7 +183,7 @@ class Run:
             info = probe(w3)
             gas_price = self._check_chain(info)
             source = self.mnemonic or mnemonic_source(DevnetSettings().mnemonic if devnet_used else None)
-            self._start_ray(stack)
+            stack.enter_context(ray_session(self.ray_address))
             plan = build(self.experiment, endpoints, len(_node_slots(self.experiment.run.actors)))
             self._check_gas(plan, info)
             self.metrics.init_series(endpoints, [p.name for p in plan.phases])
@@ -257,18 +284,6 @@ class Run:
         self.on_event(f"gas price {gas_price} wei: the funder {funding.funder} topped up {funding.topped_up} of {len(addresses)} workers")
 
     # Ray ----------------------------------------------------------------------------------
-    def _start_ray(self, stack: contextlib.ExitStack) -> None:
-        if ray.is_initialized():
-            return
-        # Token authentication stays on; only its notice is too loud for a command-line tool.
-        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-        try:
-            ray.init(address=self.ray_address, include_dashboard=False, logging_level="WARNING", configure_logging=True)
-        except (ConnectionError, ValueError) as e:
-            raise UserError(f"cannot connect to Ray at {self.ray_address}: {e}") from None
-        self.cluster.started_ray = True
-        stack.callback(ray.shutdown)
-
     def _start_actors(self, plan: RunPlan, endpoints: list[str], source: MnemonicSource, chain_id: int, gas_price: int) -> list[str]:
         n_actors = max(w.actor for w in plan.workers) + 1
         slots = _node_slots(n_actors)

@@ -35,14 +35,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ray
-
 from loadgen import config as config_mod
 from loadgen.accounts import MnemonicSource
 from loadgen.config import ArrayCopy, Experiment
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.errors import UserError
-from loadgen.run import Progress, Run
+from loadgen.run import Progress, Run, ray_session, shared_chain
 
 Z95 = 1.959964
 
@@ -294,30 +291,18 @@ class Search:
         return answer if answer is not None else self.state.hi
 
     def execute(self) -> SearchState:
-        state = self.state
         self._save()
-        started_ray = False
-        if not ray.is_initialized():
-            # one Ray for every trial: starting it per trial would cost seconds each
-            ray.init(address=self.ray_address, include_dashboard=False, logging_level="WARNING")
-            started_ray = True
-        devnet = None
-        if not self.experiment.chain.endpoints:
-            d = self.experiment.chain.devnet
-            devnet = Devnet(DevnetSettings(block_time_s=d.block_time_s, block_gas_limit=d.block_gas_limit, chain_id=d.chain_id)).start()
-            self._endpoints = [devnet.url]
-            self._mnemonic = MnemonicSource("devnet", DEV_MNEMONIC)
-            self.on_event(f"embedded devnet for the whole search at {devnet.url}")
         try:
-            self._search()
+            with ray_session(self.ray_address), shared_chain(self.experiment) as (experiment, mnemonic):
+                if experiment is not self.experiment:
+                    self._endpoints = list(experiment.chain.endpoints)
+                    self._mnemonic = mnemonic
+                    self.on_event(f"embedded devnet for the whole search at {self._endpoints[0]}")
+                self._search()
         finally:
-            if devnet is not None:
-                devnet.stop()
-            if started_ray:
-                ray.shutdown()
             self._save()
             self._plot()
-        return state
+        return self.state
 
     def _search(self) -> None:
         state = self.state

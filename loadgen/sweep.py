@@ -14,14 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import ray
-
 from loadgen import config as config_mod
-from loadgen.accounts import MnemonicSource
 from loadgen.config import ArrayCopy, Experiment
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.errors import UserError
-from loadgen.run import Run
+from loadgen.run import Run, ray_session, shared_chain
 from loadgen.search import Search
 
 # The study's minimum paces at ≥ 85% committed (its Fig. 2 and Fig. 3), for the figures.
@@ -62,28 +58,13 @@ class Sweep:
         path = self.out / "sweep.json"
         state: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
         state |= {"vary": self.param, "values": self.values, "kind": self.experiment.workload.kind}
-        started_ray = not ray.is_initialized()
-        if started_ray:
-            ray.init(address=self.ray_address, include_dashboard=False, logging_level="WARNING")
-        devnet = None
-        experiment = self.experiment
-        mnemonic = None
-        if not experiment.chain.endpoints:
-            d = experiment.chain.devnet
-            devnet = Devnet(DevnetSettings(block_time_s=d.block_time_s, block_gas_limit=d.block_gas_limit, chain_id=d.chain_id)).start()
-            experiment = config_mod.from_dict(config_mod.to_public_dict(experiment), {"chain.endpoints": [devnet.url]})
-            mnemonic = MnemonicSource("devnet", DEV_MNEMONIC)
-            event(f"embedded devnet for the whole sweep at {devnet.url}")
         try:
-            if isinstance(experiment.workload, ArrayCopy):
-                self._array_copy(experiment, mnemonic, state, path, event)
-            else:
-                self._searches(experiment, mnemonic, state, path, event)
+            with ray_session(self.ray_address), shared_chain(self.experiment) as (experiment, mnemonic):
+                if isinstance(experiment.workload, ArrayCopy):
+                    self._array_copy(experiment, mnemonic, state, path, event)
+                else:
+                    self._searches(experiment, mnemonic, state, path, event)
         finally:
-            if devnet is not None:
-                devnet.stop()
-            if started_ray:
-                ray.shutdown()
             path.write_text(json.dumps(state, indent=2) + "\n")
         state["figures"] = self._figures(state)
         path.write_text(json.dumps(state, indent=2) + "\n")
@@ -158,9 +139,12 @@ class Sweep:
             plt.close(fig)
             return [str(out)]
         found = [(s["value"], s["min_pace_s"]) for s in state.get("searches", []) if s["min_pace_s"] is not None]
+        at_most = [(s["value"], s["min_pace_s"]) for s in state.get("searches", []) if s["status"] == "lo-passes"]
         fig, ax = plt.subplots(figsize=(7, 4))
         if found:
             ax.plot(*zip(*found, strict=True), marker="o", color="#2a9d8f", label="loadgen (this chain)")
+        if at_most:  # lo already passed: the minimum is at most this
+            ax.scatter(*zip(*at_most, strict=True), marker="v", s=80, color="#2a9d8f", zorder=3, label="at most (lo passed)")
         study = STUDY.get(self.param)
         if study:
             ax.plot(list(study), list(study.values()), marker="s", ls="--", color="#adb5bd", label="the study (8 GoQuorum nodes)")
