@@ -152,7 +152,7 @@ class Sender:
         return signed
 
     async def run_phase(self, phase: PhaseSpec, payload: Payload, t0: float, commit_timeout_s: float) -> dict:
-        if getattr(self, "_builder", None) is None or self._builder.p != payload:
+        if self._builder is None or self._builder.p != payload:
             self.prepare_phase(phase, payload)
         key = (payload.epoch, phase.name)
         await asyncio.gather(*(self._run_worker(w, phase, t0) for w in self.workers))
