@@ -7,9 +7,11 @@ pools are empty before the next one starts). The search:
 1. checks its brackets: ``hi`` must pass (else there is nothing to find below it), ``lo`` is
    expected to fail (if it passes, the answer is ≤ lo, and the search says so);
 2. bisects, on a log scale while hi/lo ≥ 10 and linearly after, until (hi − lo)/hi ≤ tolerance;
-3. checks its own assumption after every probe: a slower pace must not fail where a faster one
-   passed. When it does, both paces are tried again; if the contradiction stays, the search
-   reports it and answers the smallest pace from which every probe above passed.
+3. checks its own assumption: bisection never probes above a pass, so once it has converged it
+   probes a slower pace, halfway (geometrically) between the answer and ``hi``. A failure there
+   contradicts monotonicity; it is tried again before it is believed, and if it keeps failing
+   the search reports it (``status: non-monotone``) and searches again above that pace, so the
+   answer is a pace from which every probe above passed.
 
 Verdicts. With one trial per probe, a probe passes when its commit ratio reaches the threshold,
 and is *undecided* when it holds too few transactions to see a failure rate of 1 − threshold
@@ -27,10 +29,11 @@ interrupted search resumes without re-running finished trials), one run folder p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +95,7 @@ class Trial:
     latency_p95_s: float | None
     latency_p99_s: float | None
     stopped_early: str | None = None
+    verdict: str = ""  # this trial alone, by the one-trial rule; the probe's verdict pools its trials
 
 
 @dataclass
@@ -198,39 +202,43 @@ class Search:
         overrides = {self.state.param: value}
         if self._endpoints is not None:
             overrides["chain.endpoints"] = self._endpoints
-        raw = config_mod.to_public_dict(self.experiment)
-        experiment = config_mod.from_dict(raw, overrides)
-        planned_fixed = isinstance(experiment.workload, ArrayCopy)
-        threshold = self.state.threshold
-
-        def hopeless(p: Progress) -> str | None:
-            if can_still_pass(p, p.planned, planned_fixed, threshold):
-                return None
-            return f"can no longer reach {threshold:.0%}"
-
-        run = Run(
-            experiment,
-            self.dir / "trials",
-            run_id=f"trial-{index:03d}-{self.state.param.rsplit('.', 1)[-1]}-{value:g}-r{repeat}",
-            trial=index,
-            mnemonic=self._mnemonic,
-            should_stop=hopeless,
-            on_event=lambda m: None,
-            **self.run_options,
-        )
-        result = run.execute()
-        if result.interrupted:
-            raise KeyboardInterrupt
-        s = result.summary
+        experiment = config_mod.from_dict(config_mod.to_public_dict(self.experiment), overrides)
+        run_id = f"trial-{index:03d}-{self.state.param.rsplit('.', 1)[-1]}-{value:g}-r{repeat}"
+        run_dir, s = self.run_trial(experiment, run_id, index)
+        single, _, _ = verdict(s["committed"], s["submitted"], self.state.threshold, 1)
         trial = Trial(
-            value, repeat, run.run_id, str(result.run_dir), s["submitted"], s["committed"], s["commit_ratio"],
+            value, repeat, run_id, str(run_dir), s["submitted"], s["committed"], s["commit_ratio"],
             s["latency_p50_s"], s["latency_p95_s"], s["latency_p99_s"], s.get("stopped_early"),
+            "fail" if s.get("stopped_early") else single,
         )  # fmt: skip
         self.state.trials.append(trial)
         self._save()
         early = f", stopped early: {trial.stopped_early}" if trial.stopped_early else ""
         self.on_event(f"trial {index}: {self.state.param}={value:g} → commit ratio {trial.commit_ratio:.1%} of {trial.submitted}{early}")
         return trial
+
+    def run_trial(self, experiment: Experiment, run_id: str, index: int) -> tuple[Path, dict[str, Any]]:
+        """One fresh round on the chain, run to completion and drained: its folder and summary."""
+        fixed_slots = isinstance(experiment.workload, ArrayCopy)
+        threshold = self.state.threshold
+
+        def hopeless(p: Progress) -> str | None:
+            return None if can_still_pass(p, p.planned, fixed_slots, threshold) else f"can no longer reach {threshold:.0%}"
+
+        run = Run(
+            experiment, self.dir / "trials", run_id=run_id, trial=index, mnemonic=self._mnemonic,
+            should_stop=hopeless, on_event=lambda m: None, **self.run_options,
+        )  # fmt: skip
+        result = run.execute()
+        if result.interrupted:
+            raise KeyboardInterrupt
+        return result.run_dir, result.summary
+
+    @contextlib.contextmanager
+    def environment(self) -> Iterator[tuple[Experiment, MnemonicSource | None]]:
+        """Ray and the chain for every trial: one of each for the whole search."""
+        with ray_session(self.ray_address), shared_chain(self.experiment) as pinned:
+            yield pinned
 
     def probe(self, value: float, retest: bool = False) -> Probe:
         repeats = self.state.repeats
@@ -259,41 +267,10 @@ class Search:
         return Probe(value, v, committed / submitted if submitted else 0.0, lower, upper, indexes)
 
     # the search ------------------------------------------------------------------------------
-    def _contradiction(self) -> tuple[float, float] | None:
-        """A (faster, slower) pair where the faster passed and the slower failed."""
-        passed = [p.value for p in self.state.probes if p.verdict == "pass"]
-        failed = [p.value for p in self.state.probes if p.verdict == "fail"]
-        pairs = [(a, b) for a in passed for b in failed if b > a]
-        return min(pairs, key=lambda ab: ab[1] - ab[0]) if pairs else None
-
-    def _monotone_or_settled(self) -> bool:
-        pair = self._contradiction()
-        if pair is None:
-            return True
-        fast, slow = pair
-        self.on_event(f"non-monotone: {fast:g} passed but the slower {slow:g} failed; trying both again")
-        self.state.notes.append(f"non-monotone: {fast:g} passed, {slow:g} failed; re-tested both")
-        self.probe(fast, retest=True)
-        self.probe(slow, retest=True)
-        if self._contradiction() is None:
-            return True
-        self.state.notes.append(f"non-monotone after re-tests: {fast:g} passes, {slow:g} fails")
-        return False
-
-    def _safe_minimum(self) -> float:
-        """The smallest probed value from which every probe at or above it passed."""
-        ordered = sorted(self.state.probes, key=lambda p: p.value)
-        answer = None
-        for p in reversed(ordered):
-            if p.verdict != "pass":
-                break
-            answer = p.value
-        return answer if answer is not None else self.state.hi
-
     def execute(self) -> SearchState:
         self._save()
         try:
-            with ray_session(self.ray_address), shared_chain(self.experiment) as (experiment, mnemonic):
+            with self.environment() as (experiment, mnemonic):
                 if experiment is not self.experiment:
                     self._endpoints = list(experiment.chain.endpoints)
                     self._mnemonic = mnemonic
@@ -304,9 +281,38 @@ class Search:
             self._plot()
         return self.state
 
+    def _bisect(self, lo: float, hi: float) -> tuple[float, float]:
+        while (hi - lo) / hi > self.state.tolerance:
+            mid = math.sqrt(lo * hi) if hi / lo >= 10 else (lo + hi) / 2
+            mid = float(f"{mid:.6g}")
+            if self.probe(mid).verdict == "pass":
+                hi = mid
+            else:
+                lo = mid
+            self.state.bracket = [lo, hi]
+            self._save()
+        return lo, hi
+
+    def _check_above(self, found: float, top: float) -> float | None:
+        """Bisection never probes above a pass, so it cannot see a slower pace fail: probe one
+        between the answer and the top of the range. A failure there is tried again before it
+        is believed; the pace that keeps failing is returned."""
+        if top / found < 1 + self.state.tolerance:
+            return None
+        check = float(f"{math.sqrt(found * top):.6g}")
+        if self.probe(check).verdict == "pass":
+            return None
+        self.on_event(f"non-monotone: {found:g} passed but the slower {check:g} failed; trying it again")
+        if self.probe(check, retest=True).verdict == "pass":
+            self.state.notes.append(f"{check:g} failed once above the answer {found:g} and passed when tried again")
+            return None
+        self.state.notes.append(f"non-monotone: {found:g} passes but the slower {check:g} fails, twice")
+        return check
+
     def _search(self) -> None:
         state = self.state
         lo, hi = state.bracket
+        top = hi
         if self.probe(hi).verdict != "pass":
             state.status = "hi-fails"
             state.notes.append(f"hi={hi:g} fails: nothing passes in the range; raise --hi")
@@ -316,21 +322,18 @@ class Search:
             state.min_value = lo
             state.notes.append(f"lo={lo:g} already passes: the minimum is at most {lo:g}; lower --lo to look further")
             return
-        while (hi - lo) / hi > state.tolerance:
-            mid = math.sqrt(lo * hi) if hi / lo >= 10 else (lo + hi) / 2
-            mid = float(f"{mid:.6g}")
-            if self.probe(mid).verdict == "pass":
-                hi = mid
-            else:
-                lo = mid
-            state.bracket = [lo, hi]
-            if not self._monotone_or_settled():
-                state.status = "non-monotone"
-                state.min_value = self._safe_minimum()
-                return
         state.status = "done"
+        for _ in range(3):  # each contradiction moves the search above the pace that failed
+            lo, hi = self._bisect(lo, hi)
+            failing = self._check_above(hi, top)
+            if failing is None:
+                break
+            state.status = "non-monotone"
+            lo, hi = failing, top
+            state.bracket = [lo, hi]
+            self.on_event(f"widening: searching again above {failing:g}")
         state.min_value = hi
-        self.on_event(f"minimum {state.param} = {hi:g} (bracket {lo:g} … {hi:g})")
+        self.on_event(f"minimum {state.param} = {hi:g} (bracket {lo:g} … {hi:g}, {state.status})")
 
     def _plot(self) -> None:
         if not self.state.trials:

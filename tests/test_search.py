@@ -3,6 +3,7 @@ accepts at most R worker transactions a second and refuses the rest."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -101,3 +102,69 @@ def test_a_failing_hi_is_reported(capped_chain, tmp_path):
     assert state.min_value is None
     assert any("raise --hi" in n for n in state.notes)
     assert state.trials[0].stopped_early  # hopeless trials stop early
+
+
+class ScriptedChain(Search):
+    """The search's logic against a scripted response (commit ratio by pace), no chain: the
+    capacity-proxy test above covers the trials themselves."""
+
+    def __init__(self, response, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.response = response
+        self.calls: list[float] = []
+
+    @contextlib.contextmanager
+    def environment(self):
+        yield self.experiment, None
+
+    def run_trial(self, experiment, run_id, index):
+        pace = experiment.workload.pace_s
+        self.calls.append(pace)
+        ratio = self.response(pace, self.calls.count(pace))
+        n = 1_000
+        s = {"submitted": n, "committed": round(ratio * n), "commit_ratio": round(ratio * n) / n}
+        return self.dir / run_id, s | {"latency_p50_s": 1.0, "latency_p95_s": 2.0, "latency_p99_s": 3.0}
+
+
+def scripted(tmp_path, response, **kw) -> ScriptedChain:
+    return ScriptedChain(
+        response, experiment("http://127.0.0.1:9"), tmp_path, lo=kw.pop("lo", 0.05), hi=kw.pop("hi", 1.6), tolerance=0.05, **kw
+    )
+
+
+def test_monotone_response_bisects_to_the_threshold_crossing(tmp_path):
+    search = scripted(tmp_path, lambda pace, _: min(1.0, pace / 0.4))  # crosses 0.85 at 0.34
+    state = search.execute()
+    assert state.status == "done"
+    assert state.min_value == pytest.approx(0.34, rel=0.05)
+    assert {t.verdict for t in state.trials} == {"pass", "fail"}
+    assert search.calls[:2] == [1.6, 0.05]  # the brackets first
+    assert not state.notes
+
+
+def test_a_slower_pace_that_keeps_failing_is_reported_and_the_search_widens(tmp_path):
+    # passes from 0.2 on, except in a band of slower paces that always fails
+    def response(pace, _):
+        if 0.5 <= pace <= 0.6:
+            return 0.5
+        return 1.0 if pace >= 0.2 else 0.3
+
+    search = scripted(tmp_path, response, lo=0.1, hi=1.6)
+    state = search.execute()
+    assert state.status == "non-monotone"
+    assert any("non-monotone" in n and "fails, twice" in n for n in state.notes)
+    assert 0.6 < state.min_value <= 0.6 * 1.1  # the smallest pace above the failing band
+    assert any(search.calls.count(v) >= 2 for v in search.calls)  # the failure was tried again
+
+
+def test_a_failure_that_does_not_repeat_is_not_believed(tmp_path):
+    # passes from 0.2 on; the first trial at any pace between 0.5 and 0.6 fails (noise)
+    def response(pace, nth):
+        if 0.5 <= pace <= 0.6 and nth == 1:
+            return 0.5
+        return 1.0 if pace >= 0.2 else 0.3
+
+    state = scripted(tmp_path, response, lo=0.1, hi=1.6).execute()
+    assert state.status == "done"
+    assert state.min_value == pytest.approx(0.2, rel=0.06)
+    assert any("passed when tried again" in n for n in state.notes)
