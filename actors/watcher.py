@@ -160,8 +160,5 @@ class WatcherActor:
     async def take_blocks(self) -> list[BlockRow]:
         return self.watcher.take_blocks()
 
-    async def health(self) -> dict:
-        return {"errors": self.watcher.errors, "last_error": self.watcher.last_error, "next_block": self.watcher._next_block}
-
     async def stop(self) -> None:
         await self.watcher.stop()

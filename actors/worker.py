@@ -140,7 +140,8 @@ class Sender:
         """Signs each worker's first transactions before the phase's t0 is set: as many as fit
         the actor's budget, so that signing stays off the sending path."""
         self._builder = PayloadBuilder(payload)
-        size = max(len(self._builder.calldata(w, 0)) for w in self.workers[:1]) + 200 if self.workers else 1
+        # every transaction of a phase is about as large as its first: one estimate serves all
+        size = len(self._builder.calldata(self.workers[0], 0)) + 200 if self.workers else 1
         depth = max(1, self.presign_budget_bytes // (2 * size * max(len(self.workers), 1)))  # hex: 2 bytes a byte
         signed = 0
         for w in self.workers:
@@ -385,9 +386,6 @@ class SenderActor:
         stats = self.sender.stats()
         self.sender.max_lag_s = 0.0
         return self.sender.collector.take(), stats
-
-    async def node(self) -> str:
-        return self.sender.node
 
     async def stop(self) -> None:
         self.sender.stop()

@@ -7,6 +7,7 @@ the workers' sending path lives in ``actors/`` and does not go through web3.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -49,6 +50,12 @@ def probe(w3: Web3) -> ChainInfo:
         raise UserError(f"cannot talk to the node at {w3.provider.endpoint_uri}: {e}") from None
 
 
+@lru_cache(maxsize=64)
+def chain_id_of(w3: Web3) -> int:
+    """A node's chain id never changes: asked once per connection, not once per transaction."""
+    return w3.eth.chain_id
+
+
 def build_transaction(
     w3: Web3,
     account: LocalAccount,
@@ -63,7 +70,7 @@ def build_transaction(
 
     With ``gas`` None the node estimates it, which fails early on a call that would revert.
     """
-    tx = {"chainId": w3.eth.chain_id, "nonce": nonce, "gasPrice": gas_price, "data": data, "value": 0}
+    tx = {"chainId": chain_id_of(w3), "nonce": nonce, "gasPrice": gas_price, "data": data, "value": 0}
     if to is not None:
         tx["to"] = to
     if gas is None:
@@ -115,7 +122,7 @@ def fund(w3: Web3, funder: LocalAccount, addresses: list[str], wei_each: int, ga
             f"({need} wei needed): fund it, or run the network at gas price 0"
         )
     nonce = w3.eth.get_transaction_count(funder.address, "pending")
-    chain_id = w3.eth.chain_id
+    chain_id = chain_id_of(w3)
     for i in range(0, len(short), batch):
         hashes = []
         for address, value in short[i : i + batch]:
