@@ -115,7 +115,9 @@ _FIXES = {
 
 
 def _to_config_error(error: ValidationError) -> ConfigError:
-    first = error.errors(include_url=False)[0]
+    errors = error.errors(include_url=False)
+    # a misspelt key also makes its real name "missing": the unknown key is the one to report
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [str(p) for p in first["loc"] if not (isinstance(p, str) and p in ("fl-round", "array-copy"))]
     field = ".".join(loc) or "(top level)"
     message = first["msg"].removeprefix("Value error, ")

@@ -35,6 +35,7 @@ def test_shipped_configs_load(path):
     [
         ({"workload": {**FL, "pace_s": -1}}, "workload.pace_s", "larger"),
         ({"workload": {**FL, "pace": 1}}, "workload.pace", "remove it or fix its spelling"),
+        ({"workload": {k: v for k, v in FL.items() if k != "pace_s"} | {"pace": 1}}, "workload.pace", "fix its spelling"),
         ({"workload": {**FL, "kind": "fl"}}, "workload.kind", "fl-round, array-copy"),
         ({"workload": {"model_length": 3}}, "workload.kind", "kind: fl-round"),
         ({"workload": {k: v for k, v in FL.items() if k != "pace_s"}}, "workload.pace_s", "add it"),
