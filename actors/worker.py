@@ -212,7 +212,10 @@ class Sender:
                 gave_up = f"gave up: item {item} rejected {attempt} times"
                 break
         w.ahead.clear()
-        self._unsent(w, phase, p, t0, slot, item, items, gave_up or "run stopped")
+        if gave_up:
+            # the abandoned chunk's fate is in its rejected rows: no attempt of it was left unsent
+            item, attempt = item + 1, 0
+        self._unsent(w, phase, p, t0, slot, item, attempt + 1, items, gave_up or "run stopped")
 
     def _in_flight(self, row: TxRow) -> None:
         inclusion = self.recent.pop(row.tx_hash, None)
@@ -222,8 +225,9 @@ class Sender:
         else:
             self.inflight[row.tx_hash] = row
 
-    def _unsent(self, w: Worker, phase: PhaseSpec, p: Payload, t0: float, slot: int, item: int, items: int, why: str) -> None:
-        """Rows for what was scheduled and never sent, so every scheduled transaction has one."""
+    def _unsent(self, w: Worker, phase: PhaseSpec, p: Payload, t0: float, slot: int, item: int, attempt: int, items: int, why: str) -> None:
+        """Rows for what was scheduled and never sent, so every scheduled transaction has one.
+        ``attempt`` numbers the first of them: a chunk stopped between two of its attempts."""
         index = w.spec.worker
         remaining = (items - slot) if phase.fixed_slots else (items - item)
         for j in range(remaining):
@@ -235,7 +239,7 @@ class Sender:
                 w.spec.pool,
                 phase.name,
                 chunk,
-                1,
+                attempt if j == 0 and not phase.fixed_slots else 1,
                 -1,
                 w.spec.endpoint,
                 b"",

@@ -10,9 +10,9 @@ const srcDir = path.join(here, "src");
 const outFlag = process.argv.indexOf("--out");
 const outDir = outFlag >= 0 ? path.resolve(process.argv[outFlag + 1]) : path.join(here, "artifacts");
 
-// london: GoQuorum networks run pre-Shanghai EVMs, so no PUSH0.
+// berlin: GoQuorum v24.4.1 (geth 1.10.3) runs the Berlin EVM: no PUSH0, no BASEFEE.
 const settings = {
-  evmVersion: "london",
+  evmVersion: "berlin",
   optimizer: { enabled: true, runs: 200 },
   outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
 };

@@ -12,6 +12,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 R = 'run_id=~"$run_id"'
 RATE = "$__rate_interval"
+N = 'job="loadgen-nodes",node=~"$node"'
 
 
 def q(quantile: float, metric: str, by: str = "le") -> str:
@@ -113,6 +114,30 @@ DASHBOARDS: dict[str, tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] 
             ("In flight", "short", [("in flight", f"loadgen_in_flight_transactions{{{R}}}")]),
         ],
     ),
+    # The chain's own nodes (geth, GoQuorum), scraped from their --metrics ports: not per run.
+    "loadgen-nodes": (
+        "loadgen · nodes",
+        [
+            ("CPU per node (% of one core)", "percent", [("{{node}}", f"system_cpu_procload{{{N}}}")]),
+            ("Memory per node (Go heap held)", "bytes", [("{{node}}", f"system_memory_held{{{N}}}")]),
+            (
+                "Transaction pool per node",
+                "short",
+                [("{{node}} pending", f"txpool_pending{{{N}}}"), ("{{node}} queued", f"txpool_queued{{{N}}}")],
+            ),
+            ("Peers per node", "short", [("{{node}}", f"p2p_peers{{{N}}}")]),
+            ("Chain head per node", "short", [("{{node}}", f"chain_head_block{{{N}}}")]),
+            (
+                "Pool refusals and evictions per node",
+                "reqps",
+                [
+                    ("{{node}} pending discarded", f"rate(txpool_pending_discard{{{N}}}[{RATE}])"),
+                    ("{{node}} queued discarded", f"rate(txpool_queued_discard{{{N}}}[{RATE}])"),
+                    ("{{node}} underpriced", f"rate(txpool_underpriced{{{N}}}[{RATE}])"),
+                ],
+            ),
+        ],
+    ),
     "loadgen-search": (
         "loadgen · search",
         [
@@ -152,7 +177,13 @@ def panel(i: int, title: str, unit: str, targets: list[tuple[str, str]]) -> dict
     }
 
 
+# The variable a dashboard's queries filter by: the run, except for the nodes, which outlive runs.
+VARIABLES = {"loadgen-nodes": ("node", "node", 'label_values(chain_head_block{job="loadgen-nodes"}, node)')}
+RUN_VARIABLE = ("run_id", "run", "label_values(loadgen_run_info, run_id)")
+
+
 def dashboard(uid: str, title: str, panels: list) -> dict:
+    name, label, query = VARIABLES.get(uid, RUN_VARIABLE)
     return {
         "uid": uid,
         "title": title,
@@ -165,12 +196,12 @@ def dashboard(uid: str, title: str, panels: list) -> dict:
         "templating": {
             "list": [
                 {
-                    "name": "run_id",
-                    "label": "run",
+                    "name": name,
+                    "label": label,
                     "type": "query",
                     "datasource": {"type": "prometheus", "uid": "loadgen-prometheus"},
-                    "query": {"query": "label_values(loadgen_run_info, run_id)", "refId": "run_id"},
-                    "definition": "label_values(loadgen_run_info, run_id)",
+                    "query": {"query": query, "refId": name},
+                    "definition": query,
                     "refresh": 2,
                     "includeAll": True,
                     "multi": True,

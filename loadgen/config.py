@@ -12,25 +12,105 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from loadgen.devnet import DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_CHAIN_ID, DevnetSettings
+from loadgen.consensus import CLIENT_CONSENSUS, CONSENSUS
+from loadgen.devnet import DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_CHAIN_ID, Devnet, DevnetSettings
 from loadgen.errors import ConfigError
+from loadgen.gethnet import (
+    DEFAULT_GETH_BLOCK_GAS_LIMIT,
+    DEFAULT_GOQUORUM_BLOCK_GAS_LIMIT,
+    TXPOOL_DEFAULTS,
+    GethNetwork,
+    GethNetworkSettings,
+    TxpoolSettings,
+)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TxpoolConfig(_Strict):
+    """geth's --txpool.* limits (defaults are geth's and GoQuorum's), to make them bind at this machine's rates."""
+
+    account_slots: int = Field(TXPOOL_DEFAULTS["account_slots"], gt=0, description="executable transactions kept per account")
+    global_slots: int = Field(TXPOOL_DEFAULTS["global_slots"], gt=0, description="executable transaction slots (32 kB each) per node")
+    account_queue: int = Field(TXPOOL_DEFAULTS["account_queue"], gt=0, description="non-executable (future nonce) transactions per account")
+    global_queue: int = Field(TXPOOL_DEFAULTS["global_queue"], gt=0, description="non-executable transactions per node")
+    lifetime_s: int = Field(TXPOOL_DEFAULTS["lifetime_s"], gt=0, description="how long a queued transaction is kept")
+    no_locals: bool = Field(False, description="apply the limits to what a node's own RPC received too")
+
+    def settings(self) -> TxpoolSettings:
+        return TxpoolSettings(**self.model_dump())
+
+
 class DevnetConfig(_Strict):
     """The embedded chain started when ``chain.endpoints`` is empty."""
 
-    block_time_s: float = Field(1.0, ge=0)
-    block_gas_limit: int = Field(DEFAULT_BLOCK_GAS_LIMIT, gt=21_000)
+    client: Literal["anvil", "geth", "goquorum"] = Field(
+        "anvil", description="anvil: one fast node; geth: a multi-node clique network; goquorum: QBFT or raft ($LOADGEN_GOQUORUM)"
+    )
+    nodes: int = Field(4, gt=0, le=32, description="geth, goquorum: nodes of the network")
+    consensus: Literal["clique", "qbft", "raft"] | None = Field(None, description="geth: clique; goquorum: qbft (default) or raft")
+    block_time_s: float | None = Field(None, gt=0, description="1 s; raft: 0.05 s (its minting interval)")
+    block_gas_limit: int | None = Field(None, gt=21_000, description="anvil: 1,000,000,000; geth: 100,000,000; goquorum: 700,000,000")
     chain_id: int = Field(DEFAULT_CHAIN_ID, gt=0)
+    gas_price: int | None = Field(None, ge=0, description="anvil, goquorum: 0; geth: 1 wei (its pools refuse less)")
+    txpool: TxpoolConfig = TxpoolConfig()
+    data_dir: str | None = Field(None, description="geth, goquorum: keep the nodes' data here instead of a temporary directory")
 
-    def settings(self) -> DevnetSettings:
-        return DevnetSettings(block_time_s=self.block_time_s, block_gas_limit=self.block_gas_limit, chain_id=self.chain_id)
+    @model_validator(mode="after")
+    def _fits_the_client(self) -> DevnetConfig:
+        if self.client == "anvil":
+            # compared with the defaults, not "was it written": a resolved config (manifest,
+            # search state) carries every field
+            for name, unset in (("txpool", TxpoolConfig()), ("data_dir", None), ("consensus", None)):
+                if getattr(self, name) != unset:
+                    raise ConfigError(f"chain.devnet.{name}", "Anvil has no such setting", "remove it, or use client: geth")
+            return self
+        allowed = CLIENT_CONSENSUS[self.client]
+        if self.consensus is not None and self.consensus not in allowed:
+            raise ConfigError("chain.devnet.consensus", f"{self.client} runs {' or '.join(allowed)}", f"use consensus: {allowed[0]}")
+        consensus = CONSENSUS[self.consensus or allowed[0]]
+        if consensus.name != "raft" and self.block_time_s is not None and self.block_time_s != int(self.block_time_s):
+            period = f"{consensus.name}'s block period is whole seconds (got {self.block_time_s:g})"
+            raise ConfigError("chain.devnet.block_time_s", period, "use 1, 2, …")
+        if self.gas_price is not None and self.gas_price != consensus.gas_price and consensus.client == "goquorum":
+            raise ConfigError("chain.devnet.gas_price", "a gas-free GoQuorum network takes only gas price 0", "use 0")
+        if self.gas_price is not None and self.gas_price < consensus.gas_price:
+            raise ConfigError("chain.devnet.gas_price", "a geth mining node refuses transactions below 1 wei", "use 1 or more")
+        return self
+
+    def network(self, port: int | None = None, prometheus_targets: Path | None = None) -> Devnet | GethNetwork:
+        """The chain these settings describe, not started yet. ``port``: Anvil's RPC port, or the
+        first node's (the others follow); None picks free ports."""
+        if self.client == "anvil":
+            return Devnet(
+                DevnetSettings(
+                    port=port,
+                    block_time_s=1.0 if self.block_time_s is None else self.block_time_s,
+                    block_gas_limit=self.block_gas_limit or DEFAULT_BLOCK_GAS_LIMIT,
+                    chain_id=self.chain_id,
+                    gas_price=self.gas_price or 0,
+                )
+            )
+        consensus = CONSENSUS[self.consensus or CLIENT_CONSENSUS[self.client][0]]
+        floor = DEFAULT_GOQUORUM_BLOCK_GAS_LIMIT if consensus.client == "goquorum" else DEFAULT_GETH_BLOCK_GAS_LIMIT
+        return GethNetwork(
+            GethNetworkSettings(
+                nodes=self.nodes,
+                consensus=consensus.name,
+                block_time_s=consensus.default_block_time_s if self.block_time_s is None else self.block_time_s,
+                block_gas_limit=self.block_gas_limit or floor,
+                chain_id=self.chain_id,
+                gas_price=consensus.gas_price if self.gas_price is None else self.gas_price,
+                txpool=self.txpool.settings(),
+                data_dir=Path(self.data_dir) if self.data_dir else None,
+                base_port=port,
+                prometheus_targets=prometheus_targets,
+            )
+        )
 
 
 class ChainConfig(_Strict):

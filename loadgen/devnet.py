@@ -9,23 +9,14 @@ ships the binary.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import json
-import os
 import platform
 import shutil
-import signal
 import socket
-import subprocess
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from loadgen.errors import ToolMissing, UserError
+from loadgen.nodeproc import NodeProcess, answers, binary_from_env, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
@@ -36,10 +27,7 @@ INSTALL_HINT = "run `make setup` (or `npm ci --ignore-scripts` in the repository
 
 def anvil_binary() -> Path:
     """Where Anvil is: $LOADGEN_ANVIL, the repository's node_modules, then $PATH."""
-    if env := os.environ.get("LOADGEN_ANVIL"):
-        path = Path(env)
-        if not path.is_file():
-            raise ToolMissing(f"LOADGEN_ANVIL={env} is not a file; unset it or point it at the anvil binary")
+    if path := binary_from_env("LOADGEN_ANVIL", "the anvil binary"):
         return path
     arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine().lower())
     system = platform.system().lower()
@@ -56,13 +44,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    # Linux: the node gets SIGTERM if the process that started it dies, even by SIGKILL,
-    # so a crashed run never leaves an orphan chain holding its port.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -102,12 +83,13 @@ class DevnetSettings:
 class Devnet:
     """A running Anvil node. Use as a context manager, or call start() and stop()."""
 
+    client = "anvil"
+
     def __init__(self, settings: DevnetSettings | None = None, log_path: Path | None = None) -> None:
         self.settings = settings or DevnetSettings()
         self.log_path = log_path
         self.port: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file = None
+        self._node: NodeProcess | None = None
 
     @property
     def url(self) -> str:
@@ -115,88 +97,66 @@ class Devnet:
             raise RuntimeError("devnet not started")
         return f"http://{self.settings.host}:{self.port}"
 
+    @property
+    def urls(self) -> list[str]:
+        return [self.url]
+
+    @property
+    def pids(self) -> list[int]:
+        return [self._node.pid] if self._node is not None and self._node.pid is not None else []
+
+    def describe(self) -> str:
+        return f"embedded devnet (Anvil) at {self.url}"
+
+    def manifest(self) -> dict:
+        s = self.settings
+        return {
+            "client": self.client,
+            "nodes": 1,
+            "block_time_s": s.block_time_s,
+            "block_gas_limit": s.block_gas_limit,
+            "gas_price": s.gas_price,
+        }
+
     def start(self, timeout_s: float = 20.0) -> Devnet:
         binary = anvil_binary()
         fixed = self.settings.port is not None
+        log_tail = ""
         for _ in range(1 if fixed else 5):
             self.port = self.settings.port if fixed else free_port(self.settings.host)
-            if self._launch(binary, timeout_s):
+            self._node = NodeProcess([str(binary), *self.settings.args(self.port)], self.log_path)
+            if wait_until(self._answers, timeout_s, alive=lambda: self._node.alive):
                 return self
-        log_tail = self._read_log_tail()
+            # a node that exited at once failed on its own (a taken port, a bad flag): say so now
+            exited = not self._node.alive
+            log_tail = self._node.log_tail()
+            self._node.stop()
+            self._node = None
+            if exited and fixed:
+                break
         raise UserError(
-            f"Anvil did not start on {self.settings.host}:{self.port} within {timeout_s:g}s"
-            + (" (is the port taken?)" if fixed else "")
+            f"Anvil did not start on {self.settings.host}:{self.port}"
+            + (" (is the port taken?)" if fixed else f" within {timeout_s:g}s")
             + (f": {log_tail}" if log_tail else "")
         )
 
-    def _launch(self, binary: Path, timeout_s: float) -> bool:
-        if self._log_file is not None:
-            self._log_file.close()
-        if self.log_path is None:
-            self._log_file = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        else:
-            self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self._proc = subprocess.Popen(
-            [str(binary), *self.settings.args(self.port)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-            # out of the terminal's process group: Ctrl-C stops the run, which then stops the node
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                return False
-            if self._answers():
-                return True
-            time.sleep(0.05)
-        self._terminate()
-        return False
-
     def _answers(self) -> bool:
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
-        request = urllib.request.Request(self.url, body, {"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=1) as response:
-                return int(json.load(response)["result"], 16) == self.settings.chain_id
-        except (OSError, urllib.error.URLError, ValueError, KeyError):
-            return False
-
-    def _read_log_tail(self) -> str:
-        if self._log_file is None:
-            return ""
-        self._log_file.flush()
-        self._log_file.seek(0)
-        return self._log_file.read()[-500:].decode(errors="replace").strip().replace("\n", " | ")
-
-    def _terminate(self) -> None:
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
+        chain_id = answers(self.url)
+        return chain_id is not None and int(chain_id, 16) == self.settings.chain_id
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._node is not None and self._node.alive
 
     def wait(self) -> int:
         """Blocks until the node exits (the `loadgen devnet` foreground mode)."""
-        assert self._proc is not None
-        return self._proc.wait()
+        assert self._node is not None
+        return self._node.wait()
 
     def stop(self) -> None:
-        self._terminate()
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
+        if self._node is not None:
+            self._node.stop(grace_s=5)
+            self._node = None
 
     def __enter__(self) -> Devnet:
         return self.start()

@@ -68,10 +68,11 @@ class Worker:
     ``send`` returns the hashes without waiting, so several workers' transactions share blocks.
     """
 
-    def __init__(self, w3: Web3, account: LocalAccount, contract: Contract) -> None:
+    def __init__(self, w3: Web3, account: LocalAccount, contract: Contract, gas_price: int = 0) -> None:
         self.w3 = w3
         self.account = account
         self.contract = contract
+        self.gas_price = gas_price
         self.nonce = w3.eth.get_transaction_count(account.address, "pending")
 
     @property
@@ -81,7 +82,9 @@ class Worker:
     def send(self, calldata: list[bytes], gas: int = 2_000_000) -> list[bytes]:
         hashes = []
         for data in calldata:
-            raw = build_transaction(self.w3, self.account, to=self.contract.address, data=data, nonce=self.nonce, gas=gas)
+            raw = build_transaction(
+                self.w3, self.account, to=self.contract.address, data=data, nonce=self.nonce, gas=gas, gas_price=self.gas_price
+            )
             hashes.append(self.w3.eth.send_raw_transaction(raw))
             self.nonce += 1
         return hashes

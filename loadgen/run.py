@@ -33,7 +33,7 @@ from loadgen import config as config_mod
 from loadgen.accounts import MnemonicSource, derive_account, mnemonic_source
 from loadgen.chain import ChainInfo, connect, fund, probe
 from loadgen.config import ArrayCopy, Experiment, FlRound
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.devnet import DEV_MNEMONIC, REPO_ROOT
 from loadgen.errors import ConfigError, UserError
 from loadgen.metrics import DEFAULT_PORT, RunMetrics
 from loadgen.plan import Payload, PhaseSpec, RunPlan, build
@@ -106,9 +106,16 @@ def shared_chain(experiment: Experiment) -> Iterator[tuple[Experiment, MnemonicS
     if experiment.chain.endpoints:
         yield experiment, None
         return
-    with Devnet(experiment.chain.devnet.settings()) as node:
-        pinned = config_mod.from_dict(config_mod.to_public_dict(experiment), {"chain.endpoints": [node.url]})
+    with experiment.chain.devnet.network(prometheus_targets=_targets_file(f"series-{os.getpid()}")) as node:
+        pinned = config_mod.from_dict(config_mod.to_public_dict(experiment), {"chain.endpoints": node.urls})
         yield pinned, MnemonicSource("devnet", DEV_MNEMONIC)
+
+
+def _targets_file(name: str) -> Path | None:
+    """Where an embedded network names its nodes for grafana/prometheus/prometheus.yml, when
+    loadgen runs from its repository (the file goes when the network stops)."""
+    folder = REPO_ROOT / "grafana" / "prometheus"
+    return folder / "targets" / f"{name}.json" if folder.is_dir() else None
 
 
 def _node_slots(n_wanted: int | None) -> list[str]:
@@ -173,16 +180,18 @@ class Run:
         with contextlib.ExitStack() as stack:
             endpoints = list(self.experiment.chain.endpoints)
             devnet_used = not endpoints
+            devnet_info: dict | None = None
             if devnet_used:
-                d = self.experiment.chain.devnet
-                node = stack.enter_context(Devnet(d.settings()))
-                endpoints = [node.url]
-                self.on_event(f"embedded devnet (Anvil) at {node.url}")
+                self.on_event(f"starting the {self.experiment.chain.devnet.client} devnet…")
+                node = stack.enter_context(self.experiment.chain.devnet.network(prometheus_targets=_targets_file(self.run_id)))
+                endpoints = node.urls
+                self.on_event(f"{node.describe()}: {', '.join(endpoints)}")
+                devnet_info = node.manifest()
             self.endpoints = endpoints
             w3 = connect(endpoints[0])
             info = probe(w3)
             gas_price = self._check_chain(info)
-            source = self.mnemonic or mnemonic_source(DevnetSettings().mnemonic if devnet_used else None)
+            source = self.mnemonic or mnemonic_source(DEV_MNEMONIC if devnet_used else None)
             stack.enter_context(ray_session(self.ray_address))
             plan = build(self.experiment, endpoints, len(_node_slots(self.experiment.run.actors)))
             self._check_gas(plan, info)
@@ -190,7 +199,7 @@ class Run:
             self.store = RunStore(self.dir)
             stack.callback(self.store.close)
             self._serve_metrics(stack)
-            manifest = self._manifest(endpoints, info, source, plan, devnet_used)
+            manifest = self._manifest(endpoints, info, source, plan, devnet_info)
             self.store.write_json("manifest.json", manifest)
             try:
                 addresses = self._start_actors(plan, endpoints, source, info.chain_id, gas_price)
@@ -255,7 +264,7 @@ class Run:
                     "lower chain.gas_limit (or workload.chunk_size)",
                 )
 
-    def _manifest(self, endpoints: list[str], info: ChainInfo, source: MnemonicSource, plan: RunPlan, devnet: bool) -> dict:
+    def _manifest(self, endpoints: list[str], info: ChainInfo, source: MnemonicSource, plan: RunPlan, devnet: dict | None) -> dict:
         return {
             "run_id": self.run_id,
             "trial": self.trial,
@@ -264,7 +273,8 @@ class Run:
             "python": platform.python_version(),
             "config": config_mod.to_public_dict(self.experiment),
             "endpoints": endpoints,
-            "embedded_devnet": devnet,
+            "embedded_devnet": devnet is not None,
+            "devnet": devnet,
             "chain": info.to_dict(),
             "keys": f"derived from the mnemonic of {source.origin}, path m/44'/60'/0'/0/i",
             "ray_nodes": sorted({n for n in _node_slots(None)}),

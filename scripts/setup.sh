@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-# Debian packages: node/npm for Anvil and solc; python3-venv for the environment.
+# Debian packages: node/npm for Anvil and solc; python3-venv for the environment; Go for geth.
 apt_packages=()
+command -v go >/dev/null || apt_packages+=(golang-go)
 command -v node >/dev/null || apt_packages+=(nodejs)
 command -v npm >/dev/null || apt_packages+=(npm)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
@@ -37,4 +38,20 @@ if ! stamp_ok node_modules/.installed package-lock.json; then
   # try a download this machine may not be allowed to make.
   npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
   touch node_modules/.installed
+fi
+
+# geth, built once from the Go module proxy at the version chains/geth/go.mod pins (go.sum holds
+# its checksums), into build/geth-<version>-<os>-<arch>/geth: the multi-node network's client.
+geth_version=$(awk '$1 == "require" && $2 == "github.com/ethereum/go-ethereum" {print $3}' chains/geth/go.mod)
+geth_bin="build/geth-${geth_version}-$(uname -s | tr '[:upper:]' '[:lower:]')-$(uname -m)/geth"
+if [ ! -x "$geth_bin" ]; then
+  echo "setup: building geth ${geth_version} (go-ethereum, pinned in chains/geth) into ${geth_bin}: about a minute, once"
+  ldflags=""
+  # go1.23+ refuses the go:linkname that geth 1.10's memsize dependency uses, unless told not to check
+  go_minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+  [ "${go_minor:-0}" -ge 23 ] && ldflags="-checklinkname=0"
+  started=$(date +%s)
+  (cd chains/geth && GOFLAGS=-mod=readonly go build -trimpath -ldflags="$ldflags" -o "../../${geth_bin}.tmp" github.com/ethereum/go-ethereum/cmd/geth)
+  mv "${geth_bin}.tmp" "$geth_bin"
+  echo "setup: geth built in $(( $(date +%s) - started ))s: $("$geth_bin" version | awk '/^Version:/ {print $2}')"
 fi

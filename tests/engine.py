@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +20,12 @@ from loadgen import config
 from loadgen.run import Run, RunResult
 
 
-def fl_experiment(endpoints: list[str], **workload) -> config.Experiment:
+def fl_experiment(endpoints: list[str], run: dict | None = None, **workload) -> config.Experiment:
     raw = {
         "name": "test",
         "chain": {"endpoints": endpoints},
         "workload": {"kind": "fl-round", "model_length": 3_000, "redundancy": 2, "pools": 2, "pace_s": 0.3, **workload},
-        "run": {"commit_timeout_s": 10, "lead_time_s": 0.5, "gap_check_s": 1.0},
+        "run": {"commit_timeout_s": 10, "lead_time_s": 0.5, "gap_check_s": 1.0} | (run or {}),
     }
     return config.from_dict(raw)
 
@@ -57,3 +63,52 @@ def synthetic_rows(run_id: str, n: int = 400, seed: int = 0) -> pa.Table:
         col = table.column(name)
         table = table.set_column(table.schema.get_field_index(name), name, pc.if_else(pc.is_nan(col), None, col))
     return table
+
+
+def assert_one_row_per_attempt(table: pa.Table, planned: int) -> None:
+    """Every scheduled transaction has exactly one row: one per planned item, plus one per retry."""
+    keys = list(zip(*(table.column(c).to_pylist() for c in ("worker", "phase", "chunk_index", "attempt")), strict=True))
+    assert len(set(keys)) == len(keys)
+    retries = sum(1 for a in table.column("attempt").to_pylist() if a > 1)
+    assert table.num_rows == planned + retries
+
+
+def assert_the_chain_agrees(w3, table: pa.Table) -> None:
+    """What committed per worker is a contiguous run of nonces, and the chain's nonce of each
+    worker is exactly one past it: nothing recorded as failed landed, nothing landed unrecorded."""
+    included = table.filter(pc.is_in(table.column("status"), value_set=pa.array(["committed", "reverted"]))).to_pylist()
+    by_worker: dict[int, list[int]] = {}
+    for row in included:
+        by_worker.setdefault(row["worker"], []).append(row["nonce"])
+    assert all(sorted(n) == list(range(min(n), min(n) + len(n))) for n in by_worker.values())
+    first = {}
+    for row in included:
+        first.setdefault(row["worker"], row["tx_hash"])
+    for worker, tx_hash in first.items():
+        sender = w3.eth.get_transaction(tx_hash)["from"]
+        assert w3.eth.get_transaction_count(sender) == max(by_worker[worker]) + 1, f"worker {worker}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purposes
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
+
+
+def children_of_a_killed_parent(start_chain: str) -> tuple[list[int], bool]:
+    """Runs ``start_chain`` (Python that binds ``chain``) in a child process, SIGKILLs that process
+    and answers the chain's PIDs and whether all of them were gone within 15 s."""
+    script = f"import json, time\n{start_chain}\nprint(json.dumps(chain.pids), flush=True)\ntime.sleep(600)\n"
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    pids = json.loads(parent.stdout.readline())
+    assert pids and all(pid_alive(p) for p in pids)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 15
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return pids, not any(pid_alive(p) for p in pids)

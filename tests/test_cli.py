@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from loadgen import __version__
 
@@ -45,18 +48,44 @@ def test_missing_anvil_is_one_line_and_exit_2(tmp_path):
     assert result.stderr.startswith("loadgen: error: LOADGEN_ANVIL=")
 
 
-def test_smoke_round_end_to_end():
-    result = run("devnet", "--port", "0", "--smoke")
+@pytest.mark.parametrize("client", ["anvil", "geth"])
+def test_smoke_round_end_to_end(client):
+    result = run("devnet", "--client", client, "--nodes", "2", "--port", "0", "--smoke")
     assert result.returncode == 0, result.stderr
     assert "with 2/3 votes, rewards [1, 1, 0]" in result.stdout
     assert result.stdout.rstrip().endswith("OK")
 
 
+def test_foreground_geth_network_prints_every_endpoint_and_stops_on_sigterm(tmp_path):
+    targets = tmp_path / "targets" / "devnet.json"
+    cmd = [*LOADGEN, "devnet", "--client", "geth", "--nodes", "3", "--port", "0", "--txpool-global-slots", "64"]
+    proc = subprocess.Popen([*cmd, "--prometheus-targets", str(targets)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = [proc.stdout.readline() for _ in range(5)]
+    assert lines[0].startswith("devnet: embedded geth network: 3 clique nodes"), lines
+    assert "Geth/v1.10.3" in lines[0]
+    urls = [line.split()[1] for line in lines[1:4]]
+    assert [line.split()[0] for line in lines[1:4]] == ["node0", "node1", "node2"]
+    assert all(u.startswith("http://127.0.0.1:") for u in urls)
+    assert {t["labels"]["endpoint"] for t in json.loads(targets.read_text())} == set(urls)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+    assert not targets.exists()  # the targets go with the nodes
+
+
+def test_bad_devnet_settings_are_one_line_and_exit_2():
+    for args, field in ((["--client", "geth", "--block-time", "0.5"], "block_time_s"), (["--port", "99999"], "--port")):
+        result = run("devnet", *args)
+        assert result.returncode == 2, result.stderr
+        assert field in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_foreground_devnet_prints_its_url_and_stops_on_sigint():
     proc = subprocess.Popen([*LOADGEN, "devnet", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = proc.stdout.readline()
-    assert first.startswith("devnet: http://127.0.0.1:")
-    assert "chain id 1337, gas price 0" in first
+    first, second = proc.stdout.readline(), proc.stdout.readline()
+    assert first.startswith("devnet: embedded devnet (Anvil) at http://127.0.0.1:")
+    assert "chain id 1337" in first
+    assert second.strip().startswith("http://127.0.0.1:")
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=15) == 0

@@ -45,6 +45,18 @@ def test_shipped_configs_load(path):
         ({"workload": FL, "chain": {"endpoints": "http://a:8545"}}, "chain.endpoints", "list"),
         ({"workload": FL, "colour": "blue"}, "colour", "remove it"),
         ([1, 2], "(top level)", "mapping"),
+        ({"workload": FL, "chain": {"devnet": {"client": "besu"}}}, "chain.devnet.client", "one of the values"),
+        ({"workload": FL, "chain": {"devnet": {"txpool": {"global_slots": 8}}}}, "chain.devnet.txpool", "client: geth"),
+        ({"workload": FL, "chain": {"devnet": {"client": "geth", "consensus": "qbft"}}}, "chain.devnet.consensus", "clique"),
+        ({"workload": FL, "chain": {"devnet": {"client": "goquorum", "consensus": "clique"}}}, "chain.devnet.consensus", "qbft"),
+        ({"workload": FL, "chain": {"devnet": {"client": "geth", "block_time_s": 0.5}}}, "chain.devnet.block_time_s", "whole"),
+        ({"workload": FL, "chain": {"devnet": {"client": "geth", "gas_price": 0}}}, "chain.devnet.gas_price", "1 or more"),
+        ({"workload": FL, "chain": {"devnet": {"client": "goquorum", "gas_price": 1}}}, "chain.devnet.gas_price", "use 0"),
+        (
+            {"workload": FL, "chain": {"devnet": {"client": "geth", "txpool": {"globalslots": 8}}}},
+            "chain.devnet.txpool.globalslots",
+            "spelling",
+        ),
     ],
 )
 def test_bad_config_names_field_and_fix(raw, field, fix):
@@ -67,6 +79,26 @@ def test_defaults():
     assert experiment.chain.endpoints == []
     assert experiment.workload.chunk_size == 1_000
     assert experiment.run.threshold == 0.85
+
+
+def test_devnet_defaults_follow_the_client():
+    def network(**devnet):
+        return config.from_dict({"workload": FL, "chain": {"devnet": devnet}}).chain.devnet.network()
+
+    anvil = network()
+    assert anvil.client == "anvil" and anvil.settings.gas_price == 0
+    geth = network(client="geth", txpool={"global_slots": 64, "no_locals": True})
+    assert (geth.client, geth.consensus.name, geth.settings.gas_price, geth.settings.block_time_s) == ("geth", "clique", 1, 1)
+    assert geth.settings.txpool.global_slots == 64 and geth.settings.txpool.no_locals
+    assert geth.settings.txpool.account_slots == 16  # geth's own default for what is not set
+    qbft = network(client="goquorum")
+    assert (qbft.consensus.name, qbft.settings.gas_price, qbft.settings.block_gas_limit) == ("qbft", 0, 700_000_000)
+    raft = network(client="goquorum", consensus="raft")
+    assert raft.settings.block_time_s == 0.05
+    # a resolved config (as in a manifest or a search's state) loads again as it was
+    experiment = config.from_dict({"workload": FL, "chain": {"devnet": {"client": "geth", "nodes": 2}}})
+    again = config.from_dict(config.to_public_dict(experiment))
+    assert again == experiment
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

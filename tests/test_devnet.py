@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -17,22 +12,13 @@ from loadgen import devnet as devnet_mod
 from loadgen.chain import connect, probe, send_transaction
 from loadgen.devnet import Devnet, DevnetSettings
 from loadgen.errors import ToolMissing
+from tests.engine import children_of_a_killed_parent, pid_alive
 
 
 @pytest.fixture(scope="module")
 def paced_chain():
     with Devnet(DevnetSettings(block_time_s=1)) as node:
         yield node
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is dead for our purposes
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split()[2] != "Z"
 
 
 def test_quorum_like_settings(paced_chain):
@@ -74,29 +60,17 @@ def test_free_ports_let_two_devnets_run_side_by_side():
 
 def test_stop_ends_the_process():
     node = Devnet(DevnetSettings(block_time_s=0)).start()
-    pid = node._proc.pid
+    pid = node.pids[0]
     node.stop()
     assert not pid_alive(pid)
     assert not node.running
 
 
-def test_no_orphan_when_the_parent_is_killed(tmp_path):
-    script = (
-        "import json, sys, time\n"
-        "from loadgen.devnet import Devnet, DevnetSettings\n"
-        "node = Devnet(DevnetSettings(block_time_s=0)).start()\n"
-        "print(json.dumps({'pid': node._proc.pid, 'url': node.url}), flush=True)\n"
-        "time.sleep(600)\n"
+def test_no_orphan_when_the_parent_is_killed():
+    pids, gone = children_of_a_killed_parent(
+        "from loadgen.devnet import Devnet, DevnetSettings\nchain = Devnet(DevnetSettings(block_time_s=0)).start()"
     )
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    info = json.loads(parent.stdout.readline())
-    assert pid_alive(info["pid"])
-    parent.send_signal(signal.SIGKILL)
-    parent.wait()
-    deadline = time.monotonic() + 10
-    while pid_alive(info["pid"]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not pid_alive(info["pid"])
+    assert len(pids) == 1 and gone
 
 
 def test_a_taken_port_is_a_clear_error():

@@ -15,7 +15,8 @@ import pytest
 import ray
 import yaml
 
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings, free_port
+from loadgen.devnet import DEV_MNEMONIC, free_port
+from loadgen.gethnet import GethNetwork, GethNetworkSettings
 from loadgen.run import Run
 from tests.engine import fl_experiment
 from tests.faults import FaultProxy, Faults
@@ -36,14 +37,23 @@ def query(prom: str, expr: str, at: float) -> list:
 
 @pytest.fixture(scope="module")
 def scraped_run(tmp_path_factory):
-    """A run with some refused sends, scraped every second by Prometheus from start to end."""
+    """A run on a 2-node geth network with some refused sends, the run and the nodes scraped
+    every second by Prometheus from start to end."""
     tmp = tmp_path_factory.mktemp("prom")
     metrics_port, prom_port = free_port(), free_port()
     (tmp / "prometheus.yml").write_text(
         yaml.safe_dump(
             {
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "scrape_configs": [{"job_name": "loadgen", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}],
+                "scrape_configs": [
+                    {"job_name": "loadgen", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]},
+                    # the chain's nodes, found the way grafana/prometheus/prometheus.yml finds them
+                    {
+                        "job_name": "loadgen-nodes",
+                        "metrics_path": "/debug/metrics/prometheus",
+                        "file_sd_configs": [{"files": [str(tmp / "targets" / "*.json")], "refresh_interval": "1s"}],
+                    },
+                ],
             }
         )
     )
@@ -56,7 +66,8 @@ def scraped_run(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("LOADGEN_MNEMONIC", DEV_MNEMONIC)
     try:
-        with Devnet(DevnetSettings(block_time_s=0.25)) as node, FaultProxy(node.url, Faults(reject_every=7)) as proxy:
+        nodes = GethNetwork(GethNetworkSettings(nodes=2, prometheus_targets=tmp / "targets" / "nodes.json"))
+        with nodes, FaultProxy(nodes.urls[0], Faults(reject_every=7)) as proxy:
             run = Run(
                 fl_experiment([proxy.url], model_length=20_000, pace_s=0.25),
                 tmp / "runs",
@@ -99,7 +110,7 @@ def panel_queries():
 
 @pytest.mark.parametrize("expr", list(panel_queries()))
 def test_every_panel_query_returns_data(scraped_run, expr):
-    concrete = expr.replace("$run_id", scraped_run["run"].run_id).replace("$__rate_interval", "20s")
+    concrete = expr.replace("$run_id", scraped_run["run"].run_id).replace("$__rate_interval", "20s").replace("$node", ".+")
     result = query(scraped_run["prom"], concrete, scraped_run["at"])
     assert result, f"no data for {concrete}"
 
@@ -165,17 +176,19 @@ def test_dashboards_have_what_grafana_provisioning_needs():
     assert f"./dashboards:{provider['options']['path']}:ro" in mounts
     uids = set()
     files = sorted((GRAFANA / "dashboards").glob("*.json"))
-    assert {f.stem for f in files} == {"loadgen-overview", "loadgen-endpoints", "loadgen-chain", "loadgen-generator", "loadgen-search"}
+    expected = {"loadgen-overview", "loadgen-endpoints", "loadgen-chain", "loadgen-generator", "loadgen-search", "loadgen-nodes"}
+    assert {f.stem for f in files} == expected
     for path in files:
         d = json.loads(path.read_text())
         assert d["uid"] and d["uid"] not in uids and len(d["uid"]) <= 40
         uids.add(d["uid"])
         assert d["title"] and isinstance(d["schemaVersion"], int)
-        assert [v["name"] for v in d["templating"]["list"]] == ["run_id"]
+        (variable,) = (v["name"] for v in d["templating"]["list"])
+        assert variable == ("node" if d["uid"] == "loadgen-nodes" else "run_id")
         ids = [p["id"] for p in d["panels"]]
         assert len(ids) == len(set(ids))
         for p in d["panels"]:
             assert p["datasource"]["uid"] == datasource["uid"]
             assert set(p["gridPos"]) == {"h", "w", "x", "y"}
             assert p["targets"] and all(t["expr"] and t["refId"] for t in p["targets"])
-            assert all('run_id=~"$run_id"' in t["expr"] for t in p["targets"])
+            assert all(f'{variable}=~"${variable}"' in t["expr"] for t in p["targets"])

@@ -36,7 +36,7 @@ def chain(monkeypatch):
         yield node
 
 
-def test_quickstart_end_to_end_on_the_embedded_devnet(tmp_path):
+def test_quickstart_end_to_end_on_the_embedded_geth_network(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "loadgen", "run", "configs/quickstart.yaml", "--out", str(tmp_path), "--json", "--metrics-port", "0"],
         capture_output=True, text=True, timeout=300,
@@ -55,6 +55,9 @@ def test_quickstart_end_to_end_on_the_embedded_devnet(tmp_path):
     assert [p["expected"] for p in summary["rounds"][0]["pools"]] == [True, True]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["embedded_devnet"] is True
+    assert (manifest["devnet"]["client"], manifest["devnet"]["nodes"], len(manifest["endpoints"])) == ("geth", 4, 4)
+    assert manifest["chain"]["client_version"].startswith("Geth/v1.10.3")
+    assert len(set(table.column("endpoint").to_pylist())) == 4
     assert DEV_MNEMONIC not in (run_dir / "manifest.json").read_text()
     assert (run_dir / "blocks.parquet").exists()
 
@@ -171,7 +174,7 @@ def long_run_revealing(tmp_path) -> subprocess.Popen:
     """`loadgen run` of a quickstart with 200 chunks a worker, returned once it reveals."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "loadgen", "run", "configs/quickstart.yaml", "--out", str(tmp_path), "--metrics-port", "0",
-         "--set", "workload.model_length=200000", "--set", "chain.devnet.block_time_s=0.25"],
+         "--set", "workload.model_length=200000", "--set", "chain.devnet.client=anvil", "--set", "chain.devnet.block_time_s=0.25"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     for line in proc.stdout:

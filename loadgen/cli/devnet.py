@@ -1,4 +1,5 @@
-"""`loadgen devnet`: the embedded Quorum-like chain in the foreground, or a smoke round on it."""
+"""`loadgen devnet`: a local chain in the foreground (Anvil, or a multi-node geth/GoQuorum
+network), or a smoke round on it."""
 
 from __future__ import annotations
 
@@ -6,60 +7,96 @@ import argparse
 import contextlib
 import signal
 import time
+from pathlib import Path
 
 from loadgen import contracts, model
 from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chain import connect, probe
-from loadgen.devnet import DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_CHAIN_ID, Devnet, DevnetSettings
+from loadgen.config import DevnetConfig, TxpoolConfig
+from loadgen.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC
+from loadgen.errors import ConfigError
+from loadgen.gethnet import TXPOOL_DEFAULTS, GethNetwork
 from loadgen.protocol import Coordinator, Worker, play_round
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    p = sub.add_parser(name, help="start the embedded Quorum-like devnet (Anvil)", description=__doc__)
+    p = sub.add_parser(name, help="start a local chain: Anvil, or a multi-node geth/GoQuorum network", description=__doc__)
+    p.add_argument("--client", choices=("anvil", "geth", "goquorum"), default="anvil", help="anvil (default), geth (clique), goquorum")
+    p.add_argument("--nodes", type=int, default=4, help="geth, goquorum: nodes of the network (default 4)")
+    p.add_argument("--consensus", choices=("clique", "qbft", "raft"), help="geth: clique; goquorum: qbft (default) or raft")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8545, help="RPC port; 0 picks a free one (default 8545)")
-    p.add_argument("--block-time", type=float, default=1.0, help="seconds between blocks; 0 mines one block per transaction (default 1)")
-    p.add_argument("--gas-limit", type=int, default=DEFAULT_BLOCK_GAS_LIMIT, help=f"block gas limit (default {DEFAULT_BLOCK_GAS_LIMIT:,})")
+    p.add_argument("--port", type=int, default=8545, help="RPC port (of the first node; node i uses PORT+i); 0 picks free ports")
+    p.add_argument(
+        "--block-time", type=float, help="seconds between blocks (default 1; raft 0.05; Anvil: 0 mines one block per transaction)"
+    )
+    p.add_argument("--gas-limit", type=int, help="block gas limit (default: Anvil 1e9, geth 1e8, GoQuorum 7e8)")
     p.add_argument("--chain-id", type=int, default=DEFAULT_CHAIN_ID, help=f"chain id (default {DEFAULT_CHAIN_ID})")
-    p.add_argument("--accounts", type=int, default=10, help="prefunded dev accounts (gas is free anyway)")
+    p.add_argument("--data-dir", type=Path, help="geth, goquorum: keep the nodes' data here (default: a temporary directory)")
+    for key, default in TXPOOL_DEFAULTS.items():
+        p.add_argument(f"--txpool-{key.replace('_', '-')}", type=int, dest=f"txpool_{key}", help=f"geth, goquorum (default {default})")
+    p.add_argument("--txpool-no-locals", action="store_true", help="apply the pool limits to what a node's own RPC received too")
+    p.add_argument("--prometheus-targets", type=Path, help="write the nodes' metrics ports to this Prometheus file_sd file while running")
     p.add_argument("--smoke", action="store_true", help="deploy the contracts, play one round with redundancy 3, print the result and exit")
 
 
+def devnet_config(args: argparse.Namespace) -> DevnetConfig:
+    txpool = {k: getattr(args, f"txpool_{k}") for k in TXPOOL_DEFAULTS if getattr(args, f"txpool_{k}") is not None}
+    if args.txpool_no_locals:
+        txpool["no_locals"] = True
+    fields = {
+        "client": args.client,
+        "nodes": args.nodes,
+        "consensus": args.consensus,
+        "block_time_s": args.block_time,
+        "block_gas_limit": args.gas_limit,
+        "chain_id": args.chain_id,
+        "data_dir": str(args.data_dir) if args.data_dir else None,
+    }
+    if txpool:
+        fields["txpool"] = TxpoolConfig(**txpool)
+    if not 0 <= args.port <= 65535 - (400 + args.nodes if args.client != "anvil" else 0):
+        raise ConfigError("--port", f"{args.port} leaves no room for the nodes' ports", "use a port below 65000, or 0")
+    try:
+        return DevnetConfig(**{k: v for k, v in fields.items() if v is not None})
+    except ValueError as e:  # pydantic's: a value out of range
+        raise ConfigError("devnet", str(e).splitlines()[-1].strip(), "see `loadgen devnet --help`") from None
+
+
 def run(args: argparse.Namespace) -> int:
-    settings = DevnetSettings(
-        host=args.host,
-        port=args.port or None,
-        block_time_s=args.block_time,
-        block_gas_limit=args.gas_limit,
-        chain_id=args.chain_id,
-        accounts=args.accounts,
-    )
-    with Devnet(settings) as node:
-        info = probe(connect(node.url))
-        print(
-            f"devnet: {node.url}  chain id {info.chain_id}, gas price {info.gas_price}, "
-            f"block time {args.block_time:g}s, block gas limit {info.block_gas_limit:,} ({info.client_version})",
-            flush=True,
-        )
+    # SIGTERM stops the nodes as Ctrl-C does, from the first moment on
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    config = devnet_config(args)
+    chain = config.network(port=args.port or None, prometheus_targets=args.prometheus_targets)
+    with chain:
+        info = probe(connect(chain.urls[0]))
+        print(f"devnet: {chain.describe()}, chain id {info.chain_id}, block gas limit {info.block_gas_limit:,} ({info.client_version})")
+        if isinstance(chain, GethNetwork):
+            for i, (url, ws, metrics) in enumerate(zip(chain.urls, chain.ws_urls, chain.metrics_urls, strict=True)):
+                print(f"  node{i}  {url}  {ws}  metrics {metrics}")
+            print(f"  started in {chain.started_in_s:.1f}s; data in {chain.root}")
+        else:
+            print(f"  {chain.url}")
+        print("", flush=True)
         if args.smoke:
-            return smoke_round(node.url)
+            return smoke_round(chain.urls[0])
         print("Ctrl-C stops it.", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
         with contextlib.suppress(KeyboardInterrupt):
-            node.wait()
+            chain.wait()
         return 0
 
 
 def smoke_round(url: str, model_length: int = 2_500, chunk_size: int = 1_000) -> int:
     """One round with one pool of three: two workers agree, one does not."""
     w3 = connect(url)
-    source = MnemonicSource("devnet", DevnetSettings().mnemonic)
+    gas_price = w3.eth.gas_price
+    source = MnemonicSource("devnet", DEV_MNEMONIC)
     coordinator_account, *accounts = (derive_account(source, i) for i in range(4))
     started = time.monotonic()
-    fl = contracts.deploy(w3, coordinator_account, "FederatedLearning")
-    workers = [Worker(w3, a, fl) for a in accounts]
+    fl = contracts.deploy(w3, coordinator_account, "FederatedLearning", gas_price)
+    workers = [Worker(w3, a, fl, gas_price) for a in accounts]
     models = [model.random_model(model_length, seed) for seed in (1, 1, 2)]
-    round_id, (result,) = play_round(Coordinator(w3, coordinator_account, fl), workers, models, pool_size=3, chunk_size=chunk_size)
+    coordinator = Coordinator(w3, coordinator_account, fl, gas_price)
+    round_id, (result,) = play_round(coordinator, workers, models, pool_size=3, chunk_size=chunk_size)
     rewards = [fl.functions.rewardOf(w.address).call() for w in workers]
     ok = result.digest == model.model_digest(models[0], chunk_size) and rewards == [1, 1, 0]
     print(

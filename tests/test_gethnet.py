@@ -1,0 +1,195 @@
+"""The multi-node target: real geth 1.10.3 nodes (GoQuorum's base) in a clique network on loopback,
+started by loadgen, and the engine run against them."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pyarrow.compute as pc
+import pytest
+import ray
+import rlp
+from web3 import Web3
+
+from loadgen import clients, config, gethnet
+from loadgen.chain import connect, probe
+from loadgen.consensus import ISTANBUL_DIGEST, Clique, NodeIdentity, Qbft, Raft
+from loadgen.devnet import DEV_MNEMONIC
+from loadgen.errors import ToolMissing
+from loadgen.gethnet import GethNetwork, GethNetworkSettings, TxpoolSettings
+from loadgen.nodeproc import rpc_call
+from loadgen.search import Search
+from tests.engine import (
+    assert_one_row_per_attempt,
+    assert_the_chain_agrees,
+    children_of_a_killed_parent,
+    execute,
+    fl_experiment,
+    pid_alive,
+    statuses,
+)
+
+# Small enough that 8 workers sending 32 kB chunks every 0.05 s overflow every node's pool
+# (a chunk takes 2 of the 32 kB slots: 8 chunk transactions per node).
+TIGHT = TxpoolSettings(account_slots=2, global_slots=12, account_queue=2, global_queue=4, no_locals=True)
+REPO_GETH = clients.geth_binary()
+
+
+@pytest.fixture(scope="module")
+def tight_network():
+    """One network for the module: 4 nodes whose pools hold 16 chunk transactions each."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LOADGEN_MNEMONIC", DEV_MNEMONIC)
+    with GethNetwork(GethNetworkSettings(nodes=4, txpool=TIGHT)) as net:
+        yield net
+    mp.undo()
+    ray.shutdown()
+
+
+def fl(endpoints: list[str], **workload) -> config.Experiment:
+    """Two pools of four workers, a chunk a second each: an easy pace on any of these networks."""
+    defaults = {"model_length": 6_000, "redundancy": 4, "pace_s": 1.0}
+    return fl_experiment(endpoints, run={"commit_timeout_s": 15, "gap_check_s": 2.0}, **defaults | workload)
+
+
+def test_clique_genesis_is_berlin_with_the_signers_in_extra_data():
+    settings = GethNetworkSettings(nodes=2, chain_id=99, block_time_s=2)
+    identities = [NodeIdentity(i, 99) for i in range(2)]
+    doc = gethnet.genesis(settings, Clique(), identities, ["0x" + "11" * 20])
+    extra = bytes.fromhex(doc["extraData"][2:])
+    assert len(extra) == 32 + 2 * 20 + 65
+    # clique wants the signers sorted, as raw addresses between the vanity and the seal
+    signers = sorted(bytes.fromhex(i.signer[2:]) for i in identities)
+    assert [extra[32:52], extra[52:72]] == signers
+    cfg = doc["config"]
+    assert cfg["chainId"] == 99 and cfg["clique"]["period"] == 2 and cfg["berlinBlock"] == 0
+    assert "londonBlock" not in cfg  # GoQuorum v24.4.1 runs the Berlin EVM
+    assert doc["alloc"] == {"11" * 20: {"balance": hex(gethnet.PREFUND_WEI)}}
+
+
+def test_qbft_genesis_is_rlp_with_the_node_keys_as_validators():
+    identities = [NodeIdentity(i, 1337) for i in range(4)]
+    doc = gethnet.genesis(GethNetworkSettings(consensus="qbft", gas_price=0), Qbft(), identities, [])
+    vanity, validators, vote, round_, seals = rlp.decode(bytes.fromhex(doc["extraData"][2:]))
+    assert vanity == b"\x00" * 32 and vote == [] and round_ == b"" and seals == []
+    assert [Web3.to_checksum_address(v) for v in validators] == [i.node_address for i in identities]
+    assert doc["mixHash"] == ISTANBUL_DIGEST
+    cfg = doc["config"]
+    assert cfg["isQuorum"] is True and cfg["qbft"]["blockperiodseconds"] == 1
+    assert 32 <= cfg["txnSizeLimit"] <= 128  # KB, GoQuorum's allowed range: a 32 kB chunk fits
+    raft = gethnet.genesis(GethNetworkSettings(consensus="raft", gas_price=0), Raft(), identities, [])
+    assert raft["difficulty"] == "0x0" and "qbft" not in raft["config"] and raft["config"]["isQuorum"] is True
+
+
+def test_the_pinned_version_and_missing_binaries(monkeypatch, tmp_path):
+    assert clients.pinned_version() == "v1.10.3"
+    monkeypatch.setenv("LOADGEN_GETH", str(tmp_path / "nope"))
+    with pytest.raises(ToolMissing, match="LOADGEN_GETH"):
+        clients.geth_binary()
+    monkeypatch.delenv("LOADGEN_GETH")
+    monkeypatch.setattr(clients, "REPO_ROOT", tmp_path)
+    with pytest.raises(ToolMissing, match="make setup"):
+        clients.geth_binary()
+    monkeypatch.delenv("LOADGEN_GOQUORUM", raising=False)
+    with pytest.raises(ToolMissing, match="LOADGEN_GOQUORUM"):
+        clients.goquorum_binary()
+    # upstream geth is not GoQuorum, and is refused as such
+    monkeypatch.setenv("LOADGEN_GOQUORUM", str(REPO_GETH))
+    with pytest.raises(ToolMissing, match="is not GoQuorum"):
+        clients.goquorum_binary()
+
+
+def test_four_nodes_answer_alike_and_are_peered(tight_network):
+    urls = tight_network.urls
+    assert len(set(urls)) == 4
+    infos = [probe(connect(u)) for u in urls]
+    assert {i.chain_id for i in infos} == {1337}
+    assert {i.gas_price for i in infos} == {1}  # geth's floor; GoQuorum would answer 0
+    assert all(i.client_version.startswith("Geth/v1.10.3") for i in infos)
+    assert all(int(rpc_call(u, "net_peerCount"), 16) == 3 for u in urls)
+    # the same chain everywhere: a block a few behind the head has the same hash on every node
+    height = min(i.head for i in infos) - 1
+    assert len({rpc_call(u, "eth_getBlockByNumber", [hex(height), False])["hash"] for u in urls}) == 1
+    # every node seals in turn: the recent blocks have several signers, all of them nodes' signers
+    recents = rpc_call(urls[0], "clique_getSnapshot", ["latest"])["recents"]
+    signers = {s.lower() for s in recents.values()}
+    assert len(signers) >= 2
+    assert signers <= {n.signer.lower() for n in tight_network.identities}
+
+
+def test_each_node_serves_its_own_prometheus_metrics(tight_network):
+    for url in tight_network.metrics_urls:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        names = {line.split(" ")[0].split("{")[0] for line in text.splitlines() if line and not line.startswith("#")}
+        assert {"txpool_pending", "txpool_queued", "p2p_peers", "chain_head_block", "system_cpu_procload"} <= names
+    targets = gethnet.prometheus_targets(tight_network)
+    assert [t["labels"]["node"] for t in targets] == ["node0", "node1", "node2", "node3"]
+
+
+def test_stop_leaves_no_process_behind():
+    net = GethNetwork(GethNetworkSettings(nodes=2)).start()
+    pids, root = net.pids, net.root
+    assert len(pids) == 2 and all(pid_alive(p) for p in pids)
+    net.stop()
+    assert not any(pid_alive(p) for p in pids)
+    assert root is not None and not root.exists()  # the temporary data dirs go too
+
+
+def test_no_node_survives_a_sigkill_of_loadgen():
+    pids, gone = children_of_a_killed_parent(
+        "from loadgen.gethnet import GethNetwork, GethNetworkSettings\nchain = GethNetwork(GethNetworkSettings(nodes=2)).start()"
+    )
+    assert len(pids) == 2 and gone
+
+
+def test_a_run_starts_its_own_network_and_every_pool_elects(tmp_path, monkeypatch):
+    monkeypatch.delenv("LOADGEN_MNEMONIC", raising=False)
+    experiment = config.from_dict(
+        {
+            "name": "geth-embedded",
+            "chain": {"devnet": {"client": "geth", "nodes": 4}},
+            "workload": {"kind": "fl-round", "model_length": 4_000, "redundancy": 3, "pools": 2, "pace_s": 0.5},
+            "run": {"commit_timeout_s": 15, "lead_time_s": 0.5},
+        }
+    )
+    result, table = execute(experiment, tmp_path)
+    assert statuses(table) == {"committed": 6 * (1 + 4)}
+    assert [p["expected"] for p in result.summary["rounds"][0]["pools"]] == [True, True]
+    assert len(set(table.column("endpoint").to_pylist())) == 4  # spread over every node
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert manifest["chain"]["client_version"].startswith("Geth/v1.10.3")
+    assert manifest["devnet"]["nodes"] == 4 and len(manifest["endpoints"]) == 4
+    # geth has no eth_getBlockReceipts: every inclusion came through the batched receipts
+    assert all(0 < lat < 15 for lat in table.column("latency_s").to_pylist())
+
+
+def test_overflowing_small_pools_is_counted_exactly(tight_network, tmp_path):
+    experiment = fl(tight_network.urls, model_length=20_000, pace_s=0.05, max_retries=2)
+    result, table = execute(experiment, tmp_path)
+    counts = statuses(table)
+    assert counts.get("rejected", 0) > 0, counts
+    errors = set(pc.drop_null(table.filter(pc.equal(table.column("status"), "rejected")).column("error")).to_pylist())
+    # the node's own words: a full pool refuses an equally priced remote transaction
+    assert errors and all("underpriced" in e or "txpool is full" in e for e in errors), errors
+    assert_one_row_per_attempt(table, planned=8 * (1 + 20))
+    assert_the_chain_agrees(connect(tight_network.urls[0]), table)
+    assert result.summary["submitted"] == table.num_rows
+
+
+def test_the_search_finds_a_pace_the_small_pools_take(tight_network, tmp_path):
+    # 16 workers sending 8 chunks: 144 transactions a trial, enough for a verdict from one trial
+    state = Search(
+        fl(tight_network.urls, model_length=8_000, redundancy=8, max_retries=1),
+        tmp_path,
+        lo=0.1,
+        hi=2.0,
+        tolerance=0.5,
+        run_options={"metrics_port": 0, "metrics_linger_s": 0},
+    ).execute()
+    assert state.min_value is not None and 0.1 < state.min_value <= 2.0, state.notes
+    passed = [p.value for p in state.probes if p.verdict == "pass"]
+    failed = [p.value for p in state.probes if p.verdict == "fail"]
+    assert failed and passed and state.min_value == min(passed)
+    assert max(v for v in failed if v < state.min_value) < state.min_value  # a slower pace passed where a faster one failed

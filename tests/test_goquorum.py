@@ -1,0 +1,90 @@
+"""GoQuorum itself under the engine: QBFT and raft networks of real GoQuorum v24.4.1 nodes.
+
+These need a GoQuorum binary in $LOADGEN_GOQUORUM, which this project's machines cannot build
+(the Go module proxy refuses github.com/Consensys/quorum), so they carry the `goquorum` marker
+and run with `make test-goquorum`, not in `make test`. Everything they share with geth (the
+engine, the txpool, the RPC) is covered in `make test` by tests/test_gethnet.py.
+"""
+
+from __future__ import annotations
+
+import pyarrow.compute as pc
+import pytest
+import ray
+
+from loadgen.chain import connect, probe
+from loadgen.devnet import DEV_MNEMONIC
+from loadgen.gethnet import GethNetwork, GethNetworkSettings, TxpoolSettings
+from loadgen.nodeproc import rpc_call
+from tests.engine import assert_one_row_per_attempt, assert_the_chain_agrees, execute, pid_alive, statuses
+from tests.test_gethnet import fl
+
+pytestmark = pytest.mark.goquorum
+
+TIGHT = TxpoolSettings(account_slots=2, global_slots=12, account_queue=2, global_queue=4, no_locals=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LOADGEN_MNEMONIC", DEV_MNEMONIC)
+    yield
+    mp.undo()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def qbft():
+    with GethNetwork(GethNetworkSettings(consensus="qbft", gas_price=0, block_gas_limit=700_000_000, txpool=TIGHT)) as net:
+        yield net
+
+
+@pytest.fixture(scope="module")
+def raft():
+    with GethNetwork(GethNetworkSettings(consensus="raft", gas_price=0, block_gas_limit=700_000_000, block_time_s=0.05)) as net:
+        yield net
+
+
+def test_a_qbft_network_answers_alike_and_stops_clean(qbft):
+    infos = [probe(connect(u)) for u in qbft.urls]
+    assert {i.gas_price for i in infos} == {0}  # gas-free, as GoQuorum networks run
+    assert all("quorum-v24.4.1" in i.client_version for i in infos)
+    height = min(i.head for i in infos) - 1
+    assert len({rpc_call(u, "eth_getBlockByNumber", [hex(height), False])["hash"] for u in qbft.urls}) == 1
+    validators = rpc_call(qbft.urls[0], "istanbul_getValidators", ["latest"])
+    assert sorted(v.lower() for v in validators) == sorted(n.node_address.lower() for n in qbft.identities)
+    small = GethNetwork(GethNetworkSettings(nodes=2, consensus="qbft", gas_price=0)).start()
+    pids = small.pids
+    small.stop()
+    assert pids and not any(pid_alive(p) for p in pids)
+
+
+def test_an_fl_round_over_four_qbft_endpoints_commits_and_elects(qbft, tmp_path):
+    result, table = execute(fl(qbft.urls), tmp_path)
+    assert statuses(table) == {"committed": 8 * (1 + 6)}
+    assert [p["expected"] for p in result.summary["rounds"][0]["pools"]] == [True, True]
+    assert len(set(table.column("endpoint").to_pylist())) == 4
+
+
+def test_overflowing_qbft_pools_is_counted_exactly(qbft, tmp_path):
+    # GoQuorum takes what a full pool cannot hold and drops it later, silently: the engine
+    # sees nonce gaps, re-sends what the nodes lost, and counts what never landed as dropped
+    _, table = execute(fl(qbft.urls, model_length=20_000, pace_s=0.05, max_retries=2), tmp_path)
+    counts = statuses(table)
+    resends = sum(table.column("resends").to_pylist())
+    assert resends > 0 or counts.get("rejected", 0) > 0 or counts.get("dropped", 0) > 0, counts
+    assert_one_row_per_attempt(table, planned=8 * (1 + 20))
+    assert_the_chain_agrees(connect(qbft.urls[0]), table)
+
+
+def test_raft_stamps_nanoseconds_and_latencies_stay_sane(raft, tmp_path):
+    _, table = execute(fl(raft.urls, pace_s=0.25), tmp_path)
+    assert statuses(table) == {"committed": 8 * (1 + 6)}
+    head = rpc_call(raft.urls[0], "eth_getBlockByNumber", ["latest", False])
+    assert int(head["timestamp"], 16) > 10**18  # nanoseconds on the wire
+    latencies = table.column("latency_s").to_pylist()
+    assert all(0 < lat < 30 for lat in latencies)
+    # converted to seconds in the rows: within a second of when the block was seen
+    skew = pc.subtract(table.column("t_included"), table.column("block_timestamp")).to_pylist()
+    assert all(-1 < s < 1 for s in skew)
