@@ -11,10 +11,11 @@ from functools import lru_cache
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.exceptions import TimeExhausted
 from web3.middleware import ExtraDataToPOAMiddleware
 from web3.types import TxReceipt
 
-from loadgen.errors import UserError
+from loadgen.errors import ChainStalled, UserError
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,16 @@ def build_transaction(
 
 
 def wait_receipts(w3: Web3, tx_hashes: list[bytes], timeout_s: float = 60.0) -> list[TxReceipt]:
-    return [w3.eth.wait_for_transaction_receipt(h, timeout=timeout_s, poll_latency=0.05) for h in tx_hashes]
+    try:
+        return [w3.eth.wait_for_transaction_receipt(h, timeout=timeout_s, poll_latency=0.05) for h in tx_hashes]
+    except TimeExhausted as e:
+        # the driver's own steps (deploy, open/close a round, funding) wait for their block: when
+        # one never comes, the network has stalled or is drowning, and the run cannot go on
+        raise ChainStalled(
+            f"{w3.provider.endpoint_uri} did not include a transaction of the coordinator within {timeout_s:g}s "
+            f"({e.args[0].split(' is not')[0] if e.args else ''}): the network is stalled or overloaded; "
+            "look at its nodes, or lower the load"
+        ) from None
 
 
 def send_transaction(

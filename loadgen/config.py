@@ -167,6 +167,9 @@ class RunConfig(_Strict):
     lead_time_s: float = Field(1.0, ge=0, description="time between the start signal and the first slot")
     gap_check_s: float = Field(3.0, gt=0, description="age after which an accepted transaction not yet in a block is looked up")
     seed: int = 0
+    key_offset: int = Field(
+        0, ge=0, description="worker i signs with key 1 + key_offset + i; searches and sweeps move it on for every trial"
+    )
 
 
 class Experiment(_Strict):

@@ -109,7 +109,11 @@ class Consensus:
         raise NotImplementedError
 
     def after_peered(self, urls: list[str]) -> None:
-        """Called once every node has its peers."""
+        """Sealing starts once every node has its peers: a node that seals alone first makes a
+        fork of its own (clique), or times its first round out (QBFT, 10 s), and the chains only
+        meet at the next sync cycle, 10 s later."""
+        for url in urls:
+            rpc_call(url, "miner_start", [1], timeout_s=5)
 
     def producing(self, urls: list[str], heads: list[int]) -> bool:
         """True once the network makes blocks: by default, every node's head passed ``heads``."""
@@ -122,7 +126,7 @@ class Consensus:
 class Clique(Consensus):
     name = "clique"
     client = "geth"
-    apis = "eth,net,web3,txpool,clique,admin,debug"
+    apis = "eth,net,web3,txpool,clique,admin,debug,miner"
     gas_price = 1
 
     def binary(self) -> Path:
@@ -146,7 +150,7 @@ class Clique(Consensus):
 
     def args(self, settings: GethNetworkSettings, identity: NodeIdentity, ports: NodePorts, datadir: Path) -> list[str]:
         return [
-            "--mine", "--miner.etherbase", identity.signer, "--unlock", identity.signer,
+            "--miner.etherbase", identity.signer, "--unlock", identity.signer,
             "--password", str(datadir / "password"), "--allow-insecure-unlock",
             "--miner.gasprice", str(settings.gas_price),
             # gastarget = gaslimit = the genesis limit: geth would otherwise walk it toward its own default
@@ -190,13 +194,7 @@ class Qbft(_GoQuorum):
         return {"difficulty": "0x1", "mixHash": ISTANBUL_DIGEST, "extraData": "0x" + extra.hex()}
 
     def args(self, settings: GethNetworkSettings, identity: NodeIdentity, ports: NodePorts, datadir: Path) -> list[str]:
-        # no --mine: a validator that proposes before its peers are connected times its first
-        # round out (10 s); mining starts in after_peered instead
         return ["--miner.threads", "1", "--emitcheckpoints"]
-
-    def after_peered(self, urls: list[str]) -> None:
-        for url in urls:
-            rpc_call(url, "miner_start", [1], timeout_s=5)
 
 
 class Raft(_GoQuorum):
@@ -213,6 +211,9 @@ class Raft(_GoQuorum):
     def args(self, settings: GethNetworkSettings, identity: NodeIdentity, ports: NodePorts, datadir: Path) -> list[str]:
         block_ms = max(round(settings.block_time_s * 1000), 1)
         return ["--raft", "--raftport", str(ports.raft), "--raftblocktime", str(block_ms), "--emitcheckpoints"]
+
+    def after_peered(self, urls: list[str]) -> None:
+        """Raft's leader mints on its own once elected."""
 
     def producing(self, urls: list[str], heads: list[int]) -> bool:
         # raft mints only when there are transactions: ready = one leader elected

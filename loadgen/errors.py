@@ -18,3 +18,7 @@ class ConfigError(UserError):
 
 class ToolMissing(UserError):
     """A binary the project installs (Anvil, solc) is not where it should be."""
+
+
+class ChainStalled(UserError):
+    """The network stopped including the driver's own transactions: nothing a run can measure."""

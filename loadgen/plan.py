@@ -73,12 +73,15 @@ class RunPlan:
         return [w for w in self.workers if w.actor == actor]
 
 
-def assign_workers(n_workers: int, pool_size: int | None, endpoints: list[str], n_actors: int) -> tuple[WorkerSpec, ...]:
-    """Round robin: worker i talks to endpoint i mod E and lives in actor i mod A."""
+def assign_workers(
+    n_workers: int, pool_size: int | None, endpoints: list[str], n_actors: int, key_offset: int = 0
+) -> tuple[WorkerSpec, ...]:
+    """Round robin: worker i talks to endpoint i mod E and lives in actor i mod A; its key is
+    index 1 + key_offset + i of the mnemonic (0 is the coordinator's)."""
     return tuple(
         WorkerSpec(
             worker=i,
-            key_index=i + 1,
+            key_index=1 + key_offset + i,
             pool=i // pool_size if pool_size else -1,
             endpoint=endpoints[i % len(endpoints)],
             actor=i % n_actors,
@@ -114,9 +117,9 @@ def build(experiment: Experiment, endpoints: list[str], n_actors: int) -> RunPla
     w = experiment.workload
     gas_limit = experiment.chain.gas_limit
     if isinstance(w, FlRound):
-        workers = assign_workers(w.workers, w.redundancy, endpoints, n_actors)
+        workers = assign_workers(w.workers, w.redundancy, endpoints, n_actors, experiment.run.key_offset)
         return RunPlan(workers, fl_phases(w, gas_limit), w.epochs)
-    workers = assign_workers(w.workers, None, endpoints, n_actors)
+    workers = assign_workers(w.workers, None, endpoints, n_actors, experiment.run.key_offset)
     return RunPlan(workers, (array_copy_phase(w, gas_limit),), 1)
 
 

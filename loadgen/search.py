@@ -71,6 +71,19 @@ def verdict(committed: int, submitted: int, threshold: float, pooled_trials: int
     return ("pass" if ratio >= threshold else "fail"), ratio, ratio
 
 
+KEYS_PER_TRIAL = 1_000
+
+
+def trial_key_offset(experiment: Experiment, index: int) -> int:
+    """Every trial of a series signs with keys no earlier trial used. A trial that overloads the
+    nodes leaves transactions in their pools that may still land, or block a nonce, long after
+    it ended; with the same keys the next trial would collide with them and measure them, not
+    its pace."""
+    workers = experiment.workload.workers
+    stride = KEYS_PER_TRIAL * -(-workers // KEYS_PER_TRIAL)
+    return experiment.run.key_offset + index * stride
+
+
 def can_still_pass(p: Progress, planned: int, fixed_slots: bool, threshold: float) -> bool:
     """Whether the best the rest of a trial could do still reaches the threshold."""
     s = p.stats
@@ -199,7 +212,7 @@ class Search:
             if t.value == value and t.repeat == repeat:
                 return t
         index = len(self.state.trials)
-        overrides = {self.state.param: value}
+        overrides = {self.state.param: value, "run.key_offset": trial_key_offset(self.experiment, index)}
         if self._endpoints is not None:
             overrides["chain.endpoints"] = self._endpoints
         experiment = config_mod.from_dict(config_mod.to_public_dict(self.experiment), overrides)

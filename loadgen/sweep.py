@@ -18,7 +18,10 @@ from loadgen import config as config_mod
 from loadgen.config import ArrayCopy, Experiment
 from loadgen.errors import UserError
 from loadgen.run import Run, ray_session, shared_chain
-from loadgen.search import Search
+from loadgen.search import KEYS_PER_TRIAL, Search, trial_key_offset
+
+# a search rarely runs more than a few dozen trials: its keys stay in a range of their own
+KEYS_PER_SEARCH = 100 * KEYS_PER_TRIAL
 
 # The study's minimum paces at ≥ 85% committed (its Fig. 2 and Fig. 3), for the figures.
 STUDY = {
@@ -72,9 +75,11 @@ class Sweep:
 
     def _searches(self, experiment: Experiment, mnemonic, state: dict, path: Path, event) -> None:
         searches = {s["value"]: s for s in state.get("searches", [])}
-        for value in self.values:
+        for n, value in enumerate(self.values):
             folder = self.out / f"{self.param.rsplit('.', 1)[-1]}-{value}"
-            varied = config_mod.from_dict(config_mod.to_public_dict(experiment), {self.param: value})
+            # each search's trials take their keys from a range of their own (see trial_key_offset)
+            keys = experiment.run.key_offset + n * KEYS_PER_SEARCH
+            varied = config_mod.from_dict(config_mod.to_public_dict(experiment), {self.param: value, "run.key_offset": keys})
             event(f"{self.param}={value}: searching")
             result = Search(
                 varied, folder, on_event=event, run_options=self.run_options, mnemonic=mnemonic, **self.search_options
@@ -86,11 +91,12 @@ class Sweep:
     def _array_copy(self, experiment: Experiment, mnemonic, state: dict, path: Path, event) -> None:
         repeats = self.search_options.get("repeats", 1)
         points = {(p["value"], p["repeat"]): p for p in state.get("points", [])}
-        for value in self.values:
+        for n, value in enumerate(self.values):
             for repeat in range(repeats):
                 if (value, repeat) in points:
                     continue
-                varied = config_mod.from_dict(config_mod.to_public_dict(experiment), {self.param: value})
+                keys = trial_key_offset(experiment, n * repeats + repeat)
+                varied = config_mod.from_dict(config_mod.to_public_dict(experiment), {self.param: value, "run.key_offset": keys})
                 run = Run(
                     varied,
                     self.out / "runs",

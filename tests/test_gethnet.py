@@ -178,17 +178,22 @@ def test_overflowing_small_pools_is_counted_exactly(tight_network, tmp_path):
     assert result.summary["submitted"] == table.num_rows
 
 
-def test_the_search_finds_a_pace_the_small_pools_take(tight_network, tmp_path):
-    # 16 workers sending 8 chunks: 144 transactions a trial, enough for a verdict from one trial
-    state = Search(
-        fl(tight_network.urls, model_length=8_000, redundancy=8, max_retries=1),
-        tmp_path,
-        lo=0.1,
-        hi=2.0,
-        tolerance=0.5,
-        run_options={"metrics_port": 0, "metrics_linger_s": 0},
-    ).execute()
-    assert state.min_value is not None and 0.1 < state.min_value <= 2.0, state.notes
+@pytest.mark.usefixtures("tight_network")  # for its Ray and mnemonic
+def test_the_search_finds_a_pace_the_small_pools_take(tmp_path):
+    # A network of its own, with the pools of the quick Fig. 2 (96 transactions a node): the
+    # module's tighter one keeps what the overflow test left stuck behind its nonce gaps.
+    txpool = TxpoolSettings(account_slots=4, global_slots=64, account_queue=8, global_queue=32, no_locals=True)
+    with GethNetwork(GethNetworkSettings(nodes=4, txpool=txpool)) as net:
+        # 16 workers sending 40 chunks: 160 a node, more than its pool holds when sent too fast
+        state = Search(
+            fl(net.urls, model_length=40_000, redundancy=8, max_retries=20),
+            tmp_path,
+            lo=0.05,
+            hi=1.0,
+            tolerance=0.5,
+            run_options={"metrics_port": 0, "metrics_linger_s": 0},
+        ).execute()
+    assert state.min_value is not None and 0.05 < state.min_value <= 1.0, state.notes
     passed = [p.value for p in state.probes if p.verdict == "pass"]
     failed = [p.value for p in state.probes if p.verdict == "fail"]
     assert failed and passed and state.min_value == min(passed)

@@ -77,3 +77,13 @@ def test_gas_limits_follow_the_workload_unless_configured():
 def test_duration_is_last_slot_of_the_slowest_worker():
     reveal = plan.build(fl(redundancy=2, pace_s=0.5, model_length=3_000), ["http://a"], 1).phases[1]
     assert reveal.duration_s == pytest.approx(0.25 + 2 * 0.5)
+
+
+def test_a_key_offset_moves_every_worker_key_and_never_the_coordinator():
+    from loadgen.plan import assign_workers
+
+    plain = assign_workers(4, 2, ["http://a", "http://b"], 2)
+    moved = assign_workers(4, 2, ["http://a", "http://b"], 2, key_offset=1_000)
+    assert [w.key_index for w in plain] == [1, 2, 3, 4]
+    assert [w.key_index for w in moved] == [1_001, 1_002, 1_003, 1_004]
+    assert [(w.pool, w.endpoint, w.actor) for w in plain] == [(w.pool, w.endpoint, w.actor) for w in moved]

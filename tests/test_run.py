@@ -225,3 +225,16 @@ def test_sigkill_keeps_the_flushed_rows_readable(tmp_path):
     merged = pq.read_table(run_dir / "transactions.parquet")
     assert merged.num_rows == parts.num_rows
     assert not (run_dir / "transactions.parts").exists()
+
+
+def test_a_coordinator_transaction_that_never_lands_is_a_one_line_error(chain):
+    from loadgen.accounts import MnemonicSource, derive_account
+    from loadgen.chain import send_transaction
+    from loadgen.errors import ChainStalled
+
+    account = derive_account(MnemonicSource("t", DEV_MNEMONIC), 0)
+    faults = Faults(drop_every=1, drop_resends=True, exempt=set())  # the node loses the coordinator's too
+    stalled = pytest.raises(ChainStalled, match="did not include a transaction of the coordinator within 1s")
+    with FaultProxy(chain.url, faults) as proxy, stalled as caught:
+        send_transaction(connect(proxy.url), account, to=account.address, data=b"", gas=21_000, timeout_s=1)
+    assert "\n" not in str(caught.value) and "stalled or overloaded" in str(caught.value)

@@ -112,6 +112,7 @@ class ScriptedChain(Search):
         super().__init__(*args, **kwargs)
         self.response = response
         self.calls: list[float] = []
+        self.key_offsets: list[int] = []
 
     @contextlib.contextmanager
     def environment(self):
@@ -120,6 +121,7 @@ class ScriptedChain(Search):
     def run_trial(self, experiment, run_id, index):
         pace = experiment.workload.pace_s
         self.calls.append(pace)
+        self.key_offsets.append(experiment.run.key_offset)
         ratio = self.response(pace, self.calls.count(pace))
         n = 1_000
         s = {"submitted": n, "committed": round(ratio * n), "commit_ratio": round(ratio * n) / n}
@@ -168,3 +170,16 @@ def test_a_failure_that_does_not_repeat_is_not_believed(tmp_path):
     assert state.status == "done"
     assert state.min_value == pytest.approx(0.2, rel=0.06)
     assert any("passed when tried again" in n for n in state.notes)
+
+
+def test_no_two_trials_of_a_series_share_a_key(tmp_path):
+    from loadgen.sweep import KEYS_PER_SEARCH
+
+    search = scripted(tmp_path, lambda pace, _: min(1.0, pace / 0.4))
+    search.execute()
+    workers = search.experiment.workload.workers
+    keys = [set(range(1 + offset, 1 + offset + workers)) for offset in search.key_offsets]
+    assert len(keys) == len(search.calls) >= 4
+    assert all(a.isdisjoint(b) for i, a in enumerate(keys) for b in keys[i + 1 :])
+    assert 0 not in set().union(*keys)  # the coordinator's key is never a worker's
+    assert max(search.key_offsets) < KEYS_PER_SEARCH  # a sweep's next search starts above them all

@@ -4,7 +4,6 @@ network), or a smoke round on it."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import time
 from pathlib import Path
@@ -67,6 +66,13 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     config = devnet_config(args)
     chain = config.network(port=args.port or None, prometheus_targets=args.prometheus_targets)
+    try:
+        return _serve(chain, args)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, at any moment, is how a foreground chain ends
+        return 130 if args.smoke else 0
+
+
+def _serve(chain, args: argparse.Namespace) -> int:
     with chain:
         info = probe(connect(chain.urls[0]))
         print(f"devnet: {chain.describe()}, chain id {info.chain_id}, block gas limit {info.block_gas_limit:,} ({info.client_version})")
@@ -80,8 +86,7 @@ def run(args: argparse.Namespace) -> int:
         if args.smoke:
             return smoke_round(chain.urls[0])
         print("Ctrl-C stops it.", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            chain.wait()
+        chain.wait()
         return 0
 
 
