@@ -88,6 +88,7 @@ class Consensus:
     # refuses anything but 0 ("Gas price not 0") on a gas-free network
     gas_price: ClassVar[int]
     default_block_time_s: ClassVar[float] = 1.0
+    not_producing: ClassVar[str] = "made no new block"  # how a start that never got going is told
 
     def binary(self) -> Path:
         raise NotImplementedError
@@ -201,6 +202,7 @@ class Raft(_GoQuorum):
     name = "raft"
     apis = "eth,net,web3,txpool,raft,admin,debug"
     default_block_time_s = 0.05
+    not_producing = "elected no raft leader"
 
     def chain_config(self, settings: GethNetworkSettings) -> dict:
         return self.quorum_config()

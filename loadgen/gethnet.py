@@ -239,7 +239,10 @@ class GethNetwork:
         """Ready = every node answers with the chain id, has all its peers, and sees blocks
         advance past the head it had when it came up."""
         deadline = time.monotonic() + max(timeout_s, 1.0)
-        alive = lambda: all(n.alive for n in self._nodes)  # noqa: E731
+
+        def alive() -> bool:
+            return self.running
+
         want_peers = self.settings.nodes - 1
 
         def peered() -> bool:
@@ -252,7 +255,7 @@ class GethNetwork:
         self.consensus.after_peered(self.urls)
         heads = [int(rpc_call(u, "eth_blockNumber"), 16) for u in self.urls]
         if not wait_until(lambda: self.consensus.producing(self.urls, heads), deadline - time.monotonic(), 0.1, alive):
-            self._fail("made no new block" if self.consensus.name != "raft" else "elected no raft leader", alive())
+            self._fail(self.consensus.not_producing, alive())
 
     def _fail(self, what: str, alive: bool) -> None:
         culprit = next((i for i, n in enumerate(self._nodes) if not n.alive), 0)
@@ -273,10 +276,10 @@ class GethNetwork:
             self.root = None
 
     def wait(self) -> int:
-        """Blocks until a node exits (the `loadgen devnet` foreground mode)."""
+        """Blocks until a node exits on its own (the `loadgen devnet` foreground mode): 1."""
         while self.running:
             time.sleep(0.5)
-        return 0 if not self._nodes else 1
+        return 1
 
     def __enter__(self) -> GethNetwork:
         return self.start()
