@@ -1,5 +1,5 @@
 # The two commands of README.md: `make run` and `make test`. Both set the machine up first.
-.PHONY: setup run test test-unit test-goquorum lint contracts
+.PHONY: setup run test test-fast test-unit test-goquorum lint contracts
 
 setup:
 	@bash scripts/setup.sh
@@ -13,9 +13,11 @@ lint: setup
 test: setup lint
 	.venv/bin/python -m pytest
 
-# the pure tests only (no chain, no Ray): seconds, for the edit-test loop
-test-unit: setup
-	.venv/bin/python -m pytest -q tests/test_plan.py tests/test_model.py tests/test_config.py tests/test_estimate.py tests/test_signer.py -k "not cli"
+# the unit tests only (marker `unit`: no chain, no Ray, no subprocess): under a minute, for the edit-test loop
+test-fast: setup
+	.venv/bin/python -m pytest -q -m unit
+
+test-unit: test-fast
 
 # GoQuorum's own QBFT and raft networks: needs LOADGEN_GOQUORUM=/path/to/GoQuorum's geth
 test-goquorum: setup

@@ -13,50 +13,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-STATUSES = ("committed", "reverted", "rejected", "dropped", "unsent")
-
-TX_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("trial", pa.int32()),
-        ("epoch", pa.int32()),
-        ("round_id", pa.int64()),
-        ("worker", pa.int32()),
-        ("pool", pa.int32()),
-        ("phase", pa.string()),
-        ("chunk_index", pa.int32()),
-        ("attempt", pa.int16()),
-        ("nonce", pa.int64()),
-        ("endpoint", pa.string()),
-        ("node", pa.string()),
-        ("tx_hash", pa.string()),
-        ("size_bytes", pa.int32()),
-        ("t_scheduled", pa.float64()),
-        ("t_sent", pa.float64()),
-        ("t_acked", pa.float64()),
-        ("t_included", pa.float64()),
-        ("block_number", pa.int64()),
-        ("block_timestamp", pa.float64()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("gas_used", pa.int64()),
-        ("latency_s", pa.float64()),
-        ("resends", pa.int16()),
-    ]
-)
-
-BLOCK_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("trial", pa.int32()),
-        ("number", pa.int64()),
-        ("timestamp", pa.float64()),
-        ("tx_count", pa.int32()),
-        ("gas_used", pa.int64()),
-        ("gas_limit", pa.int64()),
-        ("t_observed", pa.float64()),
-    ]
-)
+from loadgen.schema import TX_SCHEMA
 
 
 @dataclass(slots=True, eq=False)
@@ -81,6 +38,7 @@ class TxRow:
     status: str = ""
     error: str | None = None
     gas_used: int | None = None
+    effective_gas_price: int | None = None
     resends: int = 0
     raw_body: bytes | None = field(default=None, repr=False)  # kept while in flight, to re-send
 
@@ -134,6 +92,7 @@ class Collector:
             "status": [r.status for r in rows],
             "error": [r.error for r in rows],
             "gas_used": [r.gas_used for r in rows],
+            "effective_gas_price": [r.effective_gas_price for r in rows],
             "latency_s": [r.latency_s for r in rows],
             "resends": [r.resends for r in rows],
         }

@@ -1,8 +1,9 @@
-"""Signs legacy (EIP-155) transactions fast: RLP by hand, secp256k1 through libsecp256k1.
+"""Signs legacy (EIP-155) and type-2 (EIP-1559) transactions fast: RLP by hand, secp256k1
+through libsecp256k1.
 
 eth-account spends about 0.45 ms validating and signing a 32 kB chunk transaction; this does
-the same in about 0.1 ms, most of it hashing the calldata. A test checks the bytes against
-eth-account's.
+the same in about 0.1 ms, most of it hashing the calldata. Tests check the bytes of both kinds
+against eth-account's. ``to=b""`` creates a contract.
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ def send_raw_body(raw: bytes) -> bytes:
     return b"".join((_BODY_HEAD, binascii.hexlify(raw), _BODY_END))
 
 
+_TYPE_1559 = b"\x02"
+_EMPTY_ACCESS_LIST = b"\xc0"
+
+
 class Signer:
     """One account's signer. Holds the key; has no repr that shows it."""
 
@@ -91,4 +96,13 @@ class Signer:
         r, s, recovery = signature[:32], signature[32:64], signature[64]
         v = recovery + 35 + 2 * self.chain_id
         raw = _list(head + body + _item(_int(v)) + _item(r.lstrip(b"\x00")) + _item(s.lstrip(b"\x00")))
+        return SignedTx(nonce, raw)
+
+    def sign_1559(self, *, nonce: int, max_fee: int, priority_fee: int, gas: int, to: bytes, data: bytes, value: int = 0) -> SignedTx:
+        head = _item(_int(self.chain_id)) + _item(_int(nonce)) + _item(_int(priority_fee)) + _item(_int(max_fee)) + _item(_int(gas))
+        fields = b"".join((head, _item(to), _item(_int(value)), _item(data), _EMPTY_ACCESS_LIST))
+        # EIP-2718: the type byte is signed too, and leads the envelope outside the RLP
+        signature = self._key.sign_recoverable(keccak(_TYPE_1559 + _list(fields)), hasher=None)
+        r, s, y_parity = signature[:32], signature[32:64], signature[64]
+        raw = _TYPE_1559 + _list(b"".join((fields, _item(_int(y_parity)), _item(r.lstrip(b"\x00")), _item(s.lstrip(b"\x00")))))
         return SignedTx(nonce, raw)

@@ -33,6 +33,7 @@ class Inclusion:
     status: int
     gas_used: int
     block_timestamp_s: float
+    effective_gas_price: int | None  # what the sender paid per gas (None: the node does not say)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,15 @@ class BlockWatcher:
         self.blocks.append(BlockRow(number, ts, len(hashes), int(block["gasUsed"], 16), int(block["gasLimit"], 16), seen))
         for r in receipts:
             self.inclusions.append(
-                Inclusion(bytes.fromhex(r["transactionHash"][2:]), number, seen, int(r["status"], 16), int(r["gasUsed"], 16), ts)
+                Inclusion(
+                    bytes.fromhex(r["transactionHash"][2:]),
+                    number,
+                    seen,
+                    int(r["status"], 16),
+                    int(r["gasUsed"], 16),
+                    ts,
+                    int(r["effectiveGasPrice"], 16) if r.get("effectiveGasPrice") else None,
+                )
             )
         self._trim(seen)
         self._changed.set()

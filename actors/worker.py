@@ -24,8 +24,9 @@ import ray
 from actors.collector import Collector, TxRow
 from actors.rpc import RpcClient, RpcError
 from actors.signer import SignedTx, Signer
-from loadgen import contracts, model
-from loadgen.plan import Payload, PhaseSpec, WorkerSpec
+from loadgen.fees import Fees, sign_with
+from loadgen.plan import PhaseSpec, WorkerSpec
+from loadgen.workloads.base import CallBuilder, Payload
 
 # Answers meaning the node already has this very transaction: accepted after all.
 ALREADY_THERE = ("already known", "known transaction", "already imported", "nonce too low")
@@ -54,40 +55,13 @@ def _hash_from(answer: str) -> bytes | None:
     return None
 
 
-class PayloadBuilder:
-    """Calldata for item i of a phase, built where it is sent; pool digests computed once."""
-
-    def __init__(self, payload: Payload) -> None:
-        self.p = payload
-        self._digests: dict[int, bytes] = {}
-        self._copy = (
-            contracts.array_copy_calldata(model.random_model(payload.array_size, payload.seed)) if payload.kind == "array-copy" else b""
-        )
-        self.to = bytes.fromhex(payload.contract.removeprefix("0x"))
-
-    def digest(self, pool: int) -> bytes:
-        if pool not in self._digests:
-            p = self.p
-            self._digests[pool] = model.pool_digest(p.seed, p.epoch, pool, p.model_length, p.chunk_size)
-        return self._digests[pool]
-
-    def calldata(self, worker: Worker, item: int) -> bytes:
-        p = self.p
-        if p.kind == "reveal":
-            chunk = model.pool_chunk(p.seed, p.epoch, worker.spec.pool, item, p.model_length, p.chunk_size)
-            return contracts.reveal_chunk_calldata(p.round_id, item, chunk)
-        if p.kind == "commit":
-            return contracts.commit_calldata(p.round_id, model.commitment(self.digest(worker.spec.pool), worker.signer.address))
-        return self._copy
-
-
 class Sender:
     """The workers of one actor, the transactions they have in flight, and their rows."""
 
-    def __init__(self, run_id: str, node: str, chain_id: int, gas_price: int) -> None:
+    def __init__(self, run_id: str, node: str, chain_id: int, fees: Fees) -> None:
         self.node = node
         self.chain_id = chain_id
-        self.gas_price = gas_price
+        self.fees = fees
         self.collector = Collector(run_id, node)
         self.workers: list[Worker] = []
         self.clients: dict[str, RpcClient] = {}
@@ -103,7 +77,8 @@ class Sender:
         self.max_lag_s = 0.0
         self._last_send = 0.0
         self._tasks: list[asyncio.Task] = []
-        self._builder: PayloadBuilder | None = None
+        self._payload: Payload | None = None
+        self._builder: CallBuilder | None = None
         self._depth = 1
         self.presign_budget_bytes = PRESIGN_BUDGET_BYTES
 
@@ -139,9 +114,9 @@ class Sender:
     def prepare_phase(self, phase: PhaseSpec, payload: Payload) -> int:
         """Signs each worker's first transactions before the phase's t0 is set: as many as fit
         the actor's budget, so that signing stays off the sending path."""
-        self._builder = PayloadBuilder(payload)
+        self._payload, self._builder = payload, payload.builder()
         # every transaction of a phase is about as large as its first: one estimate serves all
-        size = len(self._builder.calldata(self.workers[0], 0)) + 200 if self.workers else 1
+        size = len(self._builder.call(self.workers[0].spec, self.workers[0].signer.address, 0).data) + 200 if self.workers else 1
         depth = max(1, self.presign_budget_bytes // (2 * size * max(len(self.workers), 1)))  # hex: 2 bytes a byte
         signed = 0
         for w in self.workers:
@@ -153,22 +128,22 @@ class Sender:
         return signed
 
     async def run_phase(self, phase: PhaseSpec, payload: Payload, t0: float, commit_timeout_s: float) -> dict:
-        if self._builder is None or self._builder.p != payload:
+        if self._builder is None or self._payload != payload:
             self.prepare_phase(phase, payload)
         key = (payload.epoch, phase.name)
         await asyncio.gather(*(self._run_worker(w, phase, t0) for w in self.workers))
-        self._builder = None
+        self._payload = self._builder = None
         await self._drain(key, commit_timeout_s)
         return {"scheduled": self.scheduled, "sent": self.sent}
 
     def _sign(self, w: Worker, item: int, nonce: int, gas: int) -> SignedTx:
-        b = self._builder
-        return w.signer.sign(nonce=nonce, gas_price=self.gas_price, gas=gas, to=b.to, data=b.calldata(w, item))
+        call = self._builder.call(w.spec, w.signer.address, item)
+        return sign_with(w.signer, self.fees, nonce=nonce, gas=gas, to=call.to, data=call.data, value=call.value)
 
     async def _run_worker(self, w: Worker, phase: PhaseSpec, t0: float) -> None:
         index = w.spec.worker
         items = phase.items[index]
-        p = self._builder.p
+        p = self._payload
         slot = item = attempt = 0
         gave_up = None
         while item < items and not (phase.fixed_slots and slot >= items):
@@ -286,6 +261,7 @@ class Sender:
         row.t_included = inc.t_observed
         row.block_timestamp = inc.block_timestamp_s
         row.gas_used = inc.gas_used
+        row.effective_gas_price = inc.effective_gas_price
         row.status = "ok" if inc.status == 1 else "failed"
 
     async def _follow(self, watcher: ray.actor.ActorHandle) -> None:
@@ -347,6 +323,7 @@ class Sender:
         row.block_number = int(receipt["blockNumber"], 16)
         row.t_included = time.time()
         row.gas_used = int(receipt["gasUsed"], 16)
+        row.effective_gas_price = int(receipt["effectiveGasPrice"], 16) if receipt.get("effectiveGasPrice") else None
         row.status = "ok" if int(receipt["status"], 16) == 1 else "failed"
         self._finish_included(row)
 
@@ -366,9 +343,9 @@ class Sender:
 class SenderActor:
     """Hosts many workers. The driver sets it up, runs phases and collects rows in batches."""
 
-    def __init__(self, run_id: str, chain_id: int, gas_price: int) -> None:
+    def __init__(self, run_id: str, chain_id: int, fees: Fees) -> None:
         node = ray.get_runtime_context().get_node_id()[:12]
-        self.sender = Sender(run_id, node, chain_id, gas_price)
+        self.sender = Sender(run_id, node, chain_id, fees)
 
     async def setup(self, specs: list[WorkerSpec], mnemonic: str, watcher: ray.actor.ActorHandle, gap_check_s: float) -> list[str]:
         from loadgen.accounts import MnemonicSource, derive_account

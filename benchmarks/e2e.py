@@ -79,7 +79,7 @@ def run_measured(exp: config.Experiment) -> None:
     def on_progress(_p) -> None:
         run = holder["run"]
         if not actor_pids:
-            for kind, handles in (("sender", run.cluster.actors), ("watcher", run.cluster.watchers)):
+            for kind, handles in (("sender", run.fleet.actors), ("watcher", run.fleet.watchers)):
                 for handle in handles:
                     pid = ray.get(handle.__ray_call__.remote(lambda self: os.getpid()))
                     actor_pids.add(pid)

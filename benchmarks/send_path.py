@@ -29,7 +29,9 @@ from actors.signer import Signer, send_raw_body
 from actors.worker import Sender, Worker
 from loadgen import contracts, model
 from loadgen.devnet import free_port
-from loadgen.plan import Payload, PhaseSpec, WorkerSpec
+from loadgen.fees import Fees
+from loadgen.plan import WorkerSpec, constant_rate
+from loadgen.workloads.fl_round import Reveal
 
 CHUNK = 1_000
 
@@ -70,14 +72,13 @@ async def bare_loop(url: str, bodies: list[bytes], seconds: float, concurrency: 
 
 async def sender_run(url: str, workers: int, rate: float, seconds: float, presign_all: bool) -> dict:
     """The Sender as a sender actor runs it, offered ``rate`` for ``seconds``."""
-    sender = Sender("bench", "local", 1337, 0)
+    sender = Sender("bench", "local", 1337, Fees.legacy(0))
     rpc = RpcClient(url)
     sender.clients[url] = rpc
     sender.workers = [Worker(WorkerSpec(i, i + 1, 0, url, 0), Signer(os.urandom(32), 1337), rpc) for i in range(workers)]
-    interval = workers / rate
-    items = max(int(seconds / interval), 1)
-    phase = PhaseSpec("reveal", interval, tuple(i / rate for i in range(workers)), (items,) * workers, None, True, 800_000)
-    payload = Payload("reveal", "0x" + "00" * 20, round_id=1, model_length=CHUNK * items, chunk_size=CHUNK)
+    phase = constant_rate("reveal", workers, rate, max(seconds, workers / rate), gas_limit=800_000)
+    items = max(phase.items)
+    payload = Reveal(contract="0x" + "00" * 20, round_id=1, seed=0, model_length=CHUNK * items, chunk_size=CHUNK)
     if presign_all:
         sender.presign_budget_bytes = 2 * 33_000 * items * workers + 1
     cpu0 = time.process_time()

@@ -4,18 +4,12 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import solc from "solc";
+import { artifact, settings } from "./settings.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const srcDir = path.join(here, "src");
 const outFlag = process.argv.indexOf("--out");
 const outDir = outFlag >= 0 ? path.resolve(process.argv[outFlag + 1]) : path.join(here, "artifacts");
-
-// berlin: GoQuorum v24.4.1 (geth 1.10.3) runs the Berlin EVM: no PUSH0, no BASEFEE.
-const settings = {
-  evmVersion: "berlin",
-  optimizer: { enabled: true, runs: 200 },
-  outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
-};
 
 const sources = {};
 for (const file of fs.readdirSync(srcDir).filter((f) => f.endsWith(".sol")).sort()) {
@@ -29,16 +23,8 @@ if (errors.length) process.exit(1);
 fs.mkdirSync(outDir, { recursive: true });
 for (const [file, contracts] of Object.entries(output.contracts)) {
   for (const [name, c] of Object.entries(contracts)) {
-    const artifact = {
-      contractName: name,
-      sourceName: file,
-      compiler: solc.version(),
-      settings: { evmVersion: settings.evmVersion, optimizer: settings.optimizer },
-      abi: c.abi,
-      bytecode: "0x" + c.evm.bytecode.object,
-      deployedBytecode: "0x" + c.evm.deployedBytecode.object,
-    };
-    fs.writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(artifact, null, 2) + "\n");
+    const json = JSON.stringify(artifact(solc, file, name, c), null, 2) + "\n";
+    fs.writeFileSync(path.join(outDir, `${name}.json`), json);
     console.log(`${name}: ${c.evm.deployedBytecode.object.length / 2} bytes deployed`);
   }
 }

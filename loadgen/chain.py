@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -16,6 +17,9 @@ from web3.middleware import ExtraDataToPOAMiddleware
 from web3.types import TxReceipt
 
 from loadgen.errors import ChainStalled, UserError
+
+if TYPE_CHECKING:
+    from loadgen.fees import Fees
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,15 @@ def chain_id_of(w3: Web3) -> int:
     return w3.eth.chain_id
 
 
+def fee_fields(fees: Fees | None) -> dict:
+    """eth-account's fields for ``fees`` (None: a gas-free legacy transaction)."""
+    if fees is None:
+        return {"gasPrice": 0}
+    if fees.tx_type == "legacy":
+        return {"gasPrice": fees.gas_price}
+    return {"type": 2, "maxFeePerGas": fees.max_fee, "maxPriorityFeePerGas": fees.priority_fee}
+
+
 def build_transaction(
     w3: Web3,
     account: LocalAccount,
@@ -65,13 +78,14 @@ def build_transaction(
     data: bytes,
     nonce: int,
     gas: int | None = None,
-    gas_price: int = 0,
+    fees: Fees | None = None,
+    value: int = 0,
 ) -> bytes:
-    """A signed legacy (EIP-155) transaction, ready for eth_sendRawTransaction.
+    """A signed transaction (legacy EIP-155, or type 2 by ``fees``), ready for eth_sendRawTransaction.
 
     With ``gas`` None the node estimates it, which fails early on a call that would revert.
     """
-    tx = {"chainId": chain_id_of(w3), "nonce": nonce, "gasPrice": gas_price, "data": data, "value": 0}
+    tx = {"chainId": chain_id_of(w3), "nonce": nonce, "data": data, "value": value} | fee_fields(fees)
     if to is not None:
         tx["to"] = to
     if gas is None:
@@ -99,14 +113,15 @@ def send_transaction(
     to: str | None,
     data: bytes,
     gas: int | None = None,
-    gas_price: int = 0,
+    fees: Fees | None = None,
     nonce: int | None = None,
+    value: int = 0,
     timeout_s: float = 60.0,
 ) -> TxReceipt:
     """Sends one transaction and waits for its receipt (the nonce from the node when not given)."""
     if nonce is None:
         nonce = w3.eth.get_transaction_count(account.address, "pending")
-    raw = build_transaction(w3, account, to=to, data=data, nonce=nonce, gas=gas, gas_price=gas_price)
+    raw = build_transaction(w3, account, to=to, data=data, nonce=nonce, gas=gas, fees=fees, value=value)
     return wait_receipts(w3, [w3.eth.send_raw_transaction(raw)], timeout_s)[0]
 
 
@@ -120,12 +135,12 @@ class Funding:
         return asdict(self)
 
 
-def fund(w3: Web3, funder: LocalAccount, addresses: list[str], wei_each: int, gas_price: int, batch: int = 200) -> Funding:
+def fund(w3: Web3, funder: LocalAccount, addresses: list[str], wei_each: int, fees: Fees, batch: int = 200) -> Funding:
     """Tops every address up to ``wei_each``: the transfers of a batch go out back to back with
     consecutive nonces, then the batch's receipts are awaited."""
     balances = [w3.eth.get_balance(a) for a in addresses]
     short = [(a, wei_each - b) for a, b in zip(addresses, balances, strict=True) if b < wei_each]
-    need = sum(v for _, v in short) + 21_000 * gas_price * len(short)
+    need = sum(v for _, v in short) + 21_000 * fees.worst_case_per_gas() * len(short)
     if short and w3.eth.get_balance(funder.address) < need:
         raise UserError(
             f"the funder {funder.address} (key index 0) holds too little to top up {len(short)} workers "
@@ -136,7 +151,7 @@ def fund(w3: Web3, funder: LocalAccount, addresses: list[str], wei_each: int, ga
     for i in range(0, len(short), batch):
         hashes = []
         for address, value in short[i : i + batch]:
-            tx = {"chainId": chain_id, "nonce": nonce, "gasPrice": gas_price, "gas": 21_000, "to": address, "value": value}
+            tx = {"chainId": chain_id, "nonce": nonce, "gas": 21_000, "to": address, "value": value} | fee_fields(fees)
             hashes.append(w3.eth.send_raw_transaction(funder.sign_transaction(tx).raw_transaction))
             nonce += 1
         failed = [r for r in wait_receipts(w3, hashes, timeout_s=120) if r["status"] != 1]

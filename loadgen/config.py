@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from loadgen.consensus import CLIENT_CONSENSUS, CONSENSUS
 from loadgen.devnet import DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_CHAIN_ID, Devnet, DevnetSettings
 from loadgen.errors import ConfigError
+from loadgen.fees import TxType
 from loadgen.gethnet import (
     DEFAULT_GETH_BLOCK_GAS_LIMIT,
     DEFAULT_GOQUORUM_BLOCK_GAS_LIMIT,
@@ -25,13 +26,13 @@ from loadgen.gethnet import (
     GethNetworkSettings,
     TxpoolSettings,
 )
+from loadgen.plan import RunPlan, assign_workers
+from loadgen.strict import Strict
+from loadgen.workloads import WORKLOADS, workload_of
+from loadgen.workloads import Workload as WorkloadPlugin
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TxpoolConfig(_Strict):
+class TxpoolConfig(Strict):
     """geth's --txpool.* limits (defaults are geth's and GoQuorum's), to make them bind at this machine's rates."""
 
     account_slots: int = Field(TXPOOL_DEFAULTS["account_slots"], gt=0, description="executable transactions kept per account")
@@ -45,7 +46,7 @@ class TxpoolConfig(_Strict):
         return TxpoolSettings(**self.model_dump())
 
 
-class DevnetConfig(_Strict):
+class DevnetConfig(Strict):
     """The embedded chain started when ``chain.endpoints`` is empty."""
 
     client: Literal["anvil", "geth", "goquorum"] = Field(
@@ -113,11 +114,14 @@ class DevnetConfig(_Strict):
         )
 
 
-class ChainConfig(_Strict):
+class ChainConfig(Strict):
     endpoints: list[str] = Field(default_factory=list)
     chain_id: int | None = Field(None, gt=0, description="probed from the node when absent")
     gas_price: int | None = Field(None, ge=0, description="probed from the node when absent (GoQuorum: 0)")
     gas_limit: int | None = Field(None, gt=21_000, description="gas limit of each worker transaction; sized per kind when absent")
+    tx_type: TxType = Field("legacy", description="legacy (GoQuorum's, the default) or eip1559 (type 2: geth, Besu, Anvil)")
+    max_fee: int | None = Field(None, ge=0, description="eip1559: max fee per gas; from eth_feeHistory when absent")
+    priority_fee: int | None = Field(None, ge=0, description="eip1559: priority fee per gas; from eth_feeHistory when absent")
     devnet: DevnetConfig = DevnetConfig()
 
     @field_validator("endpoints")
@@ -129,38 +133,16 @@ class ChainConfig(_Strict):
         return urls
 
 
-class FlRound(_Strict):
-    """The study's protocol: commit, then reveal the model chunk by chunk, every pace_s."""
-
-    kind: Literal["fl-round"]
-    model_length: int = Field(gt=0, description="parameters (uint256 values) per model")
-    chunk_size: int = Field(1_000, gt=0)
-    redundancy: int = Field(1, gt=0, description="workers per pool")
-    pools: int = Field(1, gt=0)
-    pace_s: float = Field(gt=0, description="seconds a worker waits between two chunks")
-    epochs: int = Field(1, gt=0, description="rounds played one after the other")
-    max_retries: int = Field(3, ge=0, description="re-sends of a rejected chunk before the worker gives up")
-    spread: bool = Field(True, description="stagger workers' first chunk over one pace, so the offered rate is smooth")
-
-    @property
-    def workers(self) -> int:
-        return self.redundancy * self.pools
+def _workload_union() -> Any:
+    """The experiment file's ``workload:``: one of the registered workloads' config models."""
+    models = tuple(cls.config_model for cls in WORKLOADS.values())
+    return Annotated[Union[models], Field(discriminator="kind")]  # noqa: UP007  (a runtime tuple of models)
 
 
-class ArrayCopy(_Strict):
-    """The study's 4.1: a fixed total rate of ArrayCopy calls for a duration."""
-
-    kind: Literal["array-copy"]
-    array_size: int = Field(gt=0)
-    rate_tps: float = Field(gt=0)
-    duration_s: float = Field(gt=0)
-    workers: int = Field(10, gt=0, description="accounts the rate is spread over")
+Workload = _workload_union()
 
 
-Workload = Annotated[FlRound | ArrayCopy, Field(discriminator="kind")]
-
-
-class RunConfig(_Strict):
+class RunConfig(Strict):
     commit_timeout_s: float = Field(60.0, gt=0, description="after the last send, how long a transaction may take to be included")
     threshold: float = Field(0.85, ge=0, le=1, description="commit ratio the run must reach")
     actors: int | None = Field(None, gt=0, description="sender actors; one per CPU of the cluster when absent")
@@ -172,18 +154,43 @@ class RunConfig(_Strict):
     )
 
 
-class Experiment(_Strict):
+class Experiment(Strict):
     name: str = "experiment"
     chain: ChainConfig = ChainConfig()
     workload: Workload
     run: RunConfig = RunConfig()
 
+    @model_validator(mode="after")
+    def _fees_fit_the_type(self) -> Experiment:
+        chain = self.chain
+        if chain.tx_type == "legacy" and (chain.max_fee is not None or chain.priority_fee is not None):
+            raise ConfigError("chain.max_fee", "fee caps belong to eip1559 transactions", "remove them, or set chain.tx_type: eip1559")
+        if chain.tx_type == "eip1559" and chain.gas_price is not None:
+            raise ConfigError("chain.gas_price", "an eip1559 transaction has no gas price", "use chain.max_fee and chain.priority_fee")
+        if chain.max_fee is not None and chain.priority_fee is not None and chain.priority_fee > chain.max_fee:
+            raise ConfigError("chain.priority_fee", "is above chain.max_fee", "lower it, or raise max_fee")
+        return self
+
+    @property
+    def plugin(self) -> WorkloadPlugin:
+        """The workload this experiment plays (a fresh instance: it may cache compiled artifacts)."""
+        return workload_of(self.workload)
+
+    def plan(self, endpoints: list[str], n_actors: int) -> RunPlan:
+        """Who sends what and when, before anything runs: workers spread over the endpoints and
+        actors, and the workload's phases."""
+        workload = self.plugin
+        workers = assign_workers(workload.workers, workload.pool_size, endpoints, n_actors, self.run.key_offset)
+        return RunPlan(workers, workload.phases(self.chain.gas_limit, self.run.seed), workload.epochs)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Experiment:
+        """This experiment with dotted keys replaced, validated again like the file."""
+        return from_dict(to_public_dict(self), overrides)
+
 
 _FIXES = {
     "extra_forbidden": "remove it or fix its spelling",
     "missing": "add it",
-    "union_tag_invalid": "use one of: fl-round, array-copy",
-    "union_tag_not_found": "add `kind: fl-round` or `kind: array-copy`",
     "greater_than": "use a larger value",
     "greater_than_equal": "use a larger value",
     "less_than_equal": "use a smaller value",
@@ -197,20 +204,41 @@ _FIXES = {
 }
 
 
+def _without_tags(loc: tuple) -> list[str]:
+    """pydantic names a union's member by its tag in an error's location (workload.fl-round.pace_s,
+    call.args.0.random_uint.bits): not a key the user wrote, so it goes."""
+    kept = []
+    for i, part in enumerate(loc):
+        after_union = i > 0 and (loc[i - 1] in ("workload", "profile") or isinstance(loc[i - 1], int))
+        if not (after_union and isinstance(part, str) and part in _TAGS):
+            kept.append(str(part))
+    return kept
+
+
+_TAGS = set(WORKLOADS) | {"constant", "ramp", "steps", "points", "sequence", "random_uint", "random_bytes", "random_array"}
+_TAGS |= {"own_address", "other_worker", "all_workers", "choice"}
+
+
 def _to_config_error(error: ValidationError) -> ConfigError:
     errors = error.errors(include_url=False)
     # a misspelt key also makes its real name "missing": the unknown key is the one to report
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = [str(p) for p in first["loc"] if not (isinstance(p, str) and p in ("fl-round", "array-copy"))]
+    loc = _without_tags(first["loc"])
     field = ".".join(loc) or "(top level)"
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        field += ".kind"
-        kind = first["input"].get("kind") if isinstance(first["input"], dict) else None
-        message = f"unknown workload kind {kind!r}" if kind is not None else "missing"
-    elif first["type"] not in ("missing", "union_tag_not_found") and "input" in first:
+        # the tag's own key (kind, shape, gen) is the one to name, with the values it takes
+        tag = first.get("ctx", {}).get("discriminator", "'kind'").strip("'")
+        field += f".{tag}"
+        expected = first.get("ctx", {}).get("expected_tags") or ", ".join(WORKLOADS)
+        value = first["input"].get(tag) if isinstance(first["input"], dict) else None
+        noun = "workload kind" if tag == "kind" else tag
+        message = f"unknown {noun} {value!r}" if value is not None else "missing"
+        fix = f"use one of: {expected}" if value is not None else f"add `{tag}:` (one of: {expected})"
+        return ConfigError(field, message, fix.replace("'", ""))
+    elif first["type"] != "missing" and "input" in first:
         message += f" (got {first['input']!r})"
     return ConfigError(field, message, _FIXES.get(first["type"], ""))
 
@@ -241,11 +269,27 @@ def _apply(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
+def _current() -> type[Experiment]:
+    """Experiment, rebuilt when a workload registered after this module was imported."""
+    global Workload, _KINDS
+    if set(WORKLOADS) != _KINDS:
+        Workload = _workload_union()
+        _KINDS = set(WORKLOADS)
+        # the field was resolved when the class was built: give it the new union, then rebuild
+        field = Experiment.model_fields["workload"]
+        field.annotation, field.discriminator = Union[tuple(cls.config_model for cls in WORKLOADS.values())], "kind"  # noqa: UP007
+        Experiment.model_rebuild(force=True)
+    return Experiment
+
+
+_KINDS = set(WORKLOADS)
+
+
 def from_dict(raw: Any, overrides: dict[str, Any] | None = None) -> Experiment:
     if not isinstance(raw, dict):
         raise ConfigError("(top level)", "the experiment file must be a YAML mapping", "see configs/quickstart.yaml")
     try:
-        return Experiment.model_validate(_apply(copy.deepcopy(raw), overrides or {}))
+        return _current().model_validate(_apply(copy.deepcopy(raw), overrides or {}))
     except ValidationError as e:
         raise _to_config_error(e) from None
 

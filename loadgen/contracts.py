@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
@@ -22,6 +23,9 @@ from loadgen.chain import send_transaction
 from loadgen.errors import ToolMissing
 from loadgen.model import WORD
 
+if TYPE_CHECKING:
+    from loadgen.fees import Fees
+
 ARTIFACT_DIR = Path(__file__).resolve().parent.parent / "contracts" / "artifacts"
 
 
@@ -29,13 +33,13 @@ def selector(signature: str) -> bytes:
     return keccak(signature.encode())[:4]
 
 
-def _signature(item: dict) -> str:
-    return f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
+def signature(item: dict) -> str:
+    return f"{item['name']}({','.join(abi_type(i) for i in item['inputs'])})"
 
 
-def _abi_type(param: dict) -> str:
+def abi_type(param: dict) -> str:
     if param["type"].startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in param["components"]) + ")" + param["type"][5:]
+        return "(" + ",".join(abi_type(c) for c in param["components"]) + ")" + param["type"][5:]
     return param["type"]
 
 
@@ -47,7 +51,7 @@ class Artifact:
 
     @property
     def errors(self) -> dict[bytes, dict]:
-        return {selector(_signature(e)): e for e in self.abi if e["type"] == "error"}
+        return {selector(signature(e)): e for e in self.abi if e["type"] == "error"}
 
     def decode_error(self, data: bytes | str) -> str:
         """'ChunkOutOfOrder(expected=0, got=2)' for revert data of one of our custom errors."""
@@ -55,7 +59,7 @@ class Artifact:
         item = self.errors.get(raw[:4])
         if item is None:
             return f"unknown error 0x{raw.hex()}" if raw else "reverted without data"
-        values = abi_decode([_abi_type(i) for i in item["inputs"]], raw[4:])
+        values = abi_decode([abi_type(i) for i in item["inputs"]], raw[4:])
         args = ", ".join(f"{i['name']}={v.hex() if isinstance(v, bytes) else v}" for i, v in zip(item["inputs"], values, strict=True))
         return f"{item['name']}({args})"
 
@@ -69,11 +73,16 @@ def load(name: str) -> Artifact:
     return Artifact(name=name, abi=raw["abi"], bytecode=bytes.fromhex(raw["bytecode"].removeprefix("0x")))
 
 
-def deploy(w3: Web3, account: LocalAccount, name: str, gas_price: int = 0) -> Contract:
-    artifact = load(name)
-    receipt = send_transaction(w3, account, to=None, data=artifact.bytecode, gas_price=gas_price)
+def deploy(w3: Web3, account: LocalAccount, artifact: Artifact | str, *args: Any, fees: Fees | None = None) -> Contract:
+    """Deploys a committed artifact (by name) or any artifact, with its constructor arguments."""
+    if isinstance(artifact, str):
+        artifact = load(artifact)
+    data = artifact.bytecode
+    if args:
+        data = bytes.fromhex(w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode).constructor(*args).data_in_transaction[2:])
+    receipt = send_transaction(w3, account, to=None, data=data, fees=fees)
     if receipt["status"] != 1:
-        raise RuntimeError(f"deploying {name} reverted in block {receipt['blockNumber']}")
+        raise RuntimeError(f"deploying {artifact.name} reverted in block {receipt['blockNumber']}")
     return w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
 
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from actors.collector import TX_SCHEMA
 from loadgen.errors import UserError
 from loadgen.report import summarize
+from loadgen.schema import TX_SCHEMA
 from loadgen.store import RunStore
 
 CAVEATS = (
@@ -69,7 +69,7 @@ def to_table(data: dict[str, Any], run_id: str) -> pa.Table:
                     "node": f"location-{loc_index}", "tx_hash": None, "size_bytes": 0,
                     "t_scheduled": float(submit) if submit >= 0 else 0.0, "t_sent": sent, "t_acked": sent,
                     "t_included": included, "block_number": None, "block_timestamp": None, "status": status,
-                    "error": "diablo: HasError" if it.get("HasError") else None, "gas_used": None,
+                    "error": "diablo: HasError" if it.get("HasError") else None, "gas_used": None, "effective_gas_price": None,
                     "latency_s": included - sent if included is not None and sent is not None else None, "resends": 0,
                 }  # fmt: skip
                 for name, value in values.items():

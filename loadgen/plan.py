@@ -1,25 +1,30 @@
-"""Workload → per-worker schedule. Pure: needs neither Ray nor a chain.
+"""Schedules: who sends what, when. Pure: needs neither Ray nor a chain, and knows no workload.
 
-A phase gives every worker a series of *slots*, at ``t0 + offset + k·interval`` (computed from
-k, never accumulated, so a long run does not drift). In each slot the worker sends the head of
-its queue of *items* (a commitment, a chunk, a copy call). An item the RPC rejects stays at the
-head and is sent again in the next slot, so its later items shift by one slot and the offered
-rate stays one transaction per worker per interval; after ``max_retries`` re-sends the worker
-gives up and its remaining items end as ``unsent``. Every slot used is one transaction row.
+A phase gives every worker a series of *slots*; the phase's schedule says when slot k of worker
+w falls, from the phase's start t0 (computed from k, never accumulated, so a long run does not
+drift). In each slot the worker sends the head of its queue of *items* (a commitment, a chunk, a
+call). With ``fixed_slots`` off, an item the RPC rejects stays at the head and is sent again in
+the next slot, so its later items shift by one slot and the offered rate stays one transaction
+per worker per slot; after ``max_retries`` re-sends the worker gives up and its remaining items
+end as ``unsent``. With ``fixed_slots`` on (rate-driven workloads) a phase has exactly its
+planned slots: a refused transaction still goes again, the same bytes in the next slot (its nonce
+is still the one the node needs), but no slot is added for it, so the offered rate never exceeds
+the plan. Every slot used is one transaction row.
+
+Workloads build their phases from the helpers here: ``paced`` (a worker sends every pace_s),
+``constant_rate`` and ``profiled`` (a total arrival rate spread over the workers).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Protocol
 
-from loadgen.config import ArrayCopy, Experiment, FlRound
-from loadgen.model import chunk_count
+import numpy as np
 
-COMMIT_GAS = 120_000
-REVEAL_BASE_GAS = 100_000
-REVEAL_GAS_PER_VALUE = 700  # measured ~565 per value for 1,000-value chunks (BENCHMARKS.md), with headroom
-DEFAULT_COPY_GAS = 30_000_000
+from loadgen.profile import RateProfile
 
 
 @dataclass(frozen=True)
@@ -31,18 +36,69 @@ class WorkerSpec:
     actor: int
 
 
+class Schedule(Protocol):
+    def offset(self, worker: int, slot: int) -> float:
+        """Seconds from the phase's t0 to the worker's slot."""
+        ...
+
+    def last_offset(self, items: tuple[int, ...]) -> float:
+        """When the last slot falls, when every worker uses exactly its items."""
+        ...
+
+
+@dataclass(frozen=True)
+class Paced:
+    """Slot k of worker w at offsets_s[w] + k·interval_s: any number of slots (retries add some)."""
+
+    interval_s: float
+    offsets_s: tuple[float, ...]
+
+    def offset(self, worker: int, slot: int) -> float:
+        return self.offsets_s[worker] + slot * self.interval_s
+
+    def last_offset(self, items: tuple[int, ...]) -> float:
+        return max((o + (n - 1) * self.interval_s for o, n in zip(self.offsets_s, items, strict=True) if n), default=0.0)
+
+
+@dataclass(frozen=True)
+class Profiled:
+    """The arrivals of a rate profile, dealt round robin: arrival j goes to worker j mod W, so
+    each worker's own slots stay in order (and so do its nonces). Arrival times are computed
+    where they are needed (driver and actors alike, identically), never shipped."""
+
+    profile: RateProfile
+    workers: int
+    seed: int
+
+    def offset(self, worker: int, slot: int) -> float:
+        return float(_arrivals(self.profile, self.seed)[worker + slot * self.workers])
+
+    def last_offset(self, items: tuple[int, ...]) -> float:
+        times = _arrivals(self.profile, self.seed)
+        return float(times[-1]) if times.size else 0.0
+
+    def items(self) -> tuple[int, ...]:
+        n = _arrivals(self.profile, self.seed).size
+        return tuple(n // self.workers + (1 if w < n % self.workers else 0) for w in range(self.workers))
+
+
+@lru_cache(maxsize=8)
+def _arrivals(profile: RateProfile, seed: int) -> np.ndarray:
+    return profile.arrivals(seed)
+
+
 @dataclass(frozen=True)
 class PhaseSpec:
-    name: str  # "commit", "reveal" or "array-copy"
-    interval_s: float  # between two slots of one worker
-    offsets_s: tuple[float, ...]  # per worker, from the phase's t0
+    name: str  # recorded in every row of the phase
+    schedule: Paced | Profiled
     items: tuple[int, ...]  # per worker: transactions it has to get accepted
     max_retries: int | None  # re-sends of one rejected item before giving up; None: no limit
-    fixed_slots: bool  # True: exactly items[w] slots whatever is rejected (a fixed-rate workload)
+    fixed_slots: bool  # True: exactly items[w] slots whatever is rejected (a rate-driven workload)
     gas_limit: int
+    value_wei: int = 0  # sent with each transaction (what the funder must cover beside gas)
 
     def slot_time(self, t0: float, worker: int, slot: int) -> float:
-        return t0 + self.offsets_s[worker] + slot * self.interval_s
+        return t0 + self.schedule.offset(worker, slot)
 
     @property
     def transactions(self) -> int:
@@ -51,7 +107,12 @@ class PhaseSpec:
 
     @property
     def duration_s(self) -> float:
-        return max((o + (n - 1) * self.interval_s for o, n in zip(self.offsets_s, self.items, strict=True) if n), default=0.0)
+        return self.schedule.last_offset(self.items)
+
+    def worst_case_slots(self, worker: int) -> int:
+        """The most slots a worker may use: every item rejected up to its retry limit."""
+        n = self.items[worker]
+        return n if self.fixed_slots or self.max_retries is None else n * (1 + self.max_retries)
 
 
 @dataclass(frozen=True)
@@ -68,6 +129,10 @@ class RunPlan:
     def send_duration_s(self) -> float:
         """Time spent sending, without waits for inclusion between phases."""
         return self.epochs * sum(p.duration_s for p in self.phases)
+
+    @property
+    def fixed_slots(self) -> bool:
+        return all(p.fixed_slots for p in self.phases)
 
     def workers_of(self, actor: int) -> list[WorkerSpec]:
         return [w for w in self.workers if w.actor == actor]
@@ -90,49 +155,23 @@ def assign_workers(
     )
 
 
-def reveal_gas(chunk_size: int) -> int:
-    return REVEAL_BASE_GAS + REVEAL_GAS_PER_VALUE * chunk_size
+def paced(name: str, workers: int, pace_s: float, items: int, *, spread: bool, max_retries: int | None, gas_limit: int) -> PhaseSpec:
+    """Each worker sends one item every pace_s; ``spread`` staggers the workers' first slots over
+    one pace so the offered rate is smooth instead of a burst every pace."""
+    offsets = tuple(pace_s * i / workers for i in range(workers)) if spread else (0.0,) * workers
+    return PhaseSpec(name, Paced(pace_s, offsets), (items,) * workers, max_retries, False, gas_limit)
 
 
-def fl_phases(w: FlRound, gas_limit: int | None) -> tuple[PhaseSpec, ...]:
-    n = w.workers
-    # The study's workers all send their commitment at once when the round opens.
-    commit = PhaseSpec("commit", w.pace_s, (0.0,) * n, (1,) * n, w.max_retries, False, gas_limit or COMMIT_GAS)
-    spread = tuple(w.pace_s * i / n for i in range(n)) if w.spread else (0.0,) * n
-    chunks = chunk_count(w.model_length, w.chunk_size)
-    reveal = PhaseSpec("reveal", w.pace_s, spread, (chunks,) * n, w.max_retries, False, gas_limit or reveal_gas(w.chunk_size))
-    return commit, reveal
-
-
-def array_copy_phase(w: ArrayCopy, gas_limit: int | None) -> PhaseSpec:
+def constant_rate(name: str, workers: int, rate_tps: float, duration_s: float, *, gas_limit: int, value_wei: int = 0) -> PhaseSpec:
     """Worker i sends at i/rate + k·workers/rate: together, rate_tps for duration_s."""
-    interval = w.workers / w.rate_tps
-    offsets = tuple(i / w.rate_tps for i in range(w.workers))
+    interval = workers / rate_tps
+    offsets = tuple(i / rate_tps for i in range(workers))
     # the slots that start before duration_s (the epsilon keeps float error from adding one)
-    items = tuple(max(math.ceil((w.duration_s - o) / interval - 1e-9), 0) for o in offsets)
-    return PhaseSpec("array-copy", interval, offsets, items, None, True, gas_limit or DEFAULT_COPY_GAS)
+    items = tuple(max(math.ceil((duration_s - o) / interval - 1e-9), 0) for o in offsets)
+    return PhaseSpec(name, Paced(interval, offsets), items, None, True, gas_limit, value_wei)
 
 
-def build(experiment: Experiment, endpoints: list[str], n_actors: int) -> RunPlan:
-    w = experiment.workload
-    gas_limit = experiment.chain.gas_limit
-    if isinstance(w, FlRound):
-        workers = assign_workers(w.workers, w.redundancy, endpoints, n_actors, experiment.run.key_offset)
-        return RunPlan(workers, fl_phases(w, gas_limit), w.epochs)
-    workers = assign_workers(w.workers, None, endpoints, n_actors, experiment.run.key_offset)
-    return RunPlan(workers, (array_copy_phase(w, gas_limit),), 1)
-
-
-@dataclass(frozen=True)
-class Payload:
-    """What a phase's transactions carry; actors build the calldata from it themselves, so no
-    model crosses Ray."""
-
-    kind: str  # "commit", "reveal" or "array-copy"
-    contract: str
-    epoch: int = 0
-    round_id: int = 0
-    seed: int = 0
-    model_length: int = 0
-    chunk_size: int = 0
-    array_size: int = 0
+def profiled(name: str, workers: int, profile: RateProfile, seed: int, *, gas_limit: int, value_wei: int = 0) -> PhaseSpec:
+    """A rate that changes over time (or Poisson arrivals), spread over the workers."""
+    schedule = Profiled(profile, workers, seed)
+    return PhaseSpec(name, schedule, schedule.items(), None, True, gas_limit, value_wei)

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pyarrow as pa
 
-from actors.collector import STATUSES
+from loadgen.schema import STATUSES
 
 COLORS = {"committed": "#2a9d8f", "reverted": "#e76f51", "rejected": "#f4a261", "dropped": "#6d597a", "unsent": "#adb5bd"}
 

@@ -1,7 +1,7 @@
 """The FederatedLearning round driven step by step from one process.
 
 The coordinator's calls (open, close commits, close reveals, elect) are few and ordered, so
-they go through web3 and wait for each receipt. ``Worker`` plays a pool member without pacing;
+they go through web3 and wait for each receipt. ``PoolMember`` plays a pool member without pacing;
 it serves the smoke round and the contract tests, while load runs send workers' transactions
 from ``actors/`` on a schedule.
 """
@@ -18,6 +18,7 @@ from web3.types import TxReceipt
 
 from loadgen import contracts, model
 from loadgen.chain import build_transaction, send_transaction, wait_receipts
+from loadgen.fees import Fees
 
 
 class RoundFailed(RuntimeError):
@@ -32,14 +33,14 @@ class PoolResult:
 
 
 class Coordinator:
-    def __init__(self, w3: Web3, account: LocalAccount, contract: Contract, gas_price: int = 0) -> None:
+    def __init__(self, w3: Web3, account: LocalAccount, contract: Contract, fees: Fees | None = None) -> None:
         self.w3 = w3
         self.account = account
         self.contract = contract
-        self.gas_price = gas_price
+        self.fees = fees
 
     def _send(self, data: bytes) -> TxReceipt:
-        receipt = send_transaction(self.w3, self.account, to=self.contract.address, data=data, gas_price=self.gas_price)
+        receipt = send_transaction(self.w3, self.account, to=self.contract.address, data=data, fees=self.fees)
         if receipt["status"] != 1:
             raise RoundFailed(f"coordinator transaction {receipt['transactionHash'].hex()} reverted")
         return receipt
@@ -62,17 +63,17 @@ class Coordinator:
         return PoolResult(pool=pool, digest=bytes(event["args"]["digest"]), votes=event["args"]["votes"])
 
 
-class Worker:
+class PoolMember:
     """A pool member that sends its transactions back to back, with its own nonce count.
 
     ``send`` returns the hashes without waiting, so several workers' transactions share blocks.
     """
 
-    def __init__(self, w3: Web3, account: LocalAccount, contract: Contract, gas_price: int = 0) -> None:
+    def __init__(self, w3: Web3, account: LocalAccount, contract: Contract, fees: Fees | None = None) -> None:
         self.w3 = w3
         self.account = account
         self.contract = contract
-        self.gas_price = gas_price
+        self.fees = fees
         self.nonce = w3.eth.get_transaction_count(account.address, "pending")
 
     @property
@@ -82,9 +83,7 @@ class Worker:
     def send(self, calldata: list[bytes], gas: int = 2_000_000) -> list[bytes]:
         hashes = []
         for data in calldata:
-            raw = build_transaction(
-                self.w3, self.account, to=self.contract.address, data=data, nonce=self.nonce, gas=gas, gas_price=self.gas_price
-            )
+            raw = build_transaction(self.w3, self.account, to=self.contract.address, data=data, nonce=self.nonce, gas=gas, fees=self.fees)
             hashes.append(self.w3.eth.send_raw_transaction(raw))
             self.nonce += 1
         return hashes
@@ -97,7 +96,7 @@ class Worker:
 
 
 def play_round(
-    coordinator: Coordinator, workers: list[Worker], models: list[bytes], pool_size: int, chunk_size: int
+    coordinator: Coordinator, workers: list[PoolMember], models: list[bytes], pool_size: int, chunk_size: int
 ) -> tuple[int, list[PoolResult]]:
     """A whole round in which every worker commits and reveals its model honestly."""
     w3 = coordinator.w3

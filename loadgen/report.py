@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from actors.collector import STATUSES
 from loadgen.errors import UserError
+from loadgen.schema import STATUSES
 from loadgen.store import finalize
 
 SUMMARY_COLUMNS = ["status", "latency_s", "t_scheduled", "t_sent", "t_included", "resends"]

@@ -30,46 +30,19 @@ interrupted search resumes without re-running finished trials), one run folder p
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from loadgen import config as config_mod
 from loadgen.accounts import MnemonicSource
-from loadgen.config import ArrayCopy, Experiment
+from loadgen.bisection import Bisection, SearchState, Trial, can_still_pass, verdict
+from loadgen.config import Experiment
 from loadgen.errors import UserError
-from loadgen.run import Progress, Run, ray_session, shared_chain
-
-Z95 = 1.959964
-
-
-def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def verdict(committed: int, submitted: int, threshold: float, pooled_trials: int) -> tuple[str, float, float]:
-    """'pass', 'fail' or 'undecided', with the interval the rule used."""
-    if pooled_trials >= 2:
-        lower, upper = wilson(committed, submitted)
-        if lower >= threshold:
-            return "pass", lower, upper
-        if upper < threshold:
-            return "fail", lower, upper
-        return "undecided", lower, upper
-    ratio = committed / submitted if submitted else 0.0
-    if submitted * (1 - threshold) < 20:
-        return "undecided", ratio, ratio
-    return ("pass" if ratio >= threshold else "fail"), ratio, ratio
-
+from loadgen.jsonfile import read_json, write_json
+from loadgen.run import Progress, Run, ray_session
+from loadgen.session import shared
 
 KEYS_PER_TRIAL = 1_000
 
@@ -84,80 +57,13 @@ def trial_key_offset(experiment: Experiment, index: int) -> int:
     return experiment.run.key_offset + index * stride
 
 
-def can_still_pass(p: Progress, planned: int, fixed_slots: bool, threshold: float) -> bool:
-    """Whether the best the rest of a trial could do still reaches the threshold."""
-    s = p.stats
-    lost = s.get("reverted", 0) + s.get("dropped", 0) + s.get("unsent", 0)
-    rejected = s.get("rejected", 0)
-    # fixed slots: a refused slot is a transaction that never commits; otherwise a refused item
-    # is sent again, one more row, and may still commit
-    best = (planned - lost - rejected) / planned if fixed_slots else (planned - lost) / (planned + rejected)
-    return best >= threshold
-
-
-@dataclass
-class Trial:
-    value: float
-    repeat: int
-    run_id: str
-    run_dir: str
-    submitted: int
-    committed: int
-    commit_ratio: float
-    latency_p50_s: float | None
-    latency_p95_s: float | None
-    latency_p99_s: float | None
-    stopped_early: str | None = None
-    verdict: str = ""  # this trial alone, by the one-trial rule; the probe's verdict pools its trials
-
-
-@dataclass
-class Probe:
-    value: float
-    verdict: str
-    commit_ratio: float
-    lower: float
-    upper: float
-    trials: list[int] = field(default_factory=list)  # indexes into SearchState.trials
-
-
-@dataclass
-class SearchState:
-    param: str
-    lo: float
-    hi: float
-    threshold: float
-    tolerance: float
-    repeats: int
-    config: dict[str, Any]
-    trials: list[Trial] = field(default_factory=list)
-    probes: list[Probe] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    bracket: list[float] = field(default_factory=list)
-    min_value: float | None = None
-    status: str = "running"
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["min_pace_s"] = self.min_value if self.param == "workload.pace_s" else None
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SearchState:
-        data = dict(data)
-        data.pop("min_pace_s", None)
-        trials = [Trial(**t) for t in data.pop("trials")]
-        probes = [Probe(**p) for p in data.pop("probes")]
-        return cls(**data, trials=trials, probes=probes)
-
-
 class Search:
     def __init__(
         self,
         experiment: Experiment,
         out_dir: Path,
         *,
-        param: str = "workload.pace_s",
+        param: str | None = None,
         lo: float,
         hi: float,
         threshold: float | None = None,
@@ -174,6 +80,9 @@ class Search:
             raise UserError(f"--tolerance {tolerance:g}: a fraction between 0 and 1, e.g. 0.05 for 5%")
         if repeats < 1:
             raise UserError("--repeats must be at least 1")
+        param = param or experiment.plugin.search_param
+        if param is None:
+            raise UserError(f"a {experiment.workload.kind} workload has no parameter to minimise by default: pass --param workload.KEY")
         self.experiment = experiment
         self.dir = out_dir
         self.on_event = on_event or (lambda m: None)
@@ -194,17 +103,14 @@ class Search:
     def _resume(self) -> SearchState | None:
         if not self.path.is_file():
             return None
-        state = SearchState.from_json(json.loads(self.path.read_text()))
+        state = SearchState.from_json(read_json(self.path))
         if state.config != config_mod.to_public_dict(self.experiment):
             raise UserError(f"{self.path} belongs to a search of another configuration: choose another --out")
         self.on_event(f"resuming {self.path}: {len(state.trials)} trial(s) already done")
         return state
 
     def _save(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state.to_json(), indent=2) + "\n")
-        tmp.replace(self.path)
+        write_json(self.path, self.state.to_json())
 
     # trials --------------------------------------------------------------------------------
     def _trial(self, value: float, repeat: int) -> Trial:
@@ -215,7 +121,7 @@ class Search:
         overrides = {self.state.param: value, "run.key_offset": trial_key_offset(self.experiment, index)}
         if self._endpoints is not None:
             overrides["chain.endpoints"] = self._endpoints
-        experiment = config_mod.from_dict(config_mod.to_public_dict(self.experiment), overrides)
+        experiment = self.experiment.with_overrides(overrides)
         run_id = f"trial-{index:03d}-{self.state.param.rsplit('.', 1)[-1]}-{value:g}-r{repeat}"
         run_dir, s = self.run_trial(experiment, run_id, index)
         single, _, _ = verdict(s["committed"], s["submitted"], self.state.threshold, 1)
@@ -232,11 +138,10 @@ class Search:
 
     def run_trial(self, experiment: Experiment, run_id: str, index: int) -> tuple[Path, dict[str, Any]]:
         """One fresh round on the chain, run to completion and drained: its folder and summary."""
-        fixed_slots = isinstance(experiment.workload, ArrayCopy)
         threshold = self.state.threshold
 
         def hopeless(p: Progress) -> str | None:
-            return None if can_still_pass(p, p.planned, fixed_slots, threshold) else f"can no longer reach {threshold:.0%}"
+            return None if can_still_pass(p, p.planned, p.fixed_slots, threshold) else f"can no longer reach {threshold:.0%}"
 
         run = Run(
             experiment, self.dir / "trials", run_id=run_id, trial=index, mnemonic=self._mnemonic,
@@ -250,34 +155,8 @@ class Search:
     @contextlib.contextmanager
     def environment(self) -> Iterator[tuple[Experiment, MnemonicSource | None]]:
         """Ray and the chain for every trial: one of each for the whole search."""
-        with ray_session(self.ray_address), shared_chain(self.experiment) as pinned:
+        with ray_session(self.ray_address), shared(self.experiment, f"search-{os.getpid()}") as pinned:
             yield pinned
-
-    def probe(self, value: float, retest: bool = False) -> Probe:
-        repeats = self.state.repeats
-        base = max((t.repeat + 1 for t in self.state.trials if t.value == value), default=0) if retest else 0
-        trials = [self._trial(value, base + r) for r in range(repeats)]
-        result = self._judge(value, trials)
-        if result.verdict == "undecided":
-            trials.append(self._trial(value, base + repeats))
-            result = self._judge(value, trials)
-            if result.verdict == "undecided":
-                result.verdict = "fail"
-                self.state.notes.append(f"{value:g}: still undecided after {len(trials)} trial(s), counted as a failure")
-        self.state.probes = [p for p in self.state.probes if p.value != value] + [result]
-        self._save()
-        self.on_event(f"probe {self.state.param}={value:g}: {result.verdict.upper()} ({result.commit_ratio:.1%})")
-        return result
-
-    def _judge(self, value: float, trials: list[Trial]) -> Probe:
-        committed = sum(t.committed for t in trials)
-        submitted = sum(t.submitted for t in trials)
-        stopped = any(t.stopped_early for t in trials)
-        v, lower, upper = verdict(committed, submitted, self.state.threshold, len(trials))
-        if stopped:
-            v = "fail"  # it was already certain to miss the threshold
-        indexes = [self.state.trials.index(t) for t in trials]
-        return Probe(value, v, committed / submitted if submitted else 0.0, lower, upper, indexes)
 
     # the search ------------------------------------------------------------------------------
     def execute(self) -> SearchState:
@@ -288,65 +167,11 @@ class Search:
                     self._endpoints = list(experiment.chain.endpoints)
                     self._mnemonic = mnemonic
                     self.on_event(f"embedded devnet for the whole search at {self._endpoints[0]}")
-                self._search()
+                Bisection(self.state, self._trial, self._save, self.on_event).search()
         finally:
             self._save()
             self._plot()
         return self.state
-
-    def _bisect(self, lo: float, hi: float) -> tuple[float, float]:
-        while (hi - lo) / hi > self.state.tolerance:
-            mid = math.sqrt(lo * hi) if hi / lo >= 10 else (lo + hi) / 2
-            mid = float(f"{mid:.6g}")
-            if self.probe(mid).verdict == "pass":
-                hi = mid
-            else:
-                lo = mid
-            self.state.bracket = [lo, hi]
-            self._save()
-        return lo, hi
-
-    def _check_above(self, found: float, top: float) -> float | None:
-        """Bisection never probes above a pass, so it cannot see a slower pace fail: probe one
-        between the answer and the top of the range. A failure there is tried again before it
-        is believed; the pace that keeps failing is returned."""
-        if top / found < 1 + self.state.tolerance:
-            return None
-        check = float(f"{math.sqrt(found * top):.6g}")
-        if self.probe(check).verdict == "pass":
-            return None
-        self.on_event(f"non-monotone: {found:g} passed but the slower {check:g} failed; trying it again")
-        if self.probe(check, retest=True).verdict == "pass":
-            self.state.notes.append(f"{check:g} failed once above the answer {found:g} and passed when tried again")
-            return None
-        self.state.notes.append(f"non-monotone: {found:g} passes but the slower {check:g} fails, twice")
-        return check
-
-    def _search(self) -> None:
-        state = self.state
-        lo, hi = state.bracket
-        top = hi
-        if self.probe(hi).verdict != "pass":
-            state.status = "hi-fails"
-            state.notes.append(f"hi={hi:g} fails: nothing passes in the range; raise --hi")
-            return
-        if self.probe(lo).verdict == "pass":
-            state.status = "lo-passes"
-            state.min_value = lo
-            state.notes.append(f"lo={lo:g} already passes: the minimum is at most {lo:g}; lower --lo to look further")
-            return
-        state.status = "done"
-        for _ in range(3):  # each contradiction moves the search above the pace that failed
-            lo, hi = self._bisect(lo, hi)
-            failing = self._check_above(hi, top)
-            if failing is None:
-                break
-            state.status = "non-monotone"
-            lo, hi = failing, top
-            state.bracket = [lo, hi]
-            self.on_event(f"widening: searching again above {failing:g}")
-        state.min_value = hi
-        self.on_event(f"minimum {state.param} = {hi:g} (bracket {lo:g} … {hi:g}, {state.status})")
 
     def _plot(self) -> None:
         if not self.state.trials:

@@ -10,7 +10,6 @@ leaves its parts, which any Parquet reader opens as a dataset and ``finalize`` (
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from actors.collector import BLOCK_SCHEMA, TX_SCHEMA
+from loadgen.jsonfile import write_json
+from loadgen.schema import BLOCK_SCHEMA, TX_SCHEMA
 
 MAX_PENDING_ROWS = 50_000
 
@@ -102,11 +102,7 @@ class RunStore:
         self.blocks = _Writer(run_dir / "blocks.parquet", BLOCK_SCHEMA, flush_s)
 
     def write_json(self, name: str, data: dict[str, Any]) -> Path:
-        path = self.dir / name
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-        tmp.replace(path)
-        return path
+        return write_json(self.dir / name, data)
 
     def close(self) -> None:
         self.transactions.close()

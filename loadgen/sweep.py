@@ -1,33 +1,29 @@
 """Sweeps: the study's figures from one command.
 
-``fl-round``: one minimum-pace search per value of the varied parameter (Fig. 2 varies
-``workload.redundancy``, Fig. 3 ``workload.model_length``), drawn as minimum pace against the
-value beside the study's own numbers. ``array-copy``: ``repeats`` runs per value of
-``workload.array_size`` (Fig. 1), drawn twice: the share committed as loadgen counts it, and
-as the study's tool counted it (reverted transactions included).
+The workload says what a sweep means (``Workload.sweep``): a minimum-pace search per value of
+the varied parameter (``fl-round``: Fig. 2 varies ``workload.redundancy``, Fig. 3
+``workload.model_length``), drawn as minimum pace against the value beside the workload's
+published reference points; or ``repeats`` runs per value (``array-copy``'s Fig. 1 varies
+``workload.array_size``), drawn twice: the share committed as loadgen counts it, and as the
+study's tool counted it (reverted transactions included).
 """
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadgen import config as config_mod
-from loadgen.config import ArrayCopy, Experiment
+from loadgen.config import Experiment
 from loadgen.errors import UserError
-from loadgen.run import Run, ray_session, shared_chain
+from loadgen.jsonfile import read_json, write_json
+from loadgen.run import Run, ray_session
 from loadgen.search import KEYS_PER_TRIAL, Search, trial_key_offset
+from loadgen.session import shared
 
 # a search rarely runs more than a few dozen trials: its keys stay in a range of their own
 KEYS_PER_SEARCH = 100 * KEYS_PER_TRIAL
-
-# The study's minimum paces at ≥ 85% committed (its Fig. 2 and Fig. 3), for the figures.
-STUDY = {
-    "workload.redundancy": {1: 0.05, 2: 0.1, 4: 0.1, 8: 0.25, 16: 1.0},
-    "workload.model_length": {50_000: 1.0, 100_000: 0.5, 250_000: 0.25, 500_000: 0.25, 1_000_000: 0.25, 2_500_000: 0.25, 5_000_000: 0.5},
-}
 
 
 def parse_vary(text: str) -> tuple[str, list[float | int]]:
@@ -59,18 +55,18 @@ class Sweep:
         event = self.on_event or (lambda m: None)
         self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / "sweep.json"
-        state: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-        state |= {"vary": self.param, "values": self.values, "kind": self.experiment.workload.kind}
+        state: dict[str, Any] = read_json(path) if path.is_file() else {}
+        state |= {"vary": self.param, "values": self.values, "kind": self.experiment.workload.kind, "mode": self.experiment.plugin.sweep}
         try:
-            with ray_session(self.ray_address), shared_chain(self.experiment) as (experiment, mnemonic):
-                if isinstance(experiment.workload, ArrayCopy):
-                    self._array_copy(experiment, mnemonic, state, path, event)
-                else:
+            with ray_session(self.ray_address), shared(self.experiment, f"sweep-{os.getpid()}") as (experiment, mnemonic):
+                if experiment.plugin.sweep == "search":
                     self._searches(experiment, mnemonic, state, path, event)
+                else:
+                    self._repeats(experiment, mnemonic, state, path, event)
         finally:
-            path.write_text(json.dumps(state, indent=2) + "\n")
+            write_json(path, state)
         state["figures"] = self._figures(state)
-        path.write_text(json.dumps(state, indent=2) + "\n")
+        write_json(path, state)
         return state
 
     def _searches(self, experiment: Experiment, mnemonic, state: dict, path: Path, event) -> None:
@@ -79,16 +75,16 @@ class Sweep:
             folder = self.out / f"{self.param.rsplit('.', 1)[-1]}-{value}"
             # each search's trials take their keys from a range of their own (see trial_key_offset)
             keys = experiment.run.key_offset + n * KEYS_PER_SEARCH
-            varied = config_mod.from_dict(config_mod.to_public_dict(experiment), {self.param: value, "run.key_offset": keys})
+            varied = experiment.with_overrides({self.param: value, "run.key_offset": keys})
             event(f"{self.param}={value}: searching")
             result = Search(
                 varied, folder, on_event=event, run_options=self.run_options, mnemonic=mnemonic, **self.search_options
             ).execute()
             searches[value] = {"value": value, "min_pace_s": result.min_value, "status": result.status, "folder": str(folder)}
             state["searches"] = [searches[v] for v in self.values if v in searches]
-            path.write_text(json.dumps(state, indent=2) + "\n")
+            write_json(path, state)
 
-    def _array_copy(self, experiment: Experiment, mnemonic, state: dict, path: Path, event) -> None:
+    def _repeats(self, experiment: Experiment, mnemonic, state: dict, path: Path, event) -> None:
         repeats = self.search_options.get("repeats", 1)
         points = {(p["value"], p["repeat"]): p for p in state.get("points", [])}
         for n, value in enumerate(self.values):
@@ -96,7 +92,7 @@ class Sweep:
                 if (value, repeat) in points:
                     continue
                 keys = trial_key_offset(experiment, n * repeats + repeat)
-                varied = config_mod.from_dict(config_mod.to_public_dict(experiment), {self.param: value, "run.key_offset": keys})
+                varied = experiment.with_overrides({self.param: value, "run.key_offset": keys})
                 run = Run(
                     varied,
                     self.out / "runs",
@@ -116,7 +112,7 @@ class Sweep:
                 event(f"{self.param}={value} #{repeat}: {points[(value, repeat)]['committed_pct']:.0f}% committed, "
                       f"{points[(value, repeat)]['committed_or_reverted_pct']:.0f}% counting reverted")  # fmt: skip
                 state["points"] = sorted(points.values(), key=lambda p: (p["value"], p["repeat"]))
-                path.write_text(json.dumps(state, indent=2) + "\n")
+                write_json(path, state)
 
     def _figures(self, state: dict) -> list[str]:
         import matplotlib
@@ -125,7 +121,8 @@ class Sweep:
         import matplotlib.pyplot as plt
 
         name = self.param.rsplit(".", 1)[-1]
-        if state["kind"] == "array-copy":
+        workload = self.experiment.plugin
+        if workload.sweep == "repeats":
             fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
             for ax, key, title in (
                 (axes[0], "committed_pct", "committed (loadgen: success receipts only)"),
@@ -140,7 +137,7 @@ class Sweep:
                 ax.set(xlabel=name, title=title, ylim=(0, 105))
             axes[0].set_ylabel("% of transactions")
             fig.tight_layout()
-            out = self.out / "fig1-transaction-size.png"
+            out = self.out / f"{workload.figure_names.get(self.param, f'commit-{name}')}.png"
             fig.savefig(out, dpi=110)
             plt.close(fig)
             return [str(out)]
@@ -151,7 +148,7 @@ class Sweep:
             ax.plot(*zip(*found, strict=True), marker="o", color="#2a9d8f", label="loadgen (this chain)")
         if at_most:  # lo already passed: the minimum is at most this
             ax.scatter(*zip(*at_most, strict=True), marker="v", s=80, color="#2a9d8f", zorder=3, label="at most (lo passed)")
-        study = STUDY.get(self.param)
+        study = workload.references.get(self.param)
         if study:
             ax.plot(list(study), list(study.values()), marker="s", ls="--", color="#adb5bd", label="the study (8 GoQuorum nodes)")
         if self.param == "workload.model_length":
@@ -161,9 +158,7 @@ class Sweep:
         )
         ax.legend()
         fig.tight_layout()
-        figure = {"workload.redundancy": "fig2-redundancy", "workload.model_length": "fig3-model-length"}.get(
-            self.param, f"min-pace-{name}"
-        )
+        figure = workload.figure_names.get(self.param, f"min-pace-{name}")
         out = self.out / f"{figure}.png"
         fig.savefig(out, dpi=110)
         plt.close(fig)

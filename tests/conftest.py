@@ -6,7 +6,7 @@ from loadgen import contracts
 from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chain import connect
 from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.protocol import Coordinator, Worker
+from loadgen.protocol import Coordinator, PoolMember
 
 
 @pytest.fixture(scope="session")
@@ -40,4 +40,29 @@ def coordinator(w3, dev_accounts, fl):
 
 @pytest.fixture
 def workers(w3, dev_accounts, fl):
-    return [Worker(w3, a, fl) for a in dev_accounts[1:]]
+    return [PoolMember(w3, a, fl) for a in dev_accounts[1:]]
+
+
+# -- every test says what it needs ------------------------------------------------------------
+# The markers are registered in pyproject.toml. `make test-fast` runs `-m unit`; a test that is
+# none of these kinds would silently fall out of every selection, so collection refuses it.
+KINDS = ("unit", "subprocess", "chain", "ray")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: an unmarked test is caught whatever the selection
+def pytest_collection_modifyitems(config, items):
+    def has(item, name):
+        return item.get_closest_marker(name) is not None
+
+    unmarked = [item.nodeid for item in items if not any(has(item, k) for k in KINDS)]
+    mixed = [item.nodeid for item in items if has(item, "unit") and any(has(item, k) for k in KINDS if k != "unit")]
+    problems = []
+    if unmarked:
+        problems.append(
+            "these tests have none of the markers " + ", ".join(KINDS) + " (add `pytestmark = [...]` to the module or a "
+            "@pytest.mark.<kind> to the test; see [tool.pytest.ini_options] markers in pyproject.toml):\n  " + "\n  ".join(unmarked)
+        )
+    if mixed:
+        problems.append("these tests are marked unit and also subprocess, chain or ray (a unit test needs none):\n  " + "\n  ".join(mixed))
+    if problems:
+        raise pytest.UsageError("\n".join(problems))

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
+import ray
 
-from actors.collector import TX_SCHEMA
 from loadgen import config
 from loadgen.run import Run, RunResult
+from loadgen.schema import TX_SCHEMA
 
 
 def fl_experiment(endpoints: list[str], run: dict | None = None, **workload) -> config.Experiment:
@@ -28,6 +32,20 @@ def fl_experiment(endpoints: list[str], run: dict | None = None, **workload) -> 
         "run": {"commit_timeout_s": 10, "lead_time_s": 0.5, "gap_check_s": 1.0} | (run or {}),
     }
     return config.from_dict(raw)
+
+
+@contextlib.contextmanager
+def local_ray(mnemonic: str | None = None) -> Iterator[None]:
+    """The local Ray a test module's runs share: this machine's 2 CPUs, no dashboard, quiet. With
+    ``mnemonic``, LOADGEN_MNEMONIC is set as long (runs on explicit endpoints need one)."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            if mnemonic is not None:
+                env.setenv("LOADGEN_MNEMONIC", mnemonic)
+            yield
+    finally:
+        ray.shutdown()
 
 
 def execute(experiment: config.Experiment, out: Path) -> tuple[RunResult, pa.Table]:
@@ -55,7 +73,7 @@ def synthetic_rows(run_id: str, n: int = 400, seed: int = 0) -> pa.Table:
         "pool": [0] * n, "phase": ["reveal"] * n, "chunk_index": [0] * n, "attempt": [1] * n, "nonce": list(range(n)),
         "endpoint": ["http://a"] * n, "node": ["n"] * n, "tx_hash": [f"0x{i:064x}" for i in range(n)], "size_bytes": [32_235] * n,
         "t_scheduled": scheduled, "t_sent": sent, "t_acked": sent, "t_included": included, "block_number": [None] * n,
-        "block_timestamp": included, "status": status, "error": [None] * n, "gas_used": [None] * n,
+        "block_timestamp": included, "status": status, "error": [None] * n, "gas_used": [None] * n, "effective_gas_price": [None] * n,
         "latency_s": included - scheduled, "resends": [0] * n,
     }  # fmt: skip
     table = pa.table(columns, schema=TX_SCHEMA)

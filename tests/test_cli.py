@@ -21,18 +21,21 @@ def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess
     return subprocess.run([*LOADGEN, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
+@pytest.mark.subprocess
 def test_version():
     result = run("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"loadgen {__version__}"
 
 
+@pytest.mark.subprocess
 def test_console_script_is_installed():
     script = Path(sys.executable).parent / "loadgen"
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert result.stdout.strip() == f"loadgen {__version__}"
 
 
+@pytest.mark.subprocess
 def test_bad_flag_is_one_line_and_exit_2():
     result = run("devnet", "--block-time", "soon")
     assert result.returncode == 2
@@ -41,6 +44,7 @@ def test_bad_flag_is_one_line_and_exit_2():
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.subprocess
 def test_missing_anvil_is_one_line_and_exit_2(tmp_path):
     result = run("devnet", "--port", "0", env=os.environ | {"LOADGEN_ANVIL": str(tmp_path / "missing")})
     assert result.returncode == 2
@@ -48,7 +52,8 @@ def test_missing_anvil_is_one_line_and_exit_2(tmp_path):
     assert result.stderr.startswith("loadgen: error: LOADGEN_ANVIL=")
 
 
-@pytest.mark.parametrize("client", ["anvil", "geth"])
+@pytest.mark.parametrize("client", ["anvil", pytest.param("geth", marks=pytest.mark.slow)])
+@pytest.mark.chain
 def test_smoke_round_end_to_end(client):
     result = run("devnet", "--client", client, "--nodes", "2", "--port", "0", "--smoke")
     assert result.returncode == 0, result.stderr
@@ -56,6 +61,7 @@ def test_smoke_round_end_to_end(client):
     assert result.stdout.rstrip().endswith("OK")
 
 
+@pytest.mark.chain
 def test_foreground_geth_network_prints_every_endpoint_and_stops_on_sigterm(tmp_path):
     targets = tmp_path / "targets" / "devnet.json"
     cmd = [*LOADGEN, "devnet", "--client", "geth", "--nodes", "3", "--port", "0", "--txpool-global-slots", "64"]
@@ -72,6 +78,7 @@ def test_foreground_geth_network_prints_every_endpoint_and_stops_on_sigterm(tmp_
     assert not targets.exists()  # the targets go with the nodes
 
 
+@pytest.mark.subprocess
 def test_bad_devnet_settings_are_one_line_and_exit_2():
     for args, field in ((["--client", "geth", "--block-time", "0.5"], "block_time_s"), (["--port", "99999"], "--port")):
         result = run("devnet", *args)
@@ -80,6 +87,7 @@ def test_bad_devnet_settings_are_one_line_and_exit_2():
         assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.chain
 def test_foreground_devnet_prints_its_url_and_stops_on_sigint():
     proc = subprocess.Popen([*LOADGEN, "devnet", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first, second = proc.stdout.readline(), proc.stdout.readline()

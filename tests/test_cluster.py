@@ -11,6 +11,8 @@ from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from tests.engine import execute, fl_experiment, statuses
 from tests.faults import FaultProxy, Faults
 
+pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.chaos, pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def two_nodes():

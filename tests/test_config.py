@@ -24,10 +24,16 @@ def error_of(raw, overrides=None) -> str:
 EXPERIMENT_FILES = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "cluster" not in p.relative_to(REPO).parts)
 
 
-@pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.name)
+def shipped(path: Path):
+    """A config whose contract is a Solidity source compiles it with node: not a unit test."""
+    return pytest.param(path, id=path.name, marks=pytest.mark.subprocess if "source:" in path.read_text() else pytest.mark.unit)
+
+
+@pytest.mark.parametrize("path", [shipped(p) for p in EXPERIMENT_FILES])
 def test_shipped_configs_load(path):
     experiment = config.load(path)
-    assert experiment.workload.kind in ("fl-round", "array-copy")
+    experiment.plugin.check()  # a contract-call's source compiles and its function resolves
+    assert experiment.plan(["http://a"], 2).transactions > 0
 
 
 @pytest.mark.parametrize(
@@ -36,8 +42,8 @@ def test_shipped_configs_load(path):
         ({"workload": {**FL, "pace_s": -1}}, "workload.pace_s", "larger"),
         ({"workload": {**FL, "pace": 1}}, "workload.pace", "remove it or fix its spelling"),
         ({"workload": {k: v for k, v in FL.items() if k != "pace_s"} | {"pace": 1}}, "workload.pace", "fix its spelling"),
-        ({"workload": {**FL, "kind": "fl"}}, "workload.kind", "fl-round, array-copy"),
-        ({"workload": {"model_length": 3}}, "workload.kind", "kind: fl-round"),
+        ({"workload": {**FL, "kind": "fl"}}, "workload.kind", "array-copy, contract-call, fl-round, transfer"),
+        ({"workload": {"model_length": 3}}, "workload.kind", "add `kind:`"),
         ({"workload": {k: v for k, v in FL.items() if k != "pace_s"}}, "workload.pace_s", "add it"),
         ({"workload": {**FL, "redundancy": "many"}}, "workload.redundancy", "whole number"),
         ({"workload": FL, "run": {"threshold": 1.5}}, "run.threshold", "smaller"),
@@ -59,12 +65,14 @@ def test_shipped_configs_load(path):
         ),
     ],
 )
+@pytest.mark.unit
 def test_bad_config_names_field_and_fix(raw, field, fix):
     message = error_of(raw)
     assert f"config field '{field}'" in message
     assert fix in message
 
 
+@pytest.mark.unit
 def test_overrides_apply_before_validation():
     experiment = config.from_dict({"workload": FL}, config.parse_overrides(["workload.pace_s=0.25", "run.threshold=0.9"]))
     assert experiment.workload.pace_s == 0.25
@@ -74,6 +82,7 @@ def test_overrides_apply_before_validation():
         config.parse_overrides(["workload.pace_s"])
 
 
+@pytest.mark.unit
 def test_defaults():
     experiment = config.from_dict({"workload": FL})
     assert experiment.chain.endpoints == []
@@ -81,6 +90,7 @@ def test_defaults():
     assert experiment.run.threshold == 0.85
 
 
+@pytest.mark.unit
 def test_devnet_defaults_follow_the_client():
     def network(**devnet):
         return config.from_dict({"workload": FL, "chain": {"devnet": devnet}}).chain.devnet.network()
@@ -115,6 +125,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
         (None, [], "cannot read the experiment file"),
     ],
 )
+@pytest.mark.subprocess
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, content, args, expected):
     path = tmp_path / "experiment.yaml"
     if content is not None:

@@ -40,6 +40,7 @@ def committed_round(w3, coordinator, workers, models, pool_size):
     return round_id
 
 
+@pytest.mark.chain
 def test_full_round_majority_is_elected_and_rewarded(w3, coordinator, workers, fl):
     models = [model.random_model(250, 1), model.random_model(250, 1), model.random_model(250, 2)]
     trio = workers[:3]
@@ -56,6 +57,7 @@ def test_full_round_majority_is_elected_and_rewarded(w3, coordinator, workers, f
     assert refusal(w3, trio[2].address, fl.address, bytes.fromhex(fl.encode_abi("withdrawReward", [])[2:])) == "NothingToWithdraw"
 
 
+@pytest.mark.chain
 def test_pools_elect_independently(w3, coordinator, workers, fl):
     six = workers[:6]
     models = [model.random_model(120, s) for s in (1, 1, 2, 3, 4, 4)]
@@ -65,6 +67,7 @@ def test_pools_elect_independently(w3, coordinator, workers, fl):
     assert fl.functions.membersOf(round_id, 1).call() == [w.address for w in six[3:]]
 
 
+@pytest.mark.chain
 def test_tie_goes_to_the_smallest_digest(w3, coordinator, workers, fl):
     models = [model.random_model(50, s) for s in (5, 6)]
     digests = [model.model_digest(m, CHUNK) for m in models]
@@ -73,6 +76,7 @@ def test_tie_goes_to_the_smallest_digest(w3, coordinator, workers, fl):
     assert result.digest == min(digests, key=lambda d: int.from_bytes(d, "big"))
 
 
+@pytest.mark.chain
 def test_tampered_chunk_fails_verification_and_is_not_counted(w3, coordinator, workers, fl):
     honest = model.random_model(300, 1)
     trio = workers[:3]
@@ -93,6 +97,7 @@ def test_tampered_chunk_fails_verification_and_is_not_counted(w3, coordinator, w
     assert [fl.functions.rewardOf(w.address).call() for w in trio] == [0, 1, 0]
 
 
+@pytest.mark.chain
 def test_each_protocol_violation_has_its_own_error(w3, coordinator, workers, fl):
     m = model.random_model(300, 1)
     digest = model.model_digest(m, CHUNK)
@@ -127,6 +132,7 @@ def test_each_protocol_violation_has_its_own_error(w3, coordinator, workers, fl)
     assert refused_on_chain(w3, a, elect) == "PoolAlreadyElected"
 
 
+@pytest.mark.chain
 def test_round_shape_is_checked(w3, coordinator, workers, fl):
     three = [w.address for w in workers[:3]]
     bad_shape = bytes.fromhex(fl.encode_abi("openRound", [2, 2, three, 1])[2:])
@@ -135,6 +141,7 @@ def test_round_shape_is_checked(w3, coordinator, workers, fl):
     assert refusal(w3, workers[0].address, fl.address, duplicate) == "DuplicateMember"
 
 
+@pytest.mark.unit
 def test_error_decoding_reads_the_arguments():
     artifact = contracts.load("FederatedLearning")
     data = contracts.selector("ChunkOutOfOrder(uint256,uint256)") + (0).to_bytes(32, "big") + (2).to_bytes(32, "big")
@@ -142,6 +149,7 @@ def test_error_decoding_reads_the_arguments():
     assert artifact.decode_error("0x") == "reverted without data"
 
 
+@pytest.mark.chain
 def test_fast_calldata_matches_web3_encoding(fl):
     m = model.random_model(37, 3)
     ints = model.ints_from_words(m)
@@ -153,6 +161,7 @@ def test_fast_calldata_matches_web3_encoding(fl):
     assert contracts.array_copy_calldata(m).hex() == encoded[2:]
 
 
+@pytest.mark.chain
 def test_array_copy_small_commits_large_reverts_out_of_gas(w3, dev_accounts):
     sender = dev_accounts[3]
     ac = contracts.deploy(w3, sender, "ArrayCopy")
@@ -166,6 +175,7 @@ def test_array_copy_small_commits_large_reverts_out_of_gas(w3, dev_accounts):
     assert ac.functions.storedLength().call() == 100
 
 
+@pytest.mark.subprocess
 def test_committed_artifacts_are_not_stale(tmp_path):
     subprocess.run(["node", str(REPO / "contracts" / "build.mjs"), "--out", str(tmp_path)], check=True, capture_output=True)
     for fresh in sorted(tmp_path.glob("*.json")):

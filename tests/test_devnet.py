@@ -21,6 +21,7 @@ def paced_chain():
         yield node
 
 
+@pytest.mark.chain
 def test_quorum_like_settings(paced_chain):
     w3 = connect(paced_chain.url)
     info = probe(w3)
@@ -32,6 +33,7 @@ def test_quorum_like_settings(paced_chain):
     assert block["baseFeePerGas"] == 0
 
 
+@pytest.mark.chain
 def test_blocks_come_every_second(paced_chain):
     w3 = connect(paced_chain.url)
     start = w3.eth.block_number
@@ -41,16 +43,18 @@ def test_blocks_come_every_second(paced_chain):
     assert [b - a for a, b in itertools.pairwise(stamps)] == [1, 1]
 
 
+@pytest.mark.chain
 def test_unfunded_account_sends_legacy_tx_at_gas_price_zero(paced_chain):
     w3 = connect(paced_chain.url)
     stranger = Account.create()
     assert w3.eth.get_balance(stranger.address) == 0
-    receipt = send_transaction(w3, stranger, to=stranger.address, data=b"", gas=21_000, gas_price=0)
+    receipt = send_transaction(w3, stranger, to=stranger.address, data=b"", gas=21_000)
     assert receipt["status"] == 1
     assert receipt["type"] == 0  # legacy
     assert receipt["effectiveGasPrice"] == 0
 
 
+@pytest.mark.chain
 def test_free_ports_let_two_devnets_run_side_by_side():
     with Devnet(DevnetSettings(block_time_s=0)) as a, Devnet(DevnetSettings(block_time_s=0, chain_id=99)) as b:
         assert a.port != b.port
@@ -58,6 +62,7 @@ def test_free_ports_let_two_devnets_run_side_by_side():
         assert probe(connect(b.url)).chain_id == 99
 
 
+@pytest.mark.chain
 def test_stop_ends_the_process():
     node = Devnet(DevnetSettings(block_time_s=0)).start()
     pid = node.pids[0]
@@ -66,6 +71,7 @@ def test_stop_ends_the_process():
     assert not node.running
 
 
+@pytest.mark.chain
 def test_no_orphan_when_the_parent_is_killed():
     pids, gone = children_of_a_killed_parent(
         "from loadgen.devnet import Devnet, DevnetSettings\nchain = Devnet(DevnetSettings(block_time_s=0)).start()"
@@ -73,11 +79,13 @@ def test_no_orphan_when_the_parent_is_killed():
     assert len(pids) == 1 and gone
 
 
+@pytest.mark.chain
 def test_a_taken_port_is_a_clear_error():
     with Devnet(DevnetSettings(block_time_s=0)) as a, pytest.raises(devnet_mod.UserError, match="is the port taken"):
         Devnet(DevnetSettings(block_time_s=0, port=a.port, chain_id=5)).start(timeout_s=3)
 
 
+@pytest.mark.unit
 def test_missing_anvil_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("LOADGEN_ANVIL", str(tmp_path / "nope"))
     with pytest.raises(ToolMissing, match="LOADGEN_ANVIL"):

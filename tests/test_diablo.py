@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from loadgen.diablo import import_file
 
@@ -49,6 +50,7 @@ def direct_counts(locations):
     return counts
 
 
+@pytest.mark.unit
 def test_import_keeps_the_files_counts(tmp_path):
     locations = diablo_file(tmp_path / "result.json")
     run_dir = import_file(tmp_path / "result.json", tmp_path / "runs", 0.85)
@@ -71,6 +73,7 @@ def test_import_keeps_the_files_counts(tmp_path):
     assert len(set(table.column("worker").to_pylist())) == 6
 
 
+@pytest.mark.subprocess
 def test_cli_import_then_report(tmp_path):
     diablo_file(tmp_path / "r1.json", seed=1)
     result = subprocess.run(
@@ -86,6 +89,7 @@ def test_cli_import_then_report(tmp_path):
     assert "caveat" in report.stdout and (tmp_path / "runs" / "diablo-r1" / "report.html").is_file()
 
 
+@pytest.mark.subprocess
 def test_not_a_diablo_file_is_a_clear_error(tmp_path):
     (tmp_path / "x.json").write_text('{"foo": 1}')
     result = subprocess.run(

@@ -14,23 +14,27 @@ from loadgen.estimate import STUDY_ROWS, YEAR, ModelRow, human, pace_from, parse
 CNN, BERT, GPT3 = STUDY_ROWS
 
 
+@pytest.mark.unit
 def test_study_rows_are_exact():
     assert training_seconds(CNN, 0.25, 1_000) == 100 * 1_000 * 0.25 == 25_000
     assert training_seconds(BERT, 0.25, 1_000) == 100_000 * 100_000 * 0.25
     assert training_seconds(GPT3, 0.25, 1_000) == 10_000 * 175_000_000 * 0.25
 
 
+@pytest.mark.unit
 def test_the_studys_big_rows_match_chunks_of_ten_thousand():
     assert human(training_seconds(CNN, 0.25, 1_000)) == "6.9 hours"  # the study: 7 hours
     assert round(training_seconds(BERT, 0.25, 10_000) / YEAR) == 8  # the study: 8 years
     assert round(training_seconds(GPT3, 0.25, 10_000) / YEAR, -2) == 1_400  # the study: 1400 years
 
 
+@pytest.mark.unit
 def test_commit_phase_and_partial_chunks():
     row = ModelRow("odd", 2_500, 3)
     assert training_seconds(row, 0.5, 1_000, commit_phase_s=2.0) == 3 * (2.0 + 3 * 0.5)
 
 
+@pytest.mark.unit
 def test_human_units():
     assert human(30) == "30.0 seconds"
     assert human(90) == "1.5 minutes"
@@ -38,6 +42,7 @@ def test_human_units():
     assert human(250 * YEAR) == "250 years"
 
 
+@pytest.mark.unit
 def test_custom_rows_and_their_errors():
     assert parse_row("ResNet-50:25600000:90") == ModelRow("ResNet-50", 25_600_000, 90)
     assert parse_row("BERT:1e8:1e5") == ModelRow("BERT", 100_000_000, 100_000)
@@ -46,6 +51,7 @@ def test_custom_rows_and_their_errors():
             parse_row(bad)
 
 
+@pytest.mark.unit
 def test_pace_from_search_and_sweep_folders(tmp_path):
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "search.json").write_text(json.dumps({"min_pace_s": 0.4}))
@@ -57,6 +63,7 @@ def test_pace_from_search_and_sweep_folders(tmp_path):
         pace_from(tmp_path)
 
 
+@pytest.mark.subprocess
 def test_cli_prints_the_table():
     result = subprocess.run([sys.executable, "-m", "loadgen", "estimate", "--pace", "0.5"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0

@@ -8,7 +8,6 @@ import urllib.request
 
 import pyarrow.compute as pc
 import pytest
-import ray
 import rlp
 from web3 import Web3
 
@@ -26,6 +25,7 @@ from tests.engine import (
     children_of_a_killed_parent,
     execute,
     fl_experiment,
+    local_ray,
     pid_alive,
     statuses,
 )
@@ -39,13 +39,8 @@ REPO_GETH = clients.geth_binary()
 @pytest.fixture(scope="module")
 def tight_network():
     """One network for the module: 4 nodes whose pools hold 16 chunk transactions each."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LOADGEN_MNEMONIC", DEV_MNEMONIC)
-    with GethNetwork(GethNetworkSettings(nodes=4, txpool=TIGHT)) as net:
+    with local_ray(mnemonic=DEV_MNEMONIC), GethNetwork(GethNetworkSettings(nodes=4, txpool=TIGHT)) as net:
         yield net
-    mp.undo()
-    ray.shutdown()
 
 
 def fl(endpoints: list[str], **workload) -> config.Experiment:
@@ -54,6 +49,7 @@ def fl(endpoints: list[str], **workload) -> config.Experiment:
     return fl_experiment(endpoints, run={"commit_timeout_s": 15, "gap_check_s": 2.0}, **defaults | workload)
 
 
+@pytest.mark.unit
 def test_clique_genesis_is_berlin_with_the_signers_in_extra_data():
     settings = GethNetworkSettings(nodes=2, chain_id=99, block_time_s=2)
     identities = [NodeIdentity(i, 99) for i in range(2)]
@@ -69,6 +65,7 @@ def test_clique_genesis_is_berlin_with_the_signers_in_extra_data():
     assert doc["alloc"] == {"11" * 20: {"balance": hex(gethnet.PREFUND_WEI)}}
 
 
+@pytest.mark.unit
 def test_qbft_genesis_is_rlp_with_the_node_keys_as_validators():
     identities = [NodeIdentity(i, 1337) for i in range(4)]
     doc = gethnet.genesis(GethNetworkSettings(consensus="qbft", gas_price=0), Qbft(), identities, [])
@@ -83,6 +80,7 @@ def test_qbft_genesis_is_rlp_with_the_node_keys_as_validators():
     assert raft["difficulty"] == "0x0" and "qbft" not in raft["config"] and raft["config"]["isQuorum"] is True
 
 
+@pytest.mark.subprocess
 def test_the_pinned_version_and_missing_binaries(monkeypatch, tmp_path):
     assert clients.pinned_version() == "v1.10.3"
     monkeypatch.setenv("LOADGEN_GETH", str(tmp_path / "nope"))
@@ -101,6 +99,8 @@ def test_the_pinned_version_and_missing_binaries(monkeypatch, tmp_path):
         clients.goquorum_binary()
 
 
+@pytest.mark.chain
+@pytest.mark.ray
 def test_four_nodes_answer_alike_and_are_peered(tight_network):
     urls = tight_network.urls
     assert len(set(urls)) == 4
@@ -119,6 +119,8 @@ def test_four_nodes_answer_alike_and_are_peered(tight_network):
     assert signers <= {n.signer.lower() for n in tight_network.identities}
 
 
+@pytest.mark.chain
+@pytest.mark.ray
 def test_each_node_serves_its_own_prometheus_metrics(tight_network):
     for url in tight_network.metrics_urls:
         text = urllib.request.urlopen(url, timeout=5).read().decode()
@@ -128,6 +130,7 @@ def test_each_node_serves_its_own_prometheus_metrics(tight_network):
     assert [t["labels"]["node"] for t in targets] == ["node0", "node1", "node2", "node3"]
 
 
+@pytest.mark.chain
 def test_stop_leaves_no_process_behind():
     net = GethNetwork(GethNetworkSettings(nodes=2)).start()
     pids, root = net.pids, net.root
@@ -137,6 +140,7 @@ def test_stop_leaves_no_process_behind():
     assert root is not None and not root.exists()  # the temporary data dirs go too
 
 
+@pytest.mark.chain
 def test_no_node_survives_a_sigkill_of_loadgen():
     pids, gone = children_of_a_killed_parent(
         "from loadgen.gethnet import GethNetwork, GethNetworkSettings\nchain = GethNetwork(GethNetworkSettings(nodes=2)).start()"
@@ -144,6 +148,9 @@ def test_no_node_survives_a_sigkill_of_loadgen():
     assert len(pids) == 2 and gone
 
 
+@pytest.mark.chain
+@pytest.mark.ray
+@pytest.mark.slow
 def test_a_run_starts_its_own_network_and_every_pool_elects(tmp_path, monkeypatch):
     monkeypatch.delenv("LOADGEN_MNEMONIC", raising=False)
     experiment = config.from_dict(
@@ -165,6 +172,9 @@ def test_a_run_starts_its_own_network_and_every_pool_elects(tmp_path, monkeypatc
     assert all(0 < lat < 15 for lat in table.column("latency_s").to_pylist())
 
 
+@pytest.mark.chain
+@pytest.mark.ray
+@pytest.mark.slow
 def test_overflowing_small_pools_is_counted_exactly(tight_network, tmp_path):
     experiment = fl(tight_network.urls, model_length=20_000, pace_s=0.05, max_retries=2)
     result, table = execute(experiment, tmp_path)
@@ -179,6 +189,9 @@ def test_overflowing_small_pools_is_counted_exactly(tight_network, tmp_path):
 
 
 @pytest.mark.usefixtures("tight_network")  # for its Ray and mnemonic
+@pytest.mark.chain
+@pytest.mark.ray
+@pytest.mark.slow
 def test_the_search_finds_a_pace_the_small_pools_take(tmp_path):
     # A network of its own, with the pools of the quick Fig. 2 (96 transactions a node): the
     # module's tighter one keeps what the overflow test left stuck behind its nonce gaps.

@@ -10,28 +10,23 @@ from __future__ import annotations
 
 import pyarrow.compute as pc
 import pytest
-import ray
 
 from loadgen.chain import connect, probe
 from loadgen.devnet import DEV_MNEMONIC
 from loadgen.gethnet import GethNetwork, GethNetworkSettings, TxpoolSettings
 from loadgen.nodeproc import rpc_call
-from tests.engine import assert_one_row_per_attempt, assert_the_chain_agrees, execute, pid_alive, statuses
+from tests.engine import assert_one_row_per_attempt, assert_the_chain_agrees, execute, local_ray, pid_alive, statuses
 from tests.test_gethnet import fl
 
-pytestmark = pytest.mark.goquorum
+pytestmark = [pytest.mark.goquorum, pytest.mark.chain, pytest.mark.ray]
 
 TIGHT = TxpoolSettings(account_slots=2, global_slots=12, account_queue=2, global_queue=4, no_locals=True)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LOADGEN_MNEMONIC", DEV_MNEMONIC)
-    yield
-    mp.undo()
-    ray.shutdown()
+def with_ray():
+    with local_ray(mnemonic=DEV_MNEMONIC):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +55,7 @@ def test_a_qbft_network_answers_alike_and_stops_clean(qbft):
     assert pids and not any(pid_alive(p) for p in pids)
 
 
+@pytest.mark.slow
 def test_an_fl_round_over_four_qbft_endpoints_commits_and_elects(qbft, tmp_path):
     result, table = execute(fl(qbft.urls), tmp_path)
     assert statuses(table) == {"committed": 8 * (1 + 6)}
@@ -67,6 +63,7 @@ def test_an_fl_round_over_four_qbft_endpoints_commits_and_elects(qbft, tmp_path)
     assert len(set(table.column("endpoint").to_pylist())) == 4
 
 
+@pytest.mark.slow
 def test_overflowing_qbft_pools_is_counted_exactly(qbft, tmp_path):
     # GoQuorum takes what a full pool cannot hold and drops it later, silently: the engine
     # sees nonce gaps, re-sends what the nodes lost, and counts what never landed as dropped
@@ -81,6 +78,7 @@ def test_overflowing_qbft_pools_is_counted_exactly(qbft, tmp_path):
     assert_the_chain_agrees(connect(qbft.urls[0]), table)
 
 
+@pytest.mark.slow
 def test_raft_stamps_nanoseconds_and_latencies_stay_sane(raft, tmp_path):
     _, table = execute(fl(raft.urls, pace_s=0.25), tmp_path)
     assert statuses(table) == {"committed": 8 * (1 + 6)}

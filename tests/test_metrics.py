@@ -12,13 +12,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import ray
 import yaml
 
 from loadgen.devnet import DEV_MNEMONIC, free_port
 from loadgen.gethnet import GethNetwork, GethNetworkSettings
 from loadgen.run import Run
-from tests.engine import fl_experiment
+from tests.engine import fl_experiment, local_ray
 from tests.faults import FaultProxy, Faults
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,12 +61,9 @@ def scraped_run(tmp_path_factory):
          f"--web.listen-address=127.0.0.1:{prom_port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LOADGEN_MNEMONIC", DEV_MNEMONIC)
     try:
         nodes = GethNetwork(GethNetworkSettings(nodes=2, prometheus_targets=tmp / "targets" / "nodes.json"))
-        with nodes, FaultProxy(nodes.urls[0], Faults(reject_every=7)) as proxy:
+        with local_ray(mnemonic=DEV_MNEMONIC), nodes, FaultProxy(nodes.urls[0], Faults(reject_every=7)) as proxy:
             run = Run(
                 fl_experiment([proxy.url], model_length=20_000, pace_s=0.25),
                 tmp / "runs",
@@ -95,8 +91,6 @@ def scraped_run(tmp_path_factory):
         # the endpoint lingered 2 s after the final update: the last scrape holds the final counts
         yield {"prom": f"http://127.0.0.1:{prom_port}", "run": run, "result": result, "at": ended - 0.5, "scrapes": scrapes}
     finally:
-        mp.undo()
-        ray.shutdown()
         prom.terminate()
         prom.wait(10)
 
@@ -109,12 +103,20 @@ def panel_queries():
 
 
 @pytest.mark.parametrize("expr", list(panel_queries()))
+@pytest.mark.chain
+@pytest.mark.ray
+@pytest.mark.chaos
+@pytest.mark.slow
 def test_every_panel_query_returns_data(scraped_run, expr):
     concrete = expr.replace("$run_id", scraped_run["run"].run_id).replace("$__rate_interval", "20s").replace("$node", ".+")
     result = query(scraped_run["prom"], concrete, scraped_run["at"])
     assert result, f"no data for {concrete}"
 
 
+@pytest.mark.chain
+@pytest.mark.ray
+@pytest.mark.chaos
+@pytest.mark.slow
 def test_counters_match_the_parquet_rows(scraped_run):
     rid = scraped_run["run"].run_id
     summary = scraped_run["result"].summary
@@ -131,6 +133,10 @@ def test_counters_match_the_parquet_rows(scraped_run):
     assert float(ratio[0]["value"][1]) == pytest.approx(summary["commit_ratio"])
 
 
+@pytest.mark.chain
+@pytest.mark.ray
+@pytest.mark.chaos
+@pytest.mark.slow
 def test_the_endpoint_moved_while_the_run_went(scraped_run):
     scrapes = scraped_run["scrapes"]
     assert len(scrapes) >= 5
@@ -147,6 +153,10 @@ def test_the_endpoint_moved_while_the_run_went(scraped_run):
     assert len({v for v in values}) >= 3  # it grew in steps, live, not once at the end
 
 
+@pytest.mark.chain
+@pytest.mark.ray
+@pytest.mark.chaos
+@pytest.mark.slow
 def test_no_worker_address_or_key_in_metrics(scraped_run):
     text = scraped_run["scrapes"][-1].lower()
     from loadgen.accounts import MnemonicSource, derive_account
@@ -158,16 +168,19 @@ def test_no_worker_address_or_key_in_metrics(scraped_run):
     assert "test test test" not in text
 
 
+@pytest.mark.subprocess
 def test_promtool_accepts_config_and_rules():
     subprocess.run(["promtool", "check", "config", str(GRAFANA / "prometheus" / "prometheus.yml")], check=True, capture_output=True)
     subprocess.run(["promtool", "check", "rules", str(GRAFANA / "prometheus" / "rules.yml")], check=True, capture_output=True)
 
 
+@pytest.mark.unit
 def test_dashboards_are_built_from_build_py():
     for name, text in dashboards.render().items():
         assert (GRAFANA / "dashboards" / name).read_text() == text, f"{name} is stale: run python grafana/build.py"
 
 
+@pytest.mark.unit
 def test_dashboards_have_what_grafana_provisioning_needs():
     datasource = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())["datasources"][0]
     provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "loadgen.yml").read_text())["providers"][0]

@@ -40,6 +40,7 @@ def has_color(png, rgb, tolerance=0.02) -> bool:
     return bool((np.abs(pixels - rgb).max(axis=-1) < tolerance).any())
 
 
+@pytest.mark.subprocess
 def test_one_run_gives_table_figures_and_a_self_contained_page(tmp_path):
     run_dir, table = make_run(tmp_path, "run-a", seed=1)
     result = report(run_dir)
@@ -61,6 +62,7 @@ def test_one_run_gives_table_figures_and_a_self_contained_page(tmp_path):
     assert "run-a" in page and f"{committed:,}" in page
 
 
+@pytest.mark.subprocess
 def test_a_killed_run_is_merged_and_reported(tmp_path):
     run_dir, _ = make_run(tmp_path, "killed", seed=2, close=False)
     assert parts_dir(run_dir / "transactions.parquet").is_dir()
@@ -70,6 +72,7 @@ def test_a_killed_run_is_merged_and_reported(tmp_path):
     assert (run_dir / "transactions.parquet").is_file()
 
 
+@pytest.mark.subprocess
 def test_several_runs_side_by_side(tmp_path):
     a, _ = make_run(tmp_path, "run-a", seed=1)
     b, _ = make_run(tmp_path, "run-b", seed=2)
@@ -82,6 +85,7 @@ def test_several_runs_side_by_side(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["nonexistent", "empty"])
+@pytest.mark.subprocess
 def test_not_a_run_folder_is_a_clear_error(tmp_path, bad):
     target = tmp_path / bad
     if bad == "empty":
@@ -91,6 +95,7 @@ def test_not_a_run_folder_is_a_clear_error(tmp_path, bad):
     assert result.stderr.startswith("loadgen: error: ") and "Traceback" not in result.stderr
 
 
+@pytest.mark.unit
 def test_summary_counts_attempts(tmp_path):
     _, table = make_run(tmp_path, "s", seed=3)
     s = summarize(table, 0.85)
@@ -100,6 +105,7 @@ def test_summary_counts_attempts(tmp_path):
     assert json.dumps(s)  # JSON-ready
 
 
+@pytest.mark.unit
 def test_files_read_cleanly_in_pandas_polars_and_duckdb(tmp_path):
     import duckdb
     import pandas as pd

@@ -12,20 +12,20 @@ from collections import defaultdict
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import ray
 
 from loadgen import config, contracts
 from loadgen.chain import connect
 from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from tests.engine import execute, fl_experiment, statuses
+from tests.engine import execute, fl_experiment, local_ray, statuses
 from tests.faults import FaultProxy, Faults
+
+pytestmark = [pytest.mark.chain, pytest.mark.ray]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
+def with_ray():
+    with local_ray():
+        yield
 
 
 @pytest.fixture
@@ -36,6 +36,7 @@ def chain(monkeypatch):
         yield node
 
 
+@pytest.mark.slow
 def test_quickstart_end_to_end_on_the_embedded_geth_network(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "loadgen", "run", "configs/quickstart.yaml", "--out", str(tmp_path), "--json", "--metrics-port", "0"],
@@ -80,6 +81,7 @@ def test_round_completes_on_chain_with_rewards(chain, tmp_path):
     assert all(sorted(n) == list(range(min(n), min(n) + 4)) for n in by_worker.values())
 
 
+@pytest.mark.chaos
 def test_rejected_transactions_keep_their_nonce_and_are_counted_exactly(chain, tmp_path):
     faults = Faults(reject_every=5)
     with FaultProxy(chain.url, faults) as proxy:
@@ -100,6 +102,7 @@ def test_rejected_transactions_keep_their_nonce_and_are_counted_exactly(chain, t
     assert all(sorted(n) == list(range(min(n), min(n) + 4)) for n in by_worker.values())  # no nonce burned
 
 
+@pytest.mark.chaos
 def test_dropped_transactions_are_detected_and_recovered(chain, tmp_path):
     faults = Faults(drop_every=4)
     with FaultProxy(chain.url, faults) as proxy:
@@ -111,6 +114,7 @@ def test_dropped_transactions_are_detected_and_recovered(chain, tmp_path):
     assert result.summary["resends"] == len(faults.dropped)
 
 
+@pytest.mark.chaos
 def test_a_gap_that_cannot_be_filled_ends_as_dropped_and_the_run_ends(chain, tmp_path):
     faults = Faults(drop_every=1, drop_resends=True)  # the node loses everything the workers send
     experiment = fl_experiment([], pools=1)
@@ -124,6 +128,7 @@ def test_a_gap_that_cannot_be_filled_ends_as_dropped_and_the_run_ends(chain, tmp
     assert result.exit_code == 1
 
 
+@pytest.mark.chaos
 def test_slow_inclusion_shows_in_latency(chain, tmp_path):
     faults = Faults(delay_s=1.5)
     with FaultProxy(chain.url, faults) as proxy:
@@ -183,6 +188,7 @@ def long_run_revealing(tmp_path) -> subprocess.Popen:
     raise AssertionError(f"the run ended before revealing (exit {proc.wait()})")
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_run_and_leaves_a_complete_file(tmp_path):
     proc = long_run_revealing(tmp_path)
     time.sleep(2)
@@ -200,6 +206,7 @@ def test_ctrl_c_stops_the_run_and_leaves_a_complete_file(tmp_path):
     assert summary["submitted"] == table.num_rows
 
 
+@pytest.mark.chaos
 def test_nodes_without_eth_getBlockReceipts_get_batched_receipt_lookups(chain, tmp_path):
     faults = Faults(hide_methods={"eth_getBlockReceipts"})
     with FaultProxy(chain.url, faults) as proxy:
@@ -209,6 +216,7 @@ def test_nodes_without_eth_getBlockReceipts_get_batched_receipt_lookups(chain, t
     assert faults.calls["eth_getTransactionReceipt"] >= 8
 
 
+@pytest.mark.slow
 def test_sigkill_keeps_the_flushed_rows_readable(tmp_path):
     from loadgen.store import finalize
 
@@ -227,6 +235,7 @@ def test_sigkill_keeps_the_flushed_rows_readable(tmp_path):
     assert not (run_dir / "transactions.parts").exists()
 
 
+@pytest.mark.chaos
 def test_a_coordinator_transaction_that_never_lands_is_a_one_line_error(chain):
     from loadgen.accounts import MnemonicSource, derive_account
     from loadgen.chain import send_transaction

@@ -7,11 +7,12 @@ import contextlib
 import json
 
 import pytest
-import ray
 
 from loadgen import config
+from loadgen.bisection import verdict, wilson
 from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.search import Search, verdict, wilson
+from loadgen.search import Search
+from tests.engine import local_ray
 from tests.faults import FaultProxy, Faults
 
 WORKERS = 8
@@ -24,13 +25,12 @@ EXPECTED = THRESHOLD * WORKERS / CAPACITY  # 0.17 s
 
 @pytest.fixture(scope="module")
 def capped_chain():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LOADGEN_MNEMONIC", DEV_MNEMONIC)
-    with Devnet(DevnetSettings(block_time_s=0.25)) as node, FaultProxy(node.url, Faults(capacity_tps=CAPACITY)) as proxy:
+    with (
+        local_ray(mnemonic=DEV_MNEMONIC),
+        Devnet(DevnetSettings(block_time_s=0.25)) as node,
+        FaultProxy(node.url, Faults(capacity_tps=CAPACITY)) as proxy,
+    ):
         yield proxy
-    mp.undo()
-    ray.shutdown()
 
 
 def experiment(url: str) -> config.Experiment:
@@ -52,6 +52,7 @@ def experiment(url: str) -> config.Experiment:
     )
 
 
+@pytest.mark.unit
 def test_wilson_and_verdicts():
     lower, upper = wilson(85, 100)
     assert lower < 0.85 < upper
@@ -62,6 +63,10 @@ def test_wilson_and_verdicts():
     assert verdict(900, 1_000, 0.85, 1)[0] == "pass"
 
 
+@pytest.mark.chain
+@pytest.mark.ray
+@pytest.mark.chaos
+@pytest.mark.slow
 def test_search_finds_the_known_minimum_pace_and_resumes(capped_chain, tmp_path):
     events: list[str] = []
     search = Search(
@@ -94,6 +99,10 @@ def test_search_finds_the_known_minimum_pace_and_resumes(capped_chain, tmp_path)
     assert len(again.state.trials) == before
 
 
+@pytest.mark.chain
+@pytest.mark.ray
+@pytest.mark.chaos
+@pytest.mark.slow
 def test_a_failing_hi_is_reported(capped_chain, tmp_path):
     state = Search(
         experiment(capped_chain.url), tmp_path, lo=0.01, hi=0.05, tolerance=0.1, run_options={"metrics_port": 0, "metrics_linger_s": 0}
@@ -134,6 +143,7 @@ def scripted(tmp_path, response, **kw) -> ScriptedChain:
     )
 
 
+@pytest.mark.unit
 def test_monotone_response_bisects_to_the_threshold_crossing(tmp_path):
     search = scripted(tmp_path, lambda pace, _: min(1.0, pace / 0.4))  # crosses 0.85 at 0.34
     state = search.execute()
@@ -144,6 +154,7 @@ def test_monotone_response_bisects_to_the_threshold_crossing(tmp_path):
     assert not state.notes
 
 
+@pytest.mark.unit
 def test_a_slower_pace_that_keeps_failing_is_reported_and_the_search_widens(tmp_path):
     # passes from 0.2 on, except in a band of slower paces that always fails
     def response(pace, _):
@@ -159,6 +170,7 @@ def test_a_slower_pace_that_keeps_failing_is_reported_and_the_search_widens(tmp_
     assert any(search.calls.count(v) >= 2 for v in search.calls)  # the failure was tried again
 
 
+@pytest.mark.unit
 def test_a_failure_that_does_not_repeat_is_not_believed(tmp_path):
     # passes from 0.2 on; the first trial at any pace between 0.5 and 0.6 fails (noise)
     def response(pace, nth):
@@ -172,6 +184,7 @@ def test_a_failure_that_does_not_repeat_is_not_believed(tmp_path):
     assert any("passed when tried again" in n for n in state.notes)
 
 
+@pytest.mark.unit
 def test_no_two_trials_of_a_series_share_a_key(tmp_path):
     from loadgen.sweep import KEYS_PER_SEARCH
 

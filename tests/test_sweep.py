@@ -6,25 +6,25 @@ import json
 
 import numpy as np
 import pytest
-import ray
 from matplotlib import image
 
 from loadgen import config
 from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.errors import UserError
 from loadgen.sweep import Sweep, parse_vary
+from tests.engine import local_ray
 from tests.faults import FaultProxy, Faults
 
 RUN = {"metrics_port": 0, "metrics_linger_s": 0}
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
+def with_ray():
+    with local_ray():
+        yield
 
 
+@pytest.mark.unit
 def test_parse_vary():
     assert parse_vary("workload.redundancy=1,2,4") == ("workload.redundancy", [1, 2, 4])
     assert parse_vary("workload.pace_s=0.5,1") == ("workload.pace_s", [0.5, 1])
@@ -33,7 +33,10 @@ def test_parse_vary():
             parse_vary(bad)
 
 
-def test_array_copy_sweep_draws_fig1_both_ways(local_ray, tmp_path):
+@pytest.mark.chain
+@pytest.mark.ray
+@pytest.mark.slow
+def test_array_copy_sweep_draws_fig1_both_ways(with_ray, tmp_path):
     experiment = config.from_dict(
         {
             "chain": {"devnet": {"block_time_s": 0.25}, "gas_limit": 5_000_000},
@@ -53,7 +56,11 @@ def test_array_copy_sweep_draws_fig1_both_ways(local_ray, tmp_path):
     assert json.loads((tmp_path / "sweep.json").read_text())["figures"] == [figure]
 
 
-def test_redundancy_sweep_finds_paces_that_grow_with_the_workers(local_ray, tmp_path, monkeypatch):
+@pytest.mark.chain
+@pytest.mark.ray
+@pytest.mark.chaos
+@pytest.mark.slow
+def test_redundancy_sweep_finds_paces_that_grow_with_the_workers(with_ray, tmp_path, monkeypatch):
     monkeypatch.setenv("LOADGEN_MNEMONIC", DEV_MNEMONIC)
     with Devnet(DevnetSettings(block_time_s=0.25)) as node, FaultProxy(node.url, Faults(capacity_tps=40)) as proxy:
         experiment = config.from_dict(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from actors.watcher import timestamp_seconds
+
+pytestmark = pytest.mark.unit
 
 
 def test_seconds_stay_seconds():

@@ -14,8 +14,9 @@ from loadgen.chain import connect, probe
 from loadgen.config import DevnetConfig, TxpoolConfig
 from loadgen.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC
 from loadgen.errors import ConfigError
+from loadgen.fees import Fees
 from loadgen.gethnet import TXPOOL_DEFAULTS, GethNetwork
-from loadgen.protocol import Coordinator, Worker, play_round
+from loadgen.protocol import Coordinator, PoolMember, play_round
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -93,14 +94,14 @@ def _serve(chain, args: argparse.Namespace) -> int:
 def smoke_round(url: str, model_length: int = 2_500, chunk_size: int = 1_000) -> int:
     """One round with one pool of three: two workers agree, one does not."""
     w3 = connect(url)
-    gas_price = w3.eth.gas_price
+    fees = Fees.legacy(w3.eth.gas_price)
     source = MnemonicSource("devnet", DEV_MNEMONIC)
     coordinator_account, *accounts = (derive_account(source, i) for i in range(4))
     started = time.monotonic()
-    fl = contracts.deploy(w3, coordinator_account, "FederatedLearning", gas_price)
-    workers = [Worker(w3, a, fl, gas_price) for a in accounts]
+    fl = contracts.deploy(w3, coordinator_account, "FederatedLearning", fees=fees)
+    workers = [PoolMember(w3, a, fl, fees) for a in accounts]
     models = [model.random_model(model_length, seed) for seed in (1, 1, 2)]
-    coordinator = Coordinator(w3, coordinator_account, fl, gas_price)
+    coordinator = Coordinator(w3, coordinator_account, fl, fees)
     round_id, (result,) = play_round(coordinator, workers, models, pool_size=3, chunk_size=chunk_size)
     rewards = [fl.functions.rewardOf(w.address).call() for w in workers]
     ok = result.digest == model.model_digest(models[0], chunk_size) and rewards == [1, 1, 0]

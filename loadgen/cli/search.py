@@ -17,7 +17,7 @@ from loadgen.search import Search
 
 
 def add_search_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--param", default="workload.pace_s", help="the parameter to minimise (default workload.pace_s)")
+    p.add_argument("--param", help="the parameter to minimise (default: the workload's own, e.g. workload.pace_s for fl-round)")
     p.add_argument("--lo", type=float, default=0.01, help="lower bracket, expected to fail (default 0.01)")
     p.add_argument("--hi", type=float, default=2.0, help="upper bracket, must pass (default 2)")
     p.add_argument("--threshold", type=float, help="commit ratio to reach (default: run.threshold of the config)")

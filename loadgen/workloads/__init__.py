@@ -1,0 +1,9 @@
+"""Workloads as plug-ins: see ``base`` for the interface and ``registry`` for how kinds are found."""
+
+from loadgen.workloads import array_copy, contract_call, fl_round, transfer  # noqa: F401  (they register)
+from loadgen.workloads.base import Call, CallBuilder, Payload, Stage, Workload, WorkloadConfig
+from loadgen.workloads.registry import WORKLOADS, load_plugins, register, workload_of
+
+load_plugins()
+
+__all__ = ["WORKLOADS", "Call", "CallBuilder", "Payload", "Stage", "Workload", "WorkloadConfig", "register", "workload_of"]

@@ -1,0 +1,142 @@
+"""The workload interface: what the engine asks of a workload, and what it offers one.
+
+A workload is one module: a config model (its ``kind`` is the experiment file's
+``workload.kind``), a ``Workload`` subclass registered under that kind, and the picklable
+``Payload`` descriptions its phases carry. The engine never names a workload; it
+
+1. validates ``workload:`` against the union of the registered config models;
+2. asks the workload for its phases (``phases``, pure: built from the timing helpers of
+   ``loadgen.plan``), so a plan is known before anything runs;
+3. calls ``play`` with a ``Stage``: the workload deploys what it needs, runs coordinator steps,
+   and hands each phase to ``stage.phase`` with a payload;
+4. inside the sender actors, turns a payload into a ``CallBuilder`` that makes each worker's
+   transaction for item i where it is sent (so no model or calldata crosses Ray).
+
+Searches and sweeps ask ``search_param`` and ``sweep`` what their axis means.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
+
+from loadgen.plan import PhaseSpec, WorkerSpec
+from loadgen.strict import Strict
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from web3 import Web3
+    from web3.contract import Contract
+    from web3.types import TxReceipt
+
+    from loadgen.contracts import Artifact
+    from loadgen.fees import Fees
+
+
+class WorkloadConfig(Strict):
+    kind: str
+
+
+@dataclass(frozen=True)
+class Call:
+    """One worker transaction's content (nonce, gas and fees are the sender's business)."""
+
+    to: bytes
+    data: bytes
+    value: int = 0
+
+
+class CallBuilder(Protocol):
+    def call(self, worker: WorkerSpec, address: str, item: int) -> Call:
+        """The transaction of ``worker`` (whose account is ``address``) for item ``item`` of the phase."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Payload(ABC):
+    """What a phase's transactions carry, small and picklable: it crosses Ray to every actor."""
+
+    # recorded in every row of the phase
+    epoch: int = 0
+    round_id: int = 0
+
+    @abstractmethod
+    def builder(self) -> CallBuilder: ...
+
+
+class Stage(Protocol):
+    """What the engine offers a workload while it plays."""
+
+    w3: Web3
+    coordinator: LocalAccount  # key index 0: deploys, coordinates, funds
+    addresses: list[str]  # the workers' accounts, by worker index
+    seed: int
+    fees: Fees
+    phases: tuple[PhaseSpec, ...]  # the planned phases of one epoch (``Workload.phases``)
+
+    def deploy(self, artifact: Artifact, *args: Any) -> Contract:
+        """Deployed by the coordinator; its address is recorded in the manifest."""
+        ...
+
+    def transact(self, contract: Contract, function: str, *args: Any) -> TxReceipt:
+        """A coordinator call, waited for; a revert raises."""
+        ...
+
+    def phase(self, phase: PhaseSpec, payload: Payload) -> None:
+        """Runs one phase on every worker until each transaction is final and the pools are empty."""
+        ...
+
+    def event(self, message: str) -> None: ...
+
+    def record(self, key: str, value: Any) -> None:
+        """Adds ``value`` under ``key`` to the run's summary (e.g. the rounds and their election)."""
+        ...
+
+
+C = TypeVar("C", bound=WorkloadConfig)
+
+
+class Workload(ABC, Generic[C]):
+    kind: ClassVar[str]
+    config_model: ClassVar[type[WorkloadConfig]]
+    # the parameter a search minimises by default; None: the workload has none (pass --param)
+    search_param: ClassVar[str | None] = None
+    # a sweep runs a search per value ("search") or `repeats` runs per value ("repeats")
+    sweep: ClassVar[Literal["search", "repeats"]] = "repeats"
+    # sweep figures: published reference points per varied parameter, and file names
+    references: ClassVar[dict[str, dict[float, float]]] = {}
+    figure_names: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, config: C) -> None:
+        self.config = config
+
+    @property
+    @abstractmethod
+    def workers(self) -> int: ...
+
+    @property
+    def pool_size(self) -> int | None:
+        """Workers per pool when the workload groups them (recorded in each row)."""
+        return None
+
+    @property
+    def epochs(self) -> int:
+        """Times ``phases`` are played, one after the other."""
+        return 1
+
+    @property
+    def interval_s(self) -> float | None:
+        """A worker's time between two transactions, when it is one number (the live pace gauge)."""
+        return None
+
+    def check(self) -> None:
+        """Whatever can be checked before any chain starts (files, names): a mistake costs a second."""
+
+    @abstractmethod
+    def phases(self, gas_limit: int | None, seed: int) -> tuple[PhaseSpec, ...]:
+        """One epoch's phases, in order. ``gas_limit``: the experiment's override, if any."""
+
+    @abstractmethod
+    def play(self, stage: Stage) -> None:
+        """Deploys, coordinates and runs the phases (see ``Stage``)."""

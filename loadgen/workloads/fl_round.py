@@ -1,0 +1,168 @@
+"""``fl-round``: the study's protocol. A coordinator opens a round; every worker commits to its
+pool's model; the coordinator closes the commit phase; every worker reveals the model chunk by
+chunk, one chunk every ``pace_s``; the coordinator closes the round and elects each pool's model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from loadgen import contracts, model
+from loadgen.plan import PhaseSpec, WorkerSpec, paced
+from loadgen.protocol import Coordinator
+from loadgen.workloads.base import Call, Payload, Stage, Workload, WorkloadConfig
+from loadgen.workloads.registry import register
+
+COMMIT_GAS = 120_000
+REVEAL_BASE_GAS = 100_000
+REVEAL_GAS_PER_VALUE = 700  # measured ~565 per value for 1,000-value chunks (BENCHMARKS.md), with headroom
+
+# The study's minimum paces at ≥ 85% committed (its Fig. 2 and Fig. 3), for the sweep figures.
+STUDY = {
+    "workload.redundancy": {1: 0.05, 2: 0.1, 4: 0.1, 8: 0.25, 16: 1.0},
+    "workload.model_length": {50_000: 1.0, 100_000: 0.5, 250_000: 0.25, 500_000: 0.25, 1_000_000: 0.25, 2_500_000: 0.25, 5_000_000: 0.5},
+}
+
+
+class FlRoundConfig(WorkloadConfig):
+    """The study's protocol: commit, then reveal the model chunk by chunk, every pace_s."""
+
+    kind: Literal["fl-round"]  # type: ignore[assignment]
+    model_length: int = Field(gt=0, description="parameters (uint256 values) per model")
+    chunk_size: int = Field(1_000, gt=0)
+    redundancy: int = Field(1, gt=0, description="workers per pool")
+    pools: int = Field(1, gt=0)
+    pace_s: float = Field(gt=0, description="seconds a worker waits between two chunks")
+    epochs: int = Field(1, gt=0, description="rounds played one after the other")
+    max_retries: int = Field(3, ge=0, description="re-sends of a rejected chunk before the worker gives up")
+    spread: bool = Field(True, description="stagger workers' first chunk over one pace, so the offered rate is smooth")
+
+    @property
+    def workers(self) -> int:
+        return self.redundancy * self.pools
+
+
+def reveal_gas(chunk_size: int) -> int:
+    return REVEAL_BASE_GAS + REVEAL_GAS_PER_VALUE * chunk_size
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlPayload(Payload):
+    contract: str
+    seed: int
+    model_length: int
+    chunk_size: int
+
+
+class _FlBuilder:
+    def __init__(self, p: FlPayload) -> None:
+        self.p = p
+        self.to = bytes.fromhex(p.contract.removeprefix("0x"))
+        self._digests: dict[int, bytes] = {}
+
+    def digest(self, pool: int) -> bytes:
+        if pool not in self._digests:
+            p = self.p
+            self._digests[pool] = model.pool_digest(p.seed, p.epoch, pool, p.model_length, p.chunk_size)
+        return self._digests[pool]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Commit(FlPayload):
+    def builder(self) -> _CommitBuilder:
+        return _CommitBuilder(self)
+
+
+class _CommitBuilder(_FlBuilder):
+    def call(self, worker: WorkerSpec, address: str, item: int) -> Call:
+        return Call(self.to, contracts.commit_calldata(self.p.round_id, model.commitment(self.digest(worker.pool), address)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reveal(FlPayload):
+    def builder(self) -> _RevealBuilder:
+        return _RevealBuilder(self)
+
+
+class _RevealBuilder(_FlBuilder):
+    def call(self, worker: WorkerSpec, address: str, item: int) -> Call:
+        p = self.p
+        chunk = model.pool_chunk(p.seed, p.epoch, worker.pool, item, p.model_length, p.chunk_size)
+        return Call(self.to, contracts.reveal_chunk_calldata(p.round_id, item, chunk))
+
+
+@register
+class FlRound(Workload[FlRoundConfig]):
+    kind = "fl-round"
+    config_model = FlRoundConfig
+    search_param = "workload.pace_s"
+    sweep = "search"
+    references: ClassVar[dict[str, dict[float, float]]] = STUDY
+    figure_names: ClassVar[dict[str, str]] = {"workload.redundancy": "fig2-redundancy", "workload.model_length": "fig3-model-length"}
+
+    @property
+    def workers(self) -> int:
+        return self.config.workers
+
+    @property
+    def pool_size(self) -> int:
+        return self.config.redundancy
+
+    @property
+    def epochs(self) -> int:
+        return self.config.epochs
+
+    @property
+    def interval_s(self) -> float:
+        return self.config.pace_s
+
+    def phases(self, gas_limit: int | None, seed: int) -> tuple[PhaseSpec, ...]:
+        c = self.config
+        chunks = model.chunk_count(c.model_length, c.chunk_size)
+        # The study's workers all send their commitment at once when the round opens.
+        commit = paced("commit", c.workers, c.pace_s, 1, spread=False, max_retries=c.max_retries, gas_limit=gas_limit or COMMIT_GAS)
+        reveal = paced(
+            "reveal",
+            c.workers,
+            c.pace_s,
+            chunks,
+            spread=c.spread,
+            max_retries=c.max_retries,
+            gas_limit=gas_limit or reveal_gas(c.chunk_size),
+        )
+        return commit, reveal
+
+    def play(self, stage: Stage) -> None:
+        c = self.config
+        commit, reveal = stage.phases
+        fl = stage.deploy(contracts.load("FederatedLearning"))
+        coordinator = Coordinator(stage.w3, stage.coordinator, fl, stage.fees)
+        chunks = model.chunk_count(c.model_length, c.chunk_size)
+        rounds = []
+        for epoch in range(c.epochs):
+            round_id = coordinator.open_round(chunks, c.redundancy, stage.addresses)
+            stage.event(f"epoch {epoch + 1}/{c.epochs}: round {round_id} opened for {c.workers} workers in {c.pools} pool(s)")
+            common = {"contract": fl.address, "epoch": epoch, "round_id": round_id, "seed": stage.seed}
+            common |= {"model_length": c.model_length, "chunk_size": c.chunk_size}
+            stage.phase(commit, Commit(**common))
+            coordinator.close_commit_phase(round_id)
+            stage.phase(reveal, Reveal(**common))
+            coordinator.close_reveal_phase(round_id)
+            rounds.append(self._elect(stage, coordinator, round_id, epoch))
+            stage.record("rounds", rounds)
+
+    def _elect(self, stage: Stage, coordinator: Coordinator, round_id: int, epoch: int) -> dict:
+        c = self.config
+        results = []
+        for pool in range(c.pools):
+            result = coordinator.elect(round_id, pool)
+            expected = model.pool_digest(stage.seed, epoch, pool, c.model_length, c.chunk_size)
+            results.append(
+                {"pool": pool, "elected": "0x" + result.digest.hex(), "votes": result.votes, "expected": result.digest == expected}
+            )
+        elected = sum(r["expected"] for r in results)
+        stage.event(f"round {round_id}: {elected}/{c.pools} pool(s) elected their model")
+        return {"epoch": epoch, "round_id": round_id, "contract": coordinator.contract.address, "pools": results}

@@ -1,0 +1,481 @@
+"""The sender's logic (actors/worker.py's Sender) against a scripted node: no Ray, no chain.
+
+``FakeNode`` stands in for the endpoint's RpcClient (the four methods the Sender calls:
+send_raw, batch, call, close) and for the chain behind it: it keeps every transaction it is
+sent, answers as scripted (refuses, forgets, says "already known"), and mines what it accepted
+in nonce order, a block every few milliseconds, reporting each inclusion through
+``FakeWatcher`` the way the host's BlockWatcher does. Transactions are signed for real with
+random keys; their calldata names the worker and the item, so the node can tell what it got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import orjson
+import pytest
+import rlp
+from eth_hash.auto import keccak
+
+from actors import worker as worker_module
+from actors.rpc import SendResult
+from actors.signer import SignedTx
+from actors.watcher import Inclusion
+from actors.worker import MAX_RESENDS, Sender
+from loadgen.fees import Fees
+from loadgen.plan import PhaseSpec, WorkerSpec, constant_rate, paced
+from loadgen.workloads.base import Call, Payload
+from tests.engine import assert_one_row_per_attempt
+
+pytestmark = pytest.mark.unit
+
+URL = "http://node.test:8545"
+CHAIN_ID = 1337
+FIRST_NONCE = 7  # what the node answers to eth_getTransactionCount: every worker starts there
+PACE = 0.01  # seconds between a worker's slots
+GAS = 30_000
+TO = bytes.fromhex("11" * 20)
+FULL = "txpool is full"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tagged(Payload):
+    """Worker w's item i calls TO with (w, i) in its calldata, padded to make it larger."""
+
+    padding: int = 0
+
+    def builder(self) -> Tagged:
+        return self
+
+    def call(self, worker: WorkerSpec, address: str, item: int) -> Call:
+        return Call(TO, worker.worker.to_bytes(2, "big") + item.to_bytes(4, "big") + bytes(self.padding))
+
+
+@dataclass(frozen=True)
+class Tx:
+    """A (legacy) transaction as the node received it."""
+
+    body: bytes
+    hash: bytes
+    nonce: int
+    worker: int
+    item: int
+
+    @classmethod
+    def of(cls, body: bytes) -> Tx:
+        raw = bytes.fromhex(orjson.loads(body)["params"][0].removeprefix("0x"))
+        nonce, _gas_price, _gas, _to, _value, data, *_signature = rlp.decode(raw)
+        return cls(body, keccak(raw), int.from_bytes(nonce, "big"), int.from_bytes(data[:2], "big"), int.from_bytes(data[2:6], "big"))
+
+
+class FakeWatcher:
+    """What Sender._follow reads: ``await watcher.inclusions_since.remote(cursor)``."""
+
+    def __init__(self) -> None:
+        self.inclusions: list[Inclusion] = []
+        self.inclusions_since = SimpleNamespace(remote=self._since)
+
+    async def _since(self, cursor: int) -> tuple[int, list[Inclusion]]:
+        for _ in range(10):  # like the real one, waits a moment for something new
+            if len(self.inclusions) > cursor:
+                break
+            await asyncio.sleep(0.002)
+        return len(self.inclusions), self.inclusions[cursor:]
+
+
+class FakeNode:
+    """An endpoint and its chain. ``refuse(n, tx)`` answers the n-th send (from 1) with an error
+    (or None: accepted); ``lose(n, tx)`` accepts it with its hash and forgets it at once;
+    ``known(n, tx)`` keeps it but answers "already known"; items in ``reverts`` fail on chain."""
+
+    def __init__(
+        self,
+        *,
+        refuse: Callable[[int, Tx], str | None] = lambda n, tx: None,
+        lose: Callable[[int, Tx], bool] = lambda n, tx: False,
+        known: Callable[[int, Tx], bool] = lambda n, tx: False,
+        mine: bool = True,
+        reverts: frozenset[int] = frozenset(),
+    ) -> None:
+        self.refuse, self.lose, self.known, self.mine, self.reverts = refuse, lose, known, mine, reverts
+        self.on_receive: Callable[[Tx], None] | None = None  # called as a send arrives
+        self.before_answer: Callable[[Tx], Awaitable[None]] | None = None  # awaited before accepting one
+        self.watcher = FakeWatcher()
+        self.sender: Sender | None = None
+        self.sends: list[Tx] = []
+        self.pool: dict[bytes, Tx] = {}
+        self.mined: dict[bytes, int] = {}
+        self.next_nonce: dict[int, int] = {}  # per worker
+        self.lookups: list[bytes] = []
+        self.block = 0
+        self.closed = False
+
+    # what the Sender calls (RpcClient's interface) -----------------------------------------
+    async def send_raw(self, body: bytes) -> SendResult:
+        tx = Tx.of(body)
+        self.sends.append(tx)
+        n = len(self.sends)
+        if self.on_receive:
+            self.on_receive(tx)
+        if error := self.refuse(n, tx):
+            return SendResult(False, error, "rpc")
+        if not self.lose(n, tx):
+            self.pool[tx.hash] = tx
+        if self.before_answer:
+            await self.before_answer(tx)
+        if self.known(n, tx):
+            return SendResult(False, "already known", "rpc")
+        return SendResult(True, "0x" + tx.hash.hex())
+
+    async def batch(self, calls: list[tuple[str, list]]) -> list:
+        answers = []
+        for method, params in calls:
+            if method == "eth_getTransactionCount":
+                answers.append(hex(FIRST_NONCE))
+            elif method == "eth_getTransactionByHash":
+                h = bytes.fromhex(params[0].removeprefix("0x"))
+                self.lookups.append(h)
+                if h in self.mined:
+                    answers.append({"hash": params[0], "blockNumber": hex(self.mined[h])})
+                else:
+                    answers.append({"hash": params[0], "blockNumber": None} if h in self.pool else None)
+            else:
+                raise AssertionError(f"unexpected batch call {method}")
+        return answers
+
+    async def call(self, method: str, params: list | None = None):
+        raise AssertionError(f"unexpected call {method}: nothing here is mined unseen")
+
+    async def close(self) -> None:
+        self.closed = True
+
+    # the chain -------------------------------------------------------------------------------
+    def mine_block(self) -> None:
+        """Includes what the pool holds in each worker's nonce order: a gap holds up the rest."""
+        self.block += 1
+        for tx in sorted(self.pool.values(), key=lambda t: (t.worker, t.nonce)):
+            if tx.nonce == self.next_nonce.get(tx.worker, FIRST_NONCE):
+                del self.pool[tx.hash]
+                self.next_nonce[tx.worker] = tx.nonce + 1
+                self.mined[tx.hash] = self.block
+                status = 0 if tx.item in self.reverts else 1
+                self.watcher.inclusions.append(Inclusion(tx.hash, self.block, time.time(), status, 21_000, time.time(), 1))
+
+    async def run(self, block_s: float = 0.005) -> None:
+        while True:
+            await asyncio.sleep(block_s)
+            if self.mine:
+                self.mine_block()
+
+
+@dataclass
+class Ran:
+    sender: Sender
+    t0: float
+    signed_ahead: int
+    prepared: dict[int, list[SignedTx]]  # per worker, the queue prepare_phase signed
+    finished: float  # when run_phase returned: sent, and drained
+
+    def rows(self, worker: int = 0) -> list:
+        return sorted((r for r in self.sender.collector.rows if r.worker == worker), key=lambda r: r.t_scheduled)
+
+
+async def sender_on(node: FakeNode, workers: int) -> Sender:
+    sender = Sender("test", "local", CHAIN_ID, Fees.legacy(1))
+    sender.clients[URL] = node  # add_workers takes the endpoint's client from here
+    specs = [WorkerSpec(worker=w, key_index=w + 1, pool=-1, endpoint=URL, actor=0) for w in range(workers)]
+    await sender.add_workers(specs, [os.urandom(32) for _ in specs])
+    node.sender = sender
+    return sender
+
+
+async def drive(
+    node: FakeNode,
+    phase: PhaseSpec,
+    *,
+    workers: int = 1,
+    payload: Payload | None = None,
+    budget: int | None = None,
+    commit_timeout_s: float = 3.0,
+    gap_check_s: float = 60.0,
+    before: Callable[[Sender], None] = lambda sender: None,
+) -> Ran:
+    """Prepares and runs one phase as a sender actor does, with the node mining meanwhile."""
+    payload = payload or Tagged()
+    sender = await sender_on(node, workers)
+    if budget is not None:
+        sender.presign_budget_bytes = budget
+    before(sender)
+    sender.start_background(node.watcher, gap_check_s)
+    chain = asyncio.create_task(node.run())
+    try:
+        signed = sender.prepare_phase(phase, payload)
+        prepared = {w.spec.worker: list(w.ahead) for w in sender.workers}
+        t0 = time.time() + 0.05
+        await sender.run_phase(phase, payload, t0, commit_timeout_s)
+        finished = time.time()
+    finally:
+        chain.cancel()
+        await sender.close()
+    assert node.closed
+    return Ran(sender, t0, signed, prepared, finished)
+
+
+def refuse_first(*keys: tuple[int, int]) -> Callable[[int, Tx], str | None]:
+    """Refuses the first send of each (worker, item) in keys."""
+    pending = set(keys)
+
+    def refuse(n: int, tx: Tx) -> str | None:
+        if (tx.worker, tx.item) in pending:
+            pending.discard((tx.worker, tx.item))
+            return FULL
+        return None
+
+    return refuse
+
+
+def reveal(items: int, workers: int = 1, max_retries: int | None = 3) -> PhaseSpec:
+    return paced("reveal", workers, PACE, items, spread=False, max_retries=max_retries, gas_limit=GAS)
+
+
+# (a) a refused item keeps its nonce ---------------------------------------------------------
+
+
+def test_a_refused_item_goes_again_as_the_same_bytes_in_the_next_slot_and_the_rest_shift():
+    node = FakeNode(refuse=lambda n, tx: FULL if n == 2 else None)
+    phase = reveal(4)
+    ran = asyncio.run(drive(node, phase))
+
+    assert [t.item for t in node.sends] == [0, 1, 1, 2, 3]
+    assert [t.nonce for t in node.sends] == [7, 8, 8, 9, 10]  # no nonce burned
+    assert node.sends[2].body == node.sends[1].body  # the very same bytes, not signed again
+    rows = ran.rows()
+    assert [(r.chunk_index, r.attempt, r.status) for r in rows] == [
+        (0, 1, "committed"),
+        (1, 1, "rejected"),
+        (1, 2, "committed"),
+        (2, 1, "committed"),
+        (3, 1, "committed"),
+    ]
+    # slot k at t0 + k·pace: the retry took slot 2, items 2 and 3 moved one slot later
+    assert [r.t_scheduled for r in rows] == [phase.slot_time(ran.t0, 0, k) for k in range(5)]
+    rejected, retried = rows[1], rows[2]
+    assert rejected.error == f"rpc: {FULL}"
+    assert rejected.nonce == retried.nonce == 8 and rejected.tx_hash == retried.tx_hash == node.sends[1].hash
+    assert [r.nonce for r in rows if r.status == "committed"] == [7, 8, 9, 10]
+    stats = ran.sender.stats()
+    assert (stats["scheduled"], stats["sent"], stats["accepted"], stats["committed"], stats["rejected"]) == (5, 5, 4, 4, 1)
+    assert_one_row_per_attempt(ran.sender.collector.take(), planned=4)
+
+
+def test_an_already_known_answer_means_accepted():
+    """A node that already has these bytes (a retry of a send that timed out) refuses them as known."""
+    node = FakeNode(known=lambda n, tx: n == 1)
+    ran = asyncio.run(drive(node, reveal(2)))
+    rows = ran.rows()
+    assert [(r.chunk_index, r.attempt, r.status) for r in rows] == [(0, 1, "committed"), (1, 1, "committed")]
+    assert rows[0].tx_hash == node.sends[0].hash  # the hash the sender computed: the node gave none
+    assert len(node.sends) == 2 and ran.sender.accepted == 2
+
+
+# (b) giving up after max_retries ------------------------------------------------------------
+
+
+def test_after_max_retries_the_worker_gives_up_and_the_rest_is_unsent():
+    node = FakeNode(refuse=lambda n, tx: FULL if tx.item == 1 else None)
+    phase = reveal(4, max_retries=2)
+    ran = asyncio.run(drive(node, phase))
+
+    assert [t.item for t in node.sends] == [0, 1, 1, 1]  # the first send and 2 retries, then nothing
+    assert len({t.body for t in node.sends[1:]}) == 1
+    rows = ran.rows()
+    why = "gave up: item 1 rejected 3 times"
+    assert [(r.chunk_index, r.attempt, r.status, r.error) for r in rows] == [
+        (0, 1, "committed", None),
+        (1, 1, "rejected", f"rpc: {FULL}"),
+        (1, 2, "rejected", f"rpc: {FULL}"),
+        (1, 3, "rejected", f"rpc: {FULL}"),
+        (2, 1, "unsent", why),
+        (3, 1, "unsent", why),
+    ]
+    keys = [(r.worker, r.phase, r.chunk_index, r.attempt) for r in rows]
+    assert len(set(keys)) == len(keys)  # no attempt number twice
+    unsent = rows[4:]
+    assert all(r.nonce == -1 and r.tx_hash == b"" and math.isnan(r.t_sent) for r in unsent)
+    assert [r.t_scheduled for r in unsent] == [phase.slot_time(ran.t0, 0, k) for k in (4, 5)]  # the slots they would have had
+    assert ran.sender.scheduled == 6 and ran.sender.sent == 4
+    assert_one_row_per_attempt(ran.sender.collector.take(), planned=4)
+
+
+# (c) signing ahead --------------------------------------------------------------------------
+
+
+def test_prepare_phase_signs_ahead_what_the_budget_holds():
+    payload = Tagged(padding=100)  # 106 bytes of calldata: the sender reckons 306 bytes a transaction, twice that as hex
+    phase = reveal(6, workers=2)
+    node = FakeNode()
+    sender = asyncio.run(sender_on(node, workers=2))
+
+    budget = 2 * 3 * 2 * (106 + 200)  # three transactions ahead for each of the two workers
+    sender.presign_budget_bytes = budget
+    assert sender.prepare_phase(phase, payload) == 6
+    for w in sender.workers:
+        txs = [Tx.of(s.body) for s in w.ahead]
+        assert [(t.worker, t.item, t.nonce) for t in txs] == [(w.spec.worker, i, FIRST_NONCE + i) for i in range(3)]
+    assert sum(len(s.body) for w in sender.workers for s in w.ahead) <= budget
+    assert node.sends == []  # nothing sent while preparing
+
+    sender.presign_budget_bytes = 1  # not even one: still the head of each queue
+    assert sender.prepare_phase(phase, payload) == 2
+    assert [len(w.ahead) for w in sender.workers] == [1, 1]
+    sender.presign_budget_bytes = 10**9  # more than the phase needs: every item, and no more
+    assert sender.prepare_phase(phase, payload) == 12
+    assert [len(w.ahead) for w in sender.workers] == [6, 6]
+
+
+def test_the_queue_stays_as_deep_as_prepared_while_items_are_accepted():
+    payload = Tagged(padding=100)
+    node = FakeNode(refuse=refuse_first((0, 2)))
+    depths: dict[int, list[int]] = {0: [], 1: []}
+    node.on_receive = lambda tx: depths[tx.worker].append(len(node.sender.workers[tx.worker].ahead))
+    signed_while_sending: list[tuple[int, int, int]] = []
+
+    def count_signing(sender: Sender) -> None:
+        sign = sender._sign
+
+        def counted(w, item, nonce, gas):
+            if node.sends:  # once the phase is sending (prepare_phase signs before it)
+                signed_while_sending.append((w.spec.worker, item, nonce))
+            return sign(w, item, nonce, gas)
+
+        sender._sign = counted
+
+    ran = asyncio.run(drive(node, reveal(6, workers=2), workers=2, payload=payload, budget=2 * 3 * 2 * 306, before=count_signing))
+
+    assert ran.signed_ahead == 6
+    # at each send, the queue holds the head and what follows it, up to the prepared depth 3
+    assert depths[0] == [3, 3, 3, 3, 3, 2, 1]  # item 2 refused once: its retry finds the queue as it was
+    assert depths[1] == [3, 3, 3, 3, 2, 1]
+    # the first three sends of a worker are what prepare_phase signed; each later item was signed once
+    for worker in (0, 1):
+        mine = [t for t in node.sends if t.worker == worker]
+        assert [t.body for t in mine[:3]] == [s.body for s in ran.prepared[worker]]
+        assert all(t.nonce == FIRST_NONCE + t.item for t in mine)
+        assert sorted(i for w, i, _ in signed_while_sending if w == worker) == [3, 4, 5]
+    assert all(nonce == FIRST_NONCE + item for _, item, nonce in signed_while_sending)
+    assert {r.status for r in ran.sender.collector.rows} == {"committed", "rejected"}
+    assert ran.sender.collector.counts["committed"] == 12
+
+
+# (d) draining ---------------------------------------------------------------------------------
+
+
+def test_an_accepted_transaction_never_included_is_dropped_after_the_commit_timeout():
+    node = FakeNode(mine=False)
+    ran = asyncio.run(drive(node, reveal(2), commit_timeout_s=0.3))
+
+    rows = ran.rows()
+    assert [(r.chunk_index, r.status, r.error) for r in rows] == [
+        (0, "dropped", "not in a block 0.3s after the last send"),
+        (1, "dropped", "not in a block 0.3s after the last send"),
+    ]
+    assert all(r.block_number is None and math.isnan(r.t_included) and r.raw_body is None for r in rows)
+    last_send = max(r.t_acked for r in rows)
+    assert last_send + 0.3 <= ran.finished < last_send + 0.6  # waited the timeout, and not much longer
+    assert not ran.sender.inflight
+
+
+def test_an_inclusion_reported_before_the_nodes_answer_still_commits_the_row():
+    node = FakeNode(mine=False, reverts=frozenset({1}))
+    seen_first: list[bool] = []
+
+    async def mined_before_answering(tx: Tx) -> None:
+        node.mine_block()
+        await asyncio.sleep(0.03)  # the watcher reports it, the sender reads it, then the answer comes
+        seen_first.append(tx.hash in node.sender.recent and tx.hash not in node.sender.inflight)
+
+    node.before_answer = mined_before_answering
+    ran = asyncio.run(drive(node, reveal(2), commit_timeout_s=10))
+
+    assert seen_first == [True, True]  # both went the `recent` way
+    rows = ran.rows()
+    assert [(r.chunk_index, r.status, r.block_number) for r in rows] == [(0, "committed", 1), (1, "reverted", 2)]
+    assert all(r.t_sent <= r.t_included <= r.t_acked for r in rows)
+    assert not ran.sender.recent and not ran.sender.inflight
+    assert ran.finished - max(r.t_acked for r in rows) < 1  # the drain had nothing to wait for
+
+
+def test_a_stopped_run_leaves_the_rest_unsent_and_gives_what_it_sent_a_moment(monkeypatch):
+    monkeypatch.setattr(worker_module, "STOP_GRACE_S", 0.1)
+    node = FakeNode(mine=False)
+    node.on_receive = lambda tx: node.sender.stop() if len(node.sends) == 3 else None
+    ran = asyncio.run(drive(node, reveal(10), commit_timeout_s=30))
+
+    assert len(node.sends) == 3
+    rows = ran.rows()
+    assert [(r.chunk_index, r.status) for r in rows] == [(i, "dropped") for i in range(3)] + [(i, "unsent") for i in range(3, 10)]
+    assert {r.error for r in rows[:3]} == {"run stopped before inclusion"}
+    assert {(r.error, r.attempt) for r in rows[3:]} == {("run stopped", 1)}
+    assert ran.finished - max(r.t_acked for r in rows[:3]) < 1  # the grace, not the 30 s commit timeout
+
+
+# (e) nonce gaps -------------------------------------------------------------------------------
+
+
+def test_a_transaction_the_node_forgets_is_sent_again_as_it_was():
+    node = FakeNode(lose=lambda n, tx: n == 2)  # accepts item 1, then forgets it: item 2 waits behind the gap
+    ran = asyncio.run(drive(node, reveal(3), gap_check_s=0.1))
+
+    assert [t.item for t in node.sends] == [0, 1, 2, 1]
+    assert node.sends[3].body == node.sends[1].body
+    assert node.sends[2].hash in node.lookups  # looked up too, but pending: not sent again
+    rows = ran.rows()
+    assert [(r.chunk_index, r.attempt, r.status, r.resends) for r in rows] == [
+        (0, 1, "committed", 0),
+        (1, 1, "committed", 1),
+        (2, 1, "committed", 0),
+    ]
+    assert ran.sender.gaps_recovered == 1
+    assert node.next_nonce[0] == FIRST_NONCE + 3  # the gap filled: everything after it mined
+
+
+def test_a_gap_that_never_fills_is_resent_a_bounded_number_of_times_then_dropped():
+    node = FakeNode(lose=lambda n, tx: True)  # forgets every copy
+    ran = asyncio.run(drive(node, reveal(1), gap_check_s=0.05, commit_timeout_s=1.0))
+
+    assert len(node.sends) == 1 + MAX_RESENDS
+    assert len({t.body for t in node.sends}) == 1
+    (row,) = ran.rows()
+    assert (row.status, row.resends, row.attempt) == ("dropped", MAX_RESENDS, 1)
+
+
+# (f) fixed slots --------------------------------------------------------------------------------
+
+
+def test_with_fixed_slots_a_refused_slot_is_lost_and_the_next_slot_carries_on():
+    phase = constant_rate("transfer", 1, 1 / PACE, 5 * PACE, gas_limit=GAS)
+    assert phase.fixed_slots and phase.items == (5,)
+    node = FakeNode(refuse=lambda n, tx: FULL if n == 2 else None)
+    ran = asyncio.run(drive(node, phase))
+
+    assert len(node.sends) == 5  # five slots, five sends: a refused one is not made up for
+    rows = ran.rows()
+    assert [(r.chunk_index, r.status) for r in rows] == [
+        (0, "committed"),
+        (1, "rejected"),
+        (2, "committed"),
+        (3, "committed"),
+        (4, "committed"),
+    ]
+    assert [r.t_scheduled for r in rows] == [phase.slot_time(ran.t0, 0, k) for k in range(5)]
+    # the refused nonce is the next slot's: no gap, everything accepted is mined
+    assert rows[1].nonce == rows[2].nonce == FIRST_NONCE + 1
+    assert [r.nonce for r in rows if r.status == "committed"] == [FIRST_NONCE + i for i in range(4)]
+    assert node.next_nonce[0] == FIRST_NONCE + 4
+    assert ran.sender.collector.counts["unsent"] == 0 and ran.sender.scheduled == 5
