@@ -75,6 +75,7 @@ class BlockWatcher:
         await self.rpc.close()
 
     async def _loop(self) -> None:
+        assert self._next_block is not None, "start() sets it before the loop runs"
         while True:
             try:
                 head = int(await self.rpc.call("eth_blockNumber"), 16)
@@ -153,7 +154,7 @@ class BlockWatcher:
         return rows
 
 
-@ray.remote(num_cpus=0, max_concurrency=1000)
+@ray.remote(num_cpus=0, max_concurrency=1000)  # type: ignore[call-overload]  # ray's overloads omit actor options
 class WatcherActor:
     """The host's BlockWatcher as a Ray actor, pinned to its node by the driver."""
 

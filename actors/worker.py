@@ -137,6 +137,7 @@ class Sender:
         return {"scheduled": self.scheduled, "sent": self.sent}
 
     def _sign(self, w: Worker, item: int, nonce: int, gas: int) -> SignedTx:
+        assert self._builder is not None, "signed only within a prepared phase"
         call = self._builder.call(w.spec, w.signer.address, item)
         return sign_with(w.signer, self.fees, nonce=nonce, gas=gas, to=call.to, data=call.data, value=call.value)
 
@@ -144,6 +145,7 @@ class Sender:
         index = w.spec.worker
         items = phase.items[index]
         p = self._payload
+        assert p is not None, "run_phase prepared the phase"
         slot = item = attempt = 0
         gave_up = None
         while item < items and not (phase.fixed_slots and slot >= items):
@@ -166,9 +168,8 @@ class Sender:
             self.max_lag_s = max(self.max_lag_s, row.t_sent - t_scheduled)
             slot += 1
             if result.ok or any(s in result.result for s in ALREADY_THERE):
-                row.tx_hash = _hash_from(result.result) if result.ok else signed.tx_hash
-                if row.tx_hash is None:
-                    row.tx_hash = signed.tx_hash
+                answered = _hash_from(result.result) if result.ok else None
+                row.tx_hash = signed.tx_hash if answered is None else answered
                 row.raw_body = signed.body
                 self._in_flight(row)
                 self.accepted += 1
@@ -305,6 +306,7 @@ class Sender:
 
     async def _resend(self, url: str, row: TxRow) -> None:
         """The node forgot an accepted transaction: the same bytes fill the nonce gap again."""
+        assert row.raw_body is not None, "only rows that kept their bytes are re-sent"
         result = await self.clients[url].send_raw(row.raw_body)
         row.t_acked = time.time()  # the next look-up waits a full gap_check_s again
         if result.ok or any(s in result.result for s in ALREADY_THERE):
@@ -339,7 +341,7 @@ class Sender:
         }
 
 
-@ray.remote(max_concurrency=1000)
+@ray.remote(max_concurrency=1000)  # type: ignore[call-overload]  # ray's overloads omit actor options
 class SenderActor:
     """Hosts many workers. The driver sets it up, runs phases and collects rows in batches."""
 

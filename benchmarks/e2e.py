@@ -11,6 +11,7 @@ processes are loadgen's; Ray's own daemons and Anvil are reported apart.
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -69,7 +71,7 @@ def experiment(**workload) -> config.Experiment:
 
 
 def run_measured(exp: config.Experiment) -> None:
-    ray.init(include_dashboard=False, logging_level="ERROR")
+    ray.init(include_dashboard=False, logging_level=logging.ERROR)
     samples: dict[int, float] = {}
     names: dict[int, str] = {}
     kinds: dict[int, str] = {}
@@ -77,11 +79,13 @@ def run_measured(exp: config.Experiment) -> None:
     holder: dict[str, Run] = {}
 
     def on_progress(_p) -> None:
-        run = holder["run"]
+        fleet = holder["run"].fleet
+        assert fleet is not None, "progress comes while a phase runs"
         if not actor_pids:
-            for kind, handles in (("sender", run.fleet.actors), ("watcher", run.fleet.watchers)):
+            for kind, handles in (("sender", fleet.actors), ("watcher", fleet.watchers)):
                 for handle in handles:
-                    pid = ray.get(handle.__ray_call__.remote(lambda self: os.getpid()))
+                    # (ray types an actor handle's methods as Never: the checker cannot know this is an int)
+                    pid = cast(int, ray.get(handle.__ray_call__.remote(lambda self: os.getpid())))
                     actor_pids.add(pid)
                     kinds[pid] = kind
         for pid, name in descendants(os.getpid()).items():

@@ -15,7 +15,7 @@ from loadgen import contracts, model
 from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chain import connect, send_transaction, wait_receipts
 from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.protocol import Coordinator, Worker
+from loadgen.protocol import Coordinator, PoolMember
 
 CHUNK = 1_000
 
@@ -27,7 +27,7 @@ def main() -> None:
         boss, *accounts = (derive_account(source, i) for i in range(9))
         fl = contracts.deploy(w3, boss, "FederatedLearning")
         coordinator = Coordinator(w3, boss, fl)
-        workers = [Worker(w3, a, fl) for a in accounts]
+        workers = [PoolMember(w3, a, fl) for a in accounts]
         m = model.random_model(3_000, 1)
         chunks = model.split_chunks(m, CHUNK)
         rows: list[tuple[str, int]] = []

@@ -60,6 +60,7 @@ def main() -> None:
         print(f"1,000,000 transactions: driver peak RSS {peak:.0f} MB (after imports {base:.0f} MB); ingest {rate:,.0f} rows/s")
         return
     rate, scrape, _ = ingest(100_000, serve=True)
+    assert scrape is not None  # served: scraped
     print(f"ingest (metrics + Parquet): {rate:,.0f} rows/s")
     print(f"Prometheus scrape after 100,000 transactions: {scrape * 1e3:.1f} ms")
 

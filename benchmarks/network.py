@@ -12,10 +12,10 @@ qbft and raft need GoQuorum's geth in $LOADGEN_GOQUORUM.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -58,6 +58,7 @@ def start(consensuses: list[str]) -> None:
         for _ in range(3):
             net = GethNetwork(GethNetworkSettings(nodes=4, consensus=name, gas_price=1 if name == "clique" else 0))
             net.start()
+            assert net.started_in_s is not None
             times.append(net.started_in_s)
             t = time.monotonic()
             net.stop()
@@ -87,7 +88,7 @@ def knee(consensus: str, rates: list[float]) -> None:
             nodes=4, consensus=consensus, gas_price=gas_price, block_gas_limit=block_gas, block_time_s=1 if consensus != "raft" else 0.05
         )
     )
-    ray.init(include_dashboard=False, logging_level="ERROR")
+    ray.init(include_dashboard=False, logging_level=logging.ERROR)
     print(f"{net.describe()}; {WORKERS} workers; chunks of 1,000 values; default txpool limits")
     print("offered tx/s | committed tx/s (phase) | best 5 s | commit ratio | latency p50 | latency p99 | lag p99")
     with net:
@@ -136,4 +137,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -39,6 +39,7 @@ CHUNK = 1_000
 def start_endpoint() -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fake_rpc.py")), str(port)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     return proc, f"http://127.0.0.1:{port}"
 
@@ -89,6 +90,7 @@ async def sender_run(url: str, workers: int, rate: float, seconds: float, presig
     await sender.run_phase(phase, payload, t0, commit_timeout_s=0.0)
     cpu = time.process_time() - cpu0
     table = sender.collector.take()
+    assert table is not None, "the phase sent"
     sent_at = table.column("t_sent").to_numpy()
     lag = sent_at - table.column("t_scheduled").to_numpy()
     await sender.close()

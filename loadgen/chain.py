@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.exceptions import TimeExhausted
 from web3.middleware import ExtraDataToPOAMiddleware
-from web3.types import TxReceipt
+from web3.types import TxParams, TxReceipt
 
 from loadgen.errors import ChainStalled, UserError
 
 if TYPE_CHECKING:
+    from eth_typing import ChecksumAddress
+    from hexbytes import HexBytes
+
     from loadgen.fees import Fees
 
 
@@ -41,6 +44,12 @@ def connect(url: str, timeout_s: float = 30.0) -> Web3:
     return w3
 
 
+def _url(w3: Web3) -> str:
+    """The URL of a connection made by ``connect``."""
+    assert isinstance(w3.provider, Web3.HTTPProvider)
+    return str(w3.provider.endpoint_uri)
+
+
 def probe(w3: Web3) -> ChainInfo:
     try:
         block = w3.eth.get_block("latest")
@@ -52,7 +61,7 @@ def probe(w3: Web3) -> ChainInfo:
             head=block["number"],
         )
     except Exception as e:  # any failure here means "this is not a usable node"
-        raise UserError(f"cannot talk to the node at {w3.provider.endpoint_uri}: {e}") from None
+        raise UserError(f"cannot talk to the node at {_url(w3)}: {e}") from None
 
 
 @lru_cache(maxsize=64)
@@ -89,18 +98,19 @@ def build_transaction(
     if to is not None:
         tx["to"] = to
     if gas is None:
-        gas = w3.eth.estimate_gas({k: v for k, v in tx.items() if k != "nonce"} | {"from": account.address})
+        # the keys are TxParams' (the checker cannot follow the merged dicts)
+        gas = w3.eth.estimate_gas(cast(TxParams, {k: v for k, v in tx.items() if k != "nonce"} | {"from": account.address}))
     return account.sign_transaction(tx | {"gas": gas}).raw_transaction
 
 
-def wait_receipts(w3: Web3, tx_hashes: list[bytes], timeout_s: float = 60.0) -> list[TxReceipt]:
+def wait_receipts(w3: Web3, tx_hashes: list[HexBytes], timeout_s: float = 60.0) -> list[TxReceipt]:
     try:
         return [w3.eth.wait_for_transaction_receipt(h, timeout=timeout_s, poll_latency=0.05) for h in tx_hashes]
     except TimeExhausted as e:
         # the driver's own steps (deploy, open/close a round, funding) wait for their block: when
         # one never comes, the network has stalled or is drowning, and the run cannot go on
         raise ChainStalled(
-            f"{w3.provider.endpoint_uri} did not include a transaction of the coordinator within {timeout_s:g}s "
+            f"{_url(w3)} did not include a transaction of the coordinator within {timeout_s:g}s "
             f"({e.args[0].split(' is not')[0] if e.args else ''}): the network is stalled or overloaded; "
             "look at its nodes, or lower the load"
         ) from None
@@ -138,7 +148,8 @@ class Funding:
 def fund(w3: Web3, funder: LocalAccount, addresses: list[str], wei_each: int, fees: Fees, batch: int = 200) -> Funding:
     """Tops every address up to ``wei_each``: the transfers of a batch go out back to back with
     consecutive nonces, then the batch's receipts are awaited."""
-    balances = [w3.eth.get_balance(a) for a in addresses]
+    # the fleet hands the workers' addresses over checksummed
+    balances = [w3.eth.get_balance(cast("ChecksumAddress", a)) for a in addresses]
     short = [(a, wei_each - b) for a, b in zip(addresses, balances, strict=True) if b < wei_each]
     need = sum(v for _, v in short) + 21_000 * fees.worst_case_per_gas() * len(short)
     if short and w3.eth.get_balance(funder.address) < need:
@@ -146,7 +157,7 @@ def fund(w3: Web3, funder: LocalAccount, addresses: list[str], wei_each: int, fe
             f"the funder {funder.address} (key index 0) holds too little to top up {len(short)} workers "
             f"({need} wei needed): fund it, or run the network at gas price 0"
         )
-    nonce = w3.eth.get_transaction_count(funder.address, "pending")
+    nonce: int = w3.eth.get_transaction_count(funder.address, "pending")
     chain_id = chain_id_of(w3)
     for i in range(0, len(short), batch):
         hashes = []

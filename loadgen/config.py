@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -28,7 +28,7 @@ from loadgen.gethnet import (
 )
 from loadgen.plan import RunPlan, assign_workers
 from loadgen.strict import Strict
-from loadgen.workloads import WORKLOADS, workload_of
+from loadgen.workloads import WORKLOADS, WorkloadConfig, workload_of
 from loadgen.workloads import Workload as WorkloadPlugin
 
 
@@ -157,7 +157,11 @@ class RunConfig(Strict):
 class Experiment(Strict):
     name: str = "experiment"
     chain: ChainConfig = ChainConfig()
-    workload: Workload
+    if TYPE_CHECKING:
+        # statically, what every registered config is; pydantic validates against their union
+        workload: WorkloadConfig
+    else:
+        workload: Workload
     run: RunConfig = RunConfig()
 
     @model_validator(mode="after")
@@ -238,7 +242,7 @@ def _to_config_error(error: ValidationError) -> ConfigError:
         message = f"unknown {noun} {value!r}" if value is not None else "missing"
         fix = f"use one of: {expected}" if value is not None else f"add `{tag}:` (one of: {expected})"
         return ConfigError(field, message, fix.replace("'", ""))
-    elif first["type"] != "missing" and "input" in first:
+    elif first["type"] != "missing" and "input" in first and not isinstance(first["input"], dict):
         message += f" (got {first['input']!r})"
     return ConfigError(field, message, _FIXES.get(first["type"], ""))
 
@@ -277,7 +281,8 @@ def _current() -> type[Experiment]:
         _KINDS = set(WORKLOADS)
         # the field was resolved when the class was built: give it the new union, then rebuild
         field = Experiment.model_fields["workload"]
-        field.annotation, field.discriminator = Union[tuple(cls.config_model for cls in WORKLOADS.values())], "kind"  # noqa: UP007
+        union: Any = Union[tuple(cls.config_model for cls in WORKLOADS.values())]  # noqa: UP007
+        field.annotation, field.discriminator = union, "kind"
         Experiment.model_rebuild(force=True)
     return Experiment
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import rlp
 from eth_account import Account
-from eth_keys import keys
+from eth_keys.datatypes import PrivateKey
 
 from loadgen.clients import geth_binary, goquorum_binary
 from loadgen.nodeproc import answers, rpc_call
@@ -58,8 +58,8 @@ class NodeIdentity:
         return sha256(f"loadgen-devnet/{self.chain_id}/{purpose}/{self.index}".encode()).digest()
 
     @cached_property
-    def node_key(self) -> keys.PrivateKey:
-        return keys.PrivateKey(self._key("p2p"))
+    def node_key(self) -> PrivateKey:
+        return PrivateKey(self._key("p2p"))
 
     @property
     def node_address(self) -> str:

@@ -83,7 +83,9 @@ def deploy(w3: Web3, account: LocalAccount, artifact: Artifact | str, *args: Any
     receipt = send_transaction(w3, account, to=None, data=data, fees=fees)
     if receipt["status"] != 1:
         raise RuntimeError(f"deploying {artifact.name} reverted in block {receipt['blockNumber']}")
-    return w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
+    address = receipt["contractAddress"]
+    assert address is not None  # a successful creation has one
+    return w3.eth.contract(address=address, abi=artifact.abi)
 
 
 def _uint(value: int) -> bytes:

@@ -123,7 +123,7 @@ class Devnet:
         fixed = self.settings.port is not None
         log_tail = ""
         for _ in range(1 if fixed else 5):
-            self.port = self.settings.port if fixed else free_port(self.settings.host)
+            self.port = self.settings.port if self.settings.port is not None else free_port(self.settings.host)
             self._node = NodeProcess([str(binary), *self.settings.args(self.port)], self.log_path)
             if wait_until(self._answers, timeout_s, alive=lambda: self._node.alive):
                 return self

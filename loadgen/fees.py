@@ -52,8 +52,7 @@ class Fees:
         if self.tx_type == "legacy":
             ok = self.gas_price is not None and self.max_fee is None and self.priority_fee is None
         elif self.tx_type == "eip1559":
-            ok = self.gas_price is None and self.max_fee is not None and self.priority_fee is not None
-            ok = ok and self.priority_fee <= self.max_fee
+            ok = self.gas_price is None and self.max_fee is not None and self.priority_fee is not None and self.priority_fee <= self.max_fee
         else:
             ok = False
         if not ok or any(v is not None and v < 0 for v in (self.gas_price, self.max_fee, self.priority_fee)):
@@ -69,7 +68,9 @@ class Fees:
 
     def worst_case_per_gas(self) -> int:
         """What an account must hold per unit of gas it may burn: the base fee is not known ahead."""
-        return self.gas_price if self.tx_type == "legacy" else self.max_fee
+        per_gas = self.gas_price if self.tx_type == "legacy" else self.max_fee
+        assert per_gas is not None  # __post_init__ checked the type's fees are there
+        return per_gas
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,5 +133,7 @@ def _fee_history(w3: Web3) -> tuple[int, list[int]]:
 def sign_with(signer: Signer, fees: Fees, *, nonce: int, gas: int, to: bytes, data: bytes, value: int = 0) -> SignedTx:
     """Signs a transaction of the fees' type: the one call a sender needs."""
     if fees.tx_type == "legacy":
+        assert fees.gas_price is not None  # Fees.__post_init__ holds these
         return signer.sign(nonce=nonce, gas_price=fees.gas_price, gas=gas, to=to, data=data, value=value)
+    assert fees.max_fee is not None and fees.priority_fee is not None
     return signer.sign_1559(nonce=nonce, max_fee=fees.max_fee, priority_fee=fees.priority_fee, gas=gas, to=to, data=data, value=value)

@@ -12,7 +12,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from web3 import Web3
 
-from actors.watcher import WatcherActor
+from actors.watcher import BlockRow, WatcherActor
 from actors.worker import SenderActor
 from loadgen.accounts import MnemonicSource
 from loadgen.fees import Fees
@@ -40,7 +40,7 @@ class Collected:
 
     tables: list[pa.Table]
     totals: dict[str, float]
-    blocks: list = field(default_factory=list)
+    blocks: list[BlockRow] = field(default_factory=list)
 
 
 class SenderFleet:
@@ -61,16 +61,17 @@ class SenderFleet:
         watchers = {}
         for i, node_id in enumerate(nodes):
             strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
-            watchers[node_id] = WatcherActor.options(scheduling_strategy=strategy).remote(endpoints[i % len(endpoints)], WATCH_POLL_S)
+            # (@ray.remote made both actor classes ActorClasses, but mypy does not apply class decorators)
+            watchers[node_id] = WatcherActor.options(scheduling_strategy=strategy).remote(endpoints[i % len(endpoints)], WATCH_POLL_S)  # type: ignore[attr-defined]
         ray.get([w.start.remote() for w in watchers.values()])
         self.watchers = list(watchers.values())
         self.actors = [
-            SenderActor.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(slots[a], soft=False)).remote(
+            SenderActor.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(slots[a], soft=False)).remote(  # type: ignore[attr-defined]
                 self.run_id, self.chain_id, self.fees
             )
             for a in range(n_actors)
         ]
-        answers = ray.get(
+        answers: list[list[str]] = ray.get(
             [
                 actor.setup.remote(plan.workers_of(a), source.phrase(), watchers[slots[a]], self.gap_check_s)
                 for a, actor in enumerate(self.actors)
@@ -95,14 +96,15 @@ class SenderFleet:
         return list(self._phase_refs)
 
     def collect(self) -> Collected:
-        answers = ray.get([a.collect.remote() for a in self.actors])
-        tables, totals = [], {}
+        answers: list[tuple[pa.Table | None, dict[str, float]]] = ray.get([a.collect.remote() for a in self.actors])
+        tables: list[pa.Table] = []
+        totals: dict[str, float] = {}
         for table, stats in answers:
             if table is not None:
                 tables.append(table)
             for k, v in stats.items():
                 totals[k] = max(totals.get(k, 0), v) if k == "max_lag_s" else totals.get(k, 0) + v
-        blocks = ray.get(self.watchers[0].take_blocks.remote()) if self.watchers else []
+        blocks: list[BlockRow] = ray.get(self.watchers[0].take_blocks.remote()) if self.watchers else []
         return Collected(tables, totals, blocks)
 
     def stop(self) -> None:

@@ -22,6 +22,7 @@ from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.consensus import CONSENSUS, FORKS, Consensus, NodeIdentity, NodePorts
 from loadgen.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC, free_port
 from loadgen.errors import UserError
+from loadgen.jsonfile import write_json
 from loadgen.nodeproc import NodeProcess, answers, rpc_call, wait_until
 
 # A 32 kB chunk transaction takes ~0.56M gas and a block must stay under the eth protocol's
@@ -171,10 +172,7 @@ class GethNetwork:
             raise
         self.started_in_s = time.monotonic() - began
         if s.prometheus_targets is not None:
-            s.prometheus_targets.parent.mkdir(parents=True, exist_ok=True)
-            tmp = s.prometheus_targets.with_suffix(".tmp")
-            tmp.write_text(json.dumps(prometheus_targets(self), indent=1))
-            tmp.replace(s.prometheus_targets)  # Prometheus never reads half a file
+            write_json(s.prometheus_targets, prometheus_targets(self))  # Prometheus never reads half a file
         return self
 
     def _ports(self, i: int) -> NodePorts:

@@ -9,6 +9,7 @@ worker appears anywhere.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from wsgiref.simple_server import WSGIServer
 
 import numpy as np
 import pyarrow as pa
@@ -70,11 +71,12 @@ class RunMetrics:
         self._committed = 0
         self._last_block_ts: float | None = None
         self._stats: dict[str, float] = {}
-        self.server = None
+        self.server: WSGIServer | None = None
 
     def serve(self, port: int = DEFAULT_PORT, addr: str = "0.0.0.0") -> int:
-        self.server, _ = start_http_server(port, addr=addr, registry=self.registry)
-        return self.server.server_port
+        server, _ = start_http_server(port, addr=addr, registry=self.registry)
+        self.server = server
+        return server.server_port
 
     def close(self) -> None:
         if self.server is not None:

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pyarrow as pa
 
+from loadgen.profile import RateProfile
 from loadgen.schema import STATUSES
 
 COLORS = {"committed": "#2a9d8f", "reverted": "#e76f51", "rejected": "#f4a261", "dropped": "#6d597a", "unsent": "#adb5bd"}
@@ -27,8 +28,9 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def rates(table: pa.Table, path: Path) -> Path:
-    """Scheduled vs committed transactions per second, by the second."""
+def rates(table: pa.Table, path: Path, planned: RateProfile | None = None) -> Path:
+    """Scheduled vs committed transactions per second, by the second, and the rate the workload
+    asked for (its profile, from the first scheduled transaction on) when it has one."""
     scheduled = _np(table, "t_scheduled")
     start = np.nanmin(scheduled)
     committed = _np(table, "t_included")[table.column("status").to_numpy(zero_copy_only=False) == "committed"]
@@ -37,6 +39,10 @@ def rates(table: pa.Table, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 3.5))
     ax.step(bins[:-1], np.histogram(scheduled - start, bins)[0], where="post", label="scheduled", color="#264653")
     ax.step(bins[:-1], np.histogram(committed - start, bins)[0], where="post", label="committed", color=COLORS["committed"])
+    if planned is not None:
+        seconds = np.arange(0, planned.duration_s, 1.0)
+        expected = [planned.count_between(t, min(t + 1, planned.duration_s)) for t in seconds]
+        ax.step(seconds, expected, where="post", ls="--", color="#adb5bd", label="planned (profile)")
     ax.set(xlabel="seconds since the first scheduled transaction", ylabel="transactions / s", title="Offered and committed rate")
     ax.legend()
     return _save(fig, path)

@@ -9,6 +9,7 @@ from ``actors/`` on a schedule.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -19,6 +20,9 @@ from web3.types import TxReceipt
 from loadgen import contracts, model
 from loadgen.chain import build_transaction, send_transaction, wait_receipts
 from loadgen.fees import Fees
+
+if TYPE_CHECKING:
+    from hexbytes import HexBytes
 
 
 class RoundFailed(RuntimeError):
@@ -74,13 +78,13 @@ class PoolMember:
         self.account = account
         self.contract = contract
         self.fees = fees
-        self.nonce = w3.eth.get_transaction_count(account.address, "pending")
+        self.nonce: int = w3.eth.get_transaction_count(account.address, "pending")
 
     @property
     def address(self) -> str:
         return self.account.address
 
-    def send(self, calldata: list[bytes], gas: int = 2_000_000) -> list[bytes]:
+    def send(self, calldata: list[bytes], gas: int = 2_000_000) -> list[HexBytes]:
         hashes = []
         for data in calldata:
             raw = build_transaction(self.w3, self.account, to=self.contract.address, data=data, nonce=self.nonce, gas=gas, fees=self.fees)
@@ -88,10 +92,10 @@ class PoolMember:
             self.nonce += 1
         return hashes
 
-    def commit(self, round_id: int, digest: bytes) -> list[bytes]:
+    def commit(self, round_id: int, digest: bytes) -> list[HexBytes]:
         return self.send([contracts.commit_calldata(round_id, model.commitment(digest, self.address))])
 
-    def reveal(self, round_id: int, chunks: list[bytes], first_index: int = 0) -> list[bytes]:
+    def reveal(self, round_id: int, chunks: list[bytes], first_index: int = 0) -> list[HexBytes]:
         return self.send([contracts.reveal_chunk_calldata(round_id, first_index + i, c) for i, c in enumerate(chunks)])
 
 
@@ -109,7 +113,7 @@ def play_round(
     return round_id, [coordinator.elect(round_id, p) for p in range(len(workers) // pool_size)]
 
 
-def _all_succeed(w3: Web3, hashes: list[bytes]) -> None:
+def _all_succeed(w3: Web3, hashes: list[HexBytes]) -> None:
     failed = [r["transactionHash"].hex() for r in wait_receipts(w3, hashes) if r["status"] != 1]
     if failed:
         raise RoundFailed(f"{len(failed)} worker transactions reverted, first {failed[0]}")

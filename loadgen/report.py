@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loadgen.errors import UserError
+from loadgen.profile import RateProfile
 from loadgen.schema import STATUSES
 from loadgen.store import finalize
 
@@ -118,14 +119,24 @@ def load_run(run_dir: Path) -> tuple[pa.Table, dict[str, Any], dict[str, Any]]:
     return table, summary, manifest
 
 
-def figures(table: pa.Table, summary: dict[str, Any], out: Path) -> dict[str, Path]:
+def planned_rate(manifest: dict[str, Any]) -> RateProfile | None:
+    """The profile the run's workload asked for, read back from its resolved config."""
+    from loadgen import config
+
+    try:
+        return config.from_dict(manifest["config"]).plugin.planned_rate()
+    except (KeyError, UserError):  # an older run folder, or a workload no longer installed
+        return None
+
+
+def figures(table: pa.Table, summary: dict[str, Any], out: Path, manifest: dict[str, Any] | None = None) -> dict[str, Path]:
     from loadgen import plots  # matplotlib: only for reports, not on the run's path
 
     out.mkdir(parents=True, exist_ok=True)
     if not table.num_rows:
         return {}
     return {
-        "Offered and committed rate": plots.rates(table, out / "rates.png"),
+        "Offered and committed rate": plots.rates(table, out / "rates.png", planned_rate(manifest or {})),
         "Inclusion latency": plots.latency(table, out / "latency.png"),
         "Commit ratio over time": plots.commit_ratio(table, out / "commit_ratio.png", summary["threshold"]),
         "Outcomes": plots.outcomes(table, out / "outcomes.png"),

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
 from web3.contract import Contract
 from web3.types import TxReceipt
 
@@ -33,6 +35,7 @@ from loadgen.chain import send_transaction
 from loadgen.config import Experiment
 from loadgen.contracts import Artifact, deploy
 from loadgen.errors import ConfigError, UserError
+from loadgen.fees import Fees
 from loadgen.fleet import SenderFleet, node_slots
 from loadgen.metrics import DEFAULT_PORT, RunMetrics
 from loadgen.plan import PhaseSpec, RunPlan
@@ -84,7 +87,7 @@ def ray_session(address: str | None) -> Iterator[None]:
     # Token authentication stays on; only its notice is too loud for a command-line tool.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
-        ray.init(address=address, include_dashboard=False, logging_level="WARNING", configure_logging=True)
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, configure_logging=True)
     except (ConnectionError, ValueError) as e:
         raise UserError(f"cannot connect to Ray at {address}: {e}") from None
     try:
@@ -205,6 +208,7 @@ class Run:
         self.metrics.set_trial(self.trial, interval_s)
 
     def _check_gas(self, plan: RunPlan) -> None:
+        assert self.session is not None
         limit = self.session.info.block_gas_limit
         for phase in plan.phases:
             if phase.gas_limit > limit:
@@ -238,6 +242,7 @@ class Run:
     def _fund(self, plan: RunPlan) -> None:
         """Every worker needs ether for its worst case: every slot it may use (retries included)
         at its phase's gas limit and fee, plus the value it sends."""
+        assert self.session is not None
         per_gas = self.session.fees.worst_case_per_gas()
         worst = max(
             plan.epochs * sum(p.worst_case_slots(w.worker) * (p.gas_limit * per_gas + p.value_wei) for p in plan.phases)
@@ -259,23 +264,29 @@ class Run:
             self._collect(final=True)
 
     # the workload's stage ---------------------------------------------------------------------
+    # (``execute`` sets the session, plan, store and fleet before the workload plays)
     @property
-    def w3(self):
+    def w3(self) -> Web3:
+        assert self.session is not None
         return self.session.w3
 
     @property
-    def coordinator(self):
+    def coordinator(self) -> LocalAccount:
+        assert self.session is not None
         return self.session.coordinator
 
     @property
-    def fees(self):
+    def fees(self) -> Fees:
+        assert self.session is not None
         return self.session.fees
 
     @property
     def phases(self) -> tuple[PhaseSpec, ...]:
+        assert self.plan is not None
         return self.plan.phases
 
     def deploy(self, artifact: Artifact, *args: Any) -> Contract:
+        assert self.store is not None
         contract = deploy(self.w3, self.coordinator, artifact, *args, fees=self.fees)
         self.manifest.setdefault("contracts", {})[artifact.name] = contract.address
         self.store.write_json("manifest.json", self.manifest)
@@ -296,6 +307,7 @@ class Run:
 
     def phase(self, phase: PhaseSpec, payload: Payload) -> None:
         run = self.experiment.run
+        assert self.fleet is not None and self.plan is not None and self.session is not None
         self.fleet.prepare(phase, payload)
         t0 = time.time() + run.lead_time_s
         pending = self.fleet.run_phase(phase, payload, t0, run.commit_timeout_s, self.trial)
@@ -318,6 +330,7 @@ class Run:
         self.session.wait_for_empty_pools()
 
     def _collect(self, final: bool = False) -> dict[str, float]:
+        assert self.fleet is not None and self.store is not None and self.session is not None
         got = self.fleet.collect()
         for table in got.tables:
             self.store.transactions.append(table)

@@ -52,7 +52,7 @@ def trial_key_offset(experiment: Experiment, index: int) -> int:
     nodes leaves transactions in their pools that may still land, or block a nonce, long after
     it ended; with the same keys the next trial would collide with them and measure them, not
     its pace."""
-    workers = experiment.workload.workers
+    workers = experiment.plugin.workers
     stride = KEYS_PER_TRIAL * -(-workers // KEYS_PER_TRIAL)
     return experiment.run.key_offset + index * stride
 
@@ -118,7 +118,7 @@ class Search:
             if t.value == value and t.repeat == repeat:
                 return t
         index = len(self.state.trials)
-        overrides = {self.state.param: value, "run.key_offset": trial_key_offset(self.experiment, index)}
+        overrides: dict[str, Any] = {self.state.param: value, "run.key_offset": trial_key_offset(self.experiment, index)}
         if self._endpoints is not None:
             overrides["chain.endpoints"] = self._endpoints
         experiment = self.experiment.with_overrides(overrides)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.types import RPCEndpoint
 
 from loadgen.accounts import MnemonicSource, derive_account, mnemonic_source
 from loadgen.chain import ChainInfo, Funding, connect, fund, probe
@@ -49,7 +50,8 @@ class ChainSession:
             self.endpoints = list(self.chain.endpoints)
             if not self.endpoints:
                 self.on_event(f"starting the {self.chain.devnet.client} devnet…")
-                node = self._stack.enter_context(self.chain.devnet.network(prometheus_targets=targets_file(self.name)))
+                node = self.chain.devnet.network(prometheus_targets=targets_file(self.name))
+                self._stack.enter_context(node)  # starts it (both kinds' __enter__ return the node itself)
                 self.endpoints = node.urls
                 self.devnet = node.manifest()
                 self.on_event(f"{node.describe()}: {', '.join(self.endpoints)}")
@@ -87,7 +89,8 @@ class ChainSession:
             if url in self._no_txpool:
                 continue
             try:
-                result = self._w3s.setdefault(url, connect(url, timeout_s=2)).provider.make_request("txpool_status", [])["result"]
+                w3 = self._w3s.setdefault(url, connect(url, timeout_s=2))
+                result = w3.provider.make_request(RPCEndpoint("txpool_status"), [])["result"]
                 pools[url] = (int(result["pending"], 16), int(result["queued"], 16))
             except Exception:  # any failure: this node has no txpool_status
                 self._no_txpool.add(url)

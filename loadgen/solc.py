@@ -21,6 +21,7 @@ from pathlib import Path
 
 from loadgen.contracts import Artifact
 from loadgen.errors import ConfigError, ToolMissing
+from loadgen.jsonfile import write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPILE_SCRIPT = REPO_ROOT / "contracts" / "compile.mjs"
@@ -212,9 +213,6 @@ def _cached(key: str, folder: Path) -> dict | None:
 
 def _store(key: str, output: dict) -> None:
     try:
-        CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = CACHE_DIR / f"{key}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(output))
-        tmp.replace(CACHE_DIR / f"{key}.json")  # atomic: a concurrent reader sees all of it or nothing
+        write_json(CACHE_DIR / f"{key}.json", output)  # a concurrent reader sees all of it or nothing
     except OSError as e:  # a read-only checkout still compiles, only slower the next time
         log.warning("cannot cache the compiled contract in %s: %s", CACHE_DIR, e)

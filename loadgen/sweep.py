@@ -147,7 +147,8 @@ class Sweep:
         if found:
             ax.plot(*zip(*found, strict=True), marker="o", color="#2a9d8f", label="loadgen (this chain)")
         if at_most:  # lo already passed: the minimum is at most this
-            ax.scatter(*zip(*at_most, strict=True), marker="v", s=80, color="#2a9d8f", zorder=3, label="at most (lo passed)")
+            values, paces = zip(*at_most, strict=True)
+            ax.scatter(values, paces, marker="v", s=80, color="#2a9d8f", zorder=3, label="at most (lo passed)")
         study = workload.references.get(self.param)
         if study:
             ax.plot(list(study), list(study.values()), marker="s", ls="--", color="#adb5bd", label="the study (8 GoQuorum nodes)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -38,7 +39,7 @@ def fl_experiment(endpoints: list[str], run: dict | None = None, **workload) -> 
 def local_ray(mnemonic: str | None = None) -> Iterator[None]:
     """The local Ray a test module's runs share: this machine's 2 CPUs, no dashboard, quiet. With
     ``mnemonic``, LOADGEN_MNEMONIC is set as long (runs on explicit endpoints need one)."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
     try:
         with pytest.MonkeyPatch.context() as env:
             if mnemonic is not None:
@@ -99,7 +100,7 @@ def assert_the_chain_agrees(w3, table: pa.Table) -> None:
     for row in included:
         by_worker.setdefault(row["worker"], []).append(row["nonce"])
     assert all(sorted(n) == list(range(min(n), min(n) + len(n))) for n in by_worker.values())
-    first = {}
+    first: dict[int, str] = {}
     for row in included:
         first.setdefault(row["worker"], row["tx_hash"])
     for worker, tx_hash in first.items():
@@ -122,6 +123,7 @@ def children_of_a_killed_parent(start_chain: str) -> tuple[list[int], bool]:
     and answers the chain's PIDs and whether all of them were gone within 15 s."""
     script = f"import json, time\n{start_chain}\nprint(json.dumps(chain.pids), flush=True)\ntime.sleep(600)\n"
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
     pids = json.loads(parent.stdout.readline())
     assert pids and all(pid_alive(p) for p in pids)
     parent.send_signal(signal.SIGKILL)

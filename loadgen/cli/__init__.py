@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from loadgen import __version__
 from loadgen.cli import devnet, estimate, imports, report, run, search, sweep
@@ -13,7 +14,7 @@ COMMANDS = {"run": run, "search": search, "sweep": sweep, "report": report, "est
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line and exit 2, like every other user error
+    def error(self, message: str) -> NoReturn:  # one line and exit 2, like every other user error
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 

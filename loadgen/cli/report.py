@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = {}
     for run_dir in args.runs:
         table, summary, manifest = load_run(run_dir)
-        figs = figures(table, summary, run_dir / "plots")
+        figs = figures(table, summary, run_dir / "plots", manifest)
         page = html_report(run_dir, summary, manifest, figs)
         loaded[run_dir.name] = (table, summary)
         if len(args.runs) == 1:

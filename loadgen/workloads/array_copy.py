@@ -20,7 +20,7 @@ DEFAULT_COPY_GAS = 30_000_000
 class ArrayCopyConfig(RateDrivenConfig):
     """The study's 4.1: a fixed total rate of ArrayCopy calls for a duration."""
 
-    kind: Literal["array-copy"]  # type: ignore[assignment]
+    kind: Literal["array-copy"]
     array_size: int = Field(gt=0)
 
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from loadgen.contracts import Artifact
     from loadgen.fees import Fees
+    from loadgen.profile import RateProfile
 
 
 class WorkloadConfig(Strict):
@@ -68,12 +69,24 @@ class Payload(ABC):
 class Stage(Protocol):
     """What the engine offers a workload while it plays."""
 
-    w3: Web3
-    coordinator: LocalAccount  # key index 0: deploys, coordinates, funds
     addresses: list[str]  # the workers' accounts, by worker index
     seed: int
-    fees: Fees
-    phases: tuple[PhaseSpec, ...]  # the planned phases of one epoch (``Workload.phases``)
+
+    @property
+    def w3(self) -> Web3: ...
+
+    @property
+    def coordinator(self) -> LocalAccount:
+        """Key index 0: deploys, coordinates, funds."""
+        ...
+
+    @property
+    def fees(self) -> Fees: ...
+
+    @property
+    def phases(self) -> tuple[PhaseSpec, ...]:
+        """The planned phases of one epoch (``Workload.phases``)."""
+        ...
 
     def deploy(self, artifact: Artifact, *args: Any) -> Contract:
         """Deployed by the coordinator; its address is recorded in the manifest."""
@@ -128,6 +141,10 @@ class Workload(ABC, Generic[C]):
     @property
     def interval_s(self) -> float | None:
         """A worker's time between two transactions, when it is one number (the live pace gauge)."""
+        return None
+
+    def planned_rate(self) -> RateProfile | None:
+        """The offered rate over time, when the workload is defined by one (drawn in reports)."""
         return None
 
     def check(self) -> None:

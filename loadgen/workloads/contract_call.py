@@ -129,7 +129,7 @@ def _find(path: str) -> Path:
 
 
 class ContractCallConfig(RateDrivenConfig):
-    kind: Literal["contract-call"]  # type: ignore[assignment]
+    kind: Literal["contract-call"]
     contract: ContractSpec
     setup: list[CallSpec] = Field(default_factory=list, description="coordinator calls after the deployment, in order")
     call: CallSpec

@@ -6,7 +6,7 @@ chunk, one chunk every ``pace_s``; the coordinator closes the round and elects e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -21,7 +21,7 @@ REVEAL_BASE_GAS = 100_000
 REVEAL_GAS_PER_VALUE = 700  # measured ~565 per value for 1,000-value chunks (BENCHMARKS.md), with headroom
 
 # The study's minimum paces at ≥ 85% committed (its Fig. 2 and Fig. 3), for the sweep figures.
-STUDY = {
+STUDY: dict[str, dict[float, float]] = {
     "workload.redundancy": {1: 0.05, 2: 0.1, 4: 0.1, 8: 0.25, 16: 1.0},
     "workload.model_length": {50_000: 1.0, 100_000: 0.5, 250_000: 0.25, 500_000: 0.25, 1_000_000: 0.25, 2_500_000: 0.25, 5_000_000: 0.5},
 }
@@ -30,7 +30,7 @@ STUDY = {
 class FlRoundConfig(WorkloadConfig):
     """The study's protocol: commit, then reveal the model chunk by chunk, every pace_s."""
 
-    kind: Literal["fl-round"]  # type: ignore[assignment]
+    kind: Literal["fl-round"]
     model_length: int = Field(gt=0, description="parameters (uint256 values) per model")
     chunk_size: int = Field(1_000, gt=0)
     redundancy: int = Field(1, gt=0, description="workers per pool")
@@ -145,7 +145,7 @@ class FlRound(Workload[FlRoundConfig]):
         for epoch in range(c.epochs):
             round_id = coordinator.open_round(chunks, c.redundancy, stage.addresses)
             stage.event(f"epoch {epoch + 1}/{c.epochs}: round {round_id} opened for {c.workers} workers in {c.pools} pool(s)")
-            common = {"contract": fl.address, "epoch": epoch, "round_id": round_id, "seed": stage.seed}
+            common: dict[str, Any] = {"contract": fl.address, "epoch": epoch, "round_id": round_id, "seed": stage.seed}
             common |= {"model_length": c.model_length, "chunk_size": c.chunk_size}
             stage.phase(commit, Commit(**common))
             coordinator.close_commit_phase(round_id)
@@ -156,7 +156,7 @@ class FlRound(Workload[FlRoundConfig]):
 
     def _elect(self, stage: Stage, coordinator: Coordinator, round_id: int, epoch: int) -> dict:
         c = self.config
-        results = []
+        results: list[dict[str, Any]] = []
         for pool in range(c.pools):
             result = coordinator.elect(round_id, pool)
             expected = model.pool_digest(stage.seed, epoch, pool, c.model_length, c.chunk_size)

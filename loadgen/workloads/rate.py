@@ -120,6 +120,9 @@ class RateDriven(Workload[R]):
     def interval_s(self) -> float | None:
         return self.config.interval_s
 
+    def planned_rate(self) -> profiles.RateProfile:
+        return self.config.rate_profile()
+
 
 def rate_phase(name: str, config: RateDrivenConfig, seed: int, *, gas_limit: int, value_wei: int = 0) -> PhaseSpec:
     if config.profile is None:

@@ -18,7 +18,7 @@ TRANSFER_GAS = 21_000
 
 
 class TransferConfig(RateDrivenConfig):
-    kind: Literal["transfer"]  # type: ignore[assignment]
+    kind: Literal["transfer"]
     value_wei: int = Field(1, ge=0, description="paid by each transfer")
 
 
