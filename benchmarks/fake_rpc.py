@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import cast
 
 ANSWER = b'{"jsonrpc":"2.0","id":1,"result":"0x' + b"ab" * 32 + b'"}'
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + str(len(ANSWER)).encode() + b"\r\n\r\n" + ANSWER
@@ -17,8 +18,8 @@ RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length
 
 class Endpoint(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # create_server's connections always are
-        self.transport = transport
+        # a stream transport (uvloop's is not an asyncio.Transport subclass, but has write)
+        self.transport = cast(asyncio.Transport, transport)
         self.buffer = bytearray()
 
     def data_received(self, data: bytes) -> None:
