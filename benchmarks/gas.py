@@ -3,12 +3,17 @@
     .venv/bin/python benchmarks/gas.py
 
 Prints gas per commitment, per 1,000-value reveal chunk (first, middle, last), the
-coordinator's calls, and ArrayCopy's gas by array size with the largest size that fits a
-30M-gas transaction.
+coordinator's calls, ArrayCopy's gas by array size with the largest size that fits a
+30M-gas transaction, and the example contracts of the contract-call workload
+(configs/examples: Counter, Token, KeyValue).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
 from web3.logs import DISCARD
 
 from loadgen import contracts, model
@@ -65,9 +70,29 @@ def main() -> None:
                 status = "ok" if receipt["status"] == 1 else "out of gas"
                 rows.append((f"ArrayCopy.copy {size:,} values, {label} ({status} at {limit:,})", receipt["gasUsed"]))
 
+        rows += examples(w3, boss, accounts[0])
+
     width = max(len(name) for name, _ in rows)
     for name, gas in rows:
         print(f"{name:<{width}}  {gas:>12,}")
+
+
+def examples(w3: Web3, boss: LocalAccount, other: LocalAccount) -> list[tuple[str, int]]:
+    """The contract-call examples, each call made twice: the first pays for fresh storage."""
+    rows: list[tuple[str, int]] = []
+    calls: tuple[tuple[str, str, list[Any]], ...] = (
+        ("Counter", "increment", []),
+        ("Token", "transfer", [other.address, 1]),
+        ("KeyValue", "put", [b"k".ljust(32, b"\0"), bytes(range(250)) * 4]),
+    )
+    for name, function, args in calls:
+        contract = contracts.deploy(w3, boss, name)
+        data = bytes.fromhex(contract.encode_abi(function, args)[2:])
+        for label in ("first", "again"):
+            receipt = send_transaction(w3, boss, to=contract.address, data=data)
+            assert receipt["status"] == 1
+            rows.append((f"{name}.{function}{' (1,000 bytes)' if name == 'KeyValue' else ''}, {label}", receipt["gasUsed"]))
+    return rows
 
 
 if __name__ == "__main__":
