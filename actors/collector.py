@@ -31,7 +31,7 @@ class TxRow:
     size_bytes: int
     t_scheduled: float
     t_sent: float = math.nan
-    t_acked: float = math.nan
+    t_acked: float = math.nan  # the node's answer to the first send: never moved by a re-send
     t_included: float = math.nan
     block_number: int | None = None
     block_timestamp: float = math.nan
@@ -41,6 +41,7 @@ class TxRow:
     effective_gas_price: int | None = None
     resends: int = 0
     raw_body: bytes | None = field(default=None, repr=False)  # kept while in flight, to re-send
+    t_checked: float = math.nan  # last sent or re-sent: the gap check waits gap_check_s from here (not stored)
 
     @property
     def latency_s(self) -> float:

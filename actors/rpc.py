@@ -6,7 +6,9 @@ are parsed with orjson. A JSON-RPC error inside an HTTP 200 is an error like any
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +38,7 @@ class RpcClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        self._free: asyncio.Semaphore | None = None  # sends waiting here have not left yet
         self._ids = itertools.count(1)
 
     @property
@@ -101,9 +104,16 @@ class RpcClient:
                 out.append(e)
         return out
 
-    async def send_raw(self, body: bytes) -> SendResult:
-        try:
-            result = self._result(await self._post(body))
-        except RpcError as e:
-            return SendResult(False, e.message, e.kind)
+    async def send_raw(self, body: bytes, on_sent: Callable[[], None] | None = None) -> SendResult:
+        """``on_sent`` is called when the request has a connection to go out on: a send that had
+        to wait for one is late, and the caller's clock must say so."""
+        if self._free is None:
+            self._free = asyncio.Semaphore(self._connections)
+        async with self._free:
+            if on_sent is not None:
+                on_sent()
+            try:
+                result = self._result(await self._post(body))
+            except RpcError as e:
+                return SendResult(False, e.message, e.kind)
         return SendResult(True, result if isinstance(result, str) else str(result))

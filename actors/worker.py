@@ -1,9 +1,20 @@
 """Workers: each a key, a nonce and a schedule, many of them as asyncio tasks in one actor.
 
-A worker sends in every slot of its phase the head of its queue (see loadgen/plan.py). The
-head is signed before its slot comes, so signing is not on the sending path, and it keeps its
+A worker sends in every slot of its phase (see loadgen/plan.py). Its transactions are signed
+before their slot comes, so signing is not on the sending path, and a transaction keeps its
 nonce until the node accepts it: a rejected transaction does not burn a nonce, and re-sending
-it means re-sending the very same bytes. Accepted transactions wait in ``inflight`` until the
+it means re-sending the very same bytes.
+
+Two send modes. **Open** (the default): a transaction goes out at its slot whether or not the
+node has answered the worker's previous ones, and each answer is handled when it comes, so a
+node slow to answer cannot slow the offered load down. Nonces are handed out in send order; a
+refusal that comes back after later transactions went out puts the refused transaction (same
+bytes, same nonce) in the worker's next free slot, and the later ones wait in the node's queue
+behind the gap meanwhile, as they would for any client. At most ``max_unanswered`` sends of a
+worker wait for an answer; at the bound the next slot waits, and that wait shows as lag. The
+node may receive n+1 before n (separate requests): geth-derived nodes queue it until n comes,
+and every answer belongs to its own request, so nothing is misattributed. **Closed**: the worker
+waits for each answer before its next slot (a client that waits; today's tools). Accepted transactions wait in ``inflight`` until the
 host's block watcher reports their receipt; one the node has forgotten (it answers null for its
 hash) is re-sent as it was, which fills the nonce gap every later transaction of the worker is
 stuck behind. After a phase's last slot the actor drains: every accepted transaction is
@@ -14,10 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import math
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from functools import partial
 
 import ray
 
@@ -31,6 +44,7 @@ from loadgen.workloads.base import CallBuilder, Payload
 # Answers meaning the node already has this very transaction: accepted after all.
 ALREADY_THERE = ("already known", "known transaction", "already imported", "nonce too low")
 MAX_RESENDS = 5
+OPEN_CONNECTIONS = 256  # per endpoint and actor
 PRESIGN_BUDGET_BYTES = 64 * 1024 * 1024  # signed transactions held ahead, per actor
 RECENT_INCLUSIONS = 50_000
 STOP_GRACE_S = 3.0
@@ -41,8 +55,24 @@ class Worker:
     spec: WorkerSpec
     signer: Signer
     rpc: RpcClient
-    nonce: int = 0  # the nonce of the head item: the next one the node has to accept
-    ahead: deque[SignedTx] = field(default_factory=deque)  # signed items from the head on
+    nonce: int = 0  # the nonce of the next new item
+    ahead: deque[SignedTx] = field(default_factory=deque)  # signed items from the next new one on
+    # open mode: a nonce the node never accepted, with later ones sent behind it; the worker
+    # sends nothing more in the run (its later transactions could only land out of order)
+    stuck: str | None = None
+    stuck_nonce: int = -1
+
+
+@dataclass
+class _Answers:
+    """An open-mode worker's sends in flight to the node, and what their answers asked for."""
+
+    retry: list[tuple[int, int]] = field(default_factory=list)  # heap of (nonce, item) refused, to send again
+    attempts: dict[int, int] = field(default_factory=dict)  # item → sends so far
+    unaccepted: dict[int, SignedTx] = field(default_factory=dict)  # item → its bytes, until accepted
+    unanswered: int = 0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    gave_up: str | None = None
 
 
 def _hash_from(answer: str) -> bytes | None:
@@ -58,8 +88,10 @@ def _hash_from(answer: str) -> bytes | None:
 class Sender:
     """The workers of one actor, the transactions they have in flight, and their rows."""
 
-    def __init__(self, run_id: str, node: str, chain_id: int, fees: Fees) -> None:
+    def __init__(self, run_id: str, node: str, chain_id: int, fees: Fees, send_mode: str = "open", max_unanswered: int = 64) -> None:
         self.node = node
+        self.send_mode = send_mode
+        self.max_unanswered = max_unanswered
         self.chain_id = chain_id
         self.fees = fees
         self.collector = Collector(run_id, node)
@@ -75,6 +107,7 @@ class Sender:
         self.scheduled = 0
         self.gaps_recovered = 0
         self.max_lag_s = 0.0
+        self.max_answer_s = 0.0
         self._last_send = 0.0
         self._tasks: list[asyncio.Task] = []
         self._payload: Payload | None = None
@@ -85,7 +118,10 @@ class Sender:
     # set-up ------------------------------------------------------------------------------
     async def add_workers(self, specs: list[WorkerSpec], keys: list[bytes]) -> list[str]:
         for spec, key in zip(specs, keys, strict=True):
-            rpc = self.clients.setdefault(spec.endpoint, RpcClient(spec.endpoint))
+            # open mode: many sends wait for their answers at once; beyond the pool a send waits
+            # for a connection, and t_sent is taken only when it has one (see RpcClient.send_raw)
+            pool = OPEN_CONNECTIONS if self.send_mode == "open" else 64
+            rpc = self.clients.setdefault(spec.endpoint, RpcClient(spec.endpoint, connections=pool))
             self.workers.append(Worker(spec, Signer(key, self.chain_id), rpc))
         await self.refresh_nonces()
         return [w.signer.address for w in self.workers]
@@ -131,7 +167,8 @@ class Sender:
         if self._builder is None or self._payload != payload:
             self.prepare_phase(phase, payload)
         key = (payload.epoch, phase.name)
-        await asyncio.gather(*(self._run_worker(w, phase, t0) for w in self.workers))
+        run_worker = self._run_worker_open if self.send_mode == "open" else self._run_worker
+        await asyncio.gather(*(run_worker(w, phase, t0) for w in self.workers))
         self._payload = self._builder = None
         await self._drain(key, commit_timeout_s)
         return {"scheduled": self.scheduled, "sent": self.sent}
@@ -155,24 +192,11 @@ class Sender:
             t_scheduled = phase.slot_time(t0, index, slot)
             if not await self._sleep_until(t_scheduled):
                 break
-            row = TxRow(
-                p.epoch, p.round_id, index, w.spec.pool, phase.name, slot if phase.fixed_slots else item,
-                attempt + 1, signed.nonce, w.spec.endpoint, b"", signed.size, t_scheduled,
-            )  # fmt: skip
-            self.scheduled += 1
-            row.t_sent = time.time()
-            result = await w.rpc.send_raw(signed.body)
-            row.t_acked = time.time()
-            self.sent += 1
-            self._last_send = row.t_acked
-            self.max_lag_s = max(self.max_lag_s, row.t_sent - t_scheduled)
+            row = self._row(w, phase, p, slot if phase.fixed_slots else item, attempt + 1, signed, t_scheduled)
+            result = await w.rpc.send_raw(signed.body, partial(self._stamp, row))
+            self._answered(row)
             slot += 1
-            if result.ok or any(s in result.result for s in ALREADY_THERE):
-                answered = _hash_from(result.result) if result.ok else None
-                row.tx_hash = signed.tx_hash if answered is None else answered
-                row.raw_body = signed.body
-                self._in_flight(row)
-                self.accepted += 1
+            if self._accepted(row, signed, result):
                 w.ahead.popleft()
                 w.nonce += 1
                 item += 1
@@ -181,8 +205,6 @@ class Sender:
                 if len(w.ahead) < self._depth and item + len(w.ahead) < items:
                     w.ahead.append(self._sign(w, item + len(w.ahead), w.nonce + len(w.ahead), phase.gas_limit))
                 continue
-            row.tx_hash = signed.tx_hash
-            self.collector.finish(row, "rejected", f"{result.kind}: {result.result}")
             attempt += 1
             if phase.max_retries is not None and attempt > phase.max_retries:
                 gave_up = f"gave up: item {item} rejected {attempt} times"
@@ -191,7 +213,122 @@ class Sender:
         if gave_up:
             # the abandoned chunk's fate is in its rejected rows: no attempt of it was left unsent
             item, attempt = item + 1, 0
-        self._unsent(w, phase, p, t0, slot, item, attempt + 1, items, gave_up or "run stopped")
+        remaining = range(slot, items) if phase.fixed_slots else range(item, items)
+        entries = [(chunk, attempt + 1 if j == 0 and not phase.fixed_slots else 1) for j, chunk in enumerate(remaining)]
+        self._unsent(w, phase, p, t0, slot, entries, gave_up or "run stopped")
+
+    async def _run_worker_open(self, w: Worker, phase: PhaseSpec, t0: float) -> None:
+        """Sends at every slot without waiting for the node's answers (see the module's docstring)."""
+        index = w.spec.worker
+        items = phase.items[index]
+        p = self._payload
+        assert p is not None, "run_phase prepared the phase"
+        if w.stuck is not None:
+            self._unsent(w, phase, p, t0, 0, [(i, 1) for i in range(items)], w.stuck)
+            return
+        base = w.nonce
+        state = _Answers()
+        sends: set[asyncio.Task] = set()
+        slot = new = 0  # slots used; new items sent
+        while state.gave_up is None and not (phase.fixed_slots and slot >= items):
+            if state.retry:
+                item = heapq.heappop(state.retry)[1]
+                signed = state.unaccepted[item]
+            elif new < items:
+                item, new = new, new + 1
+                signed = w.ahead.popleft() if w.ahead else self._sign(w, item, base + item, phase.gas_limit)
+                state.unaccepted[item] = signed
+                if len(w.ahead) < self._depth and new + len(w.ahead) < items:  # keep the signed queue as deep as prepared
+                    w.ahead.append(self._sign(w, new + len(w.ahead), base + new + len(w.ahead), phase.gas_limit))
+            elif state.unanswered:  # everything sent: an answer may still ask for a re-send
+                state.changed.clear()
+                await state.changed.wait()
+                continue
+            else:
+                break
+            t_scheduled = phase.slot_time(t0, index, slot)
+            sleeping = await self._sleep_until(t_scheduled)
+            while sleeping and state.unanswered >= self.max_unanswered and not self.stopping:
+                state.changed.clear()  # at the bound: this slot waits (and shows as lag)
+                await state.changed.wait()
+            if not sleeping or self.stopping:
+                heapq.heappush(state.retry, (signed.nonce, item))  # not sent: its row is unsent below
+                break
+            attempt = state.attempts.get(item, 0) + 1
+            state.attempts[item] = attempt
+            row = self._row(w, phase, p, slot if phase.fixed_slots else item, attempt, signed, t_scheduled)
+            slot += 1
+            state.unanswered += 1
+            task = asyncio.create_task(self._send_open(w, phase, row, item, signed, state))
+            sends.add(task)
+            task.add_done_callback(sends.discard)
+        while state.unanswered:  # every send gets its answer (and its row) before the phase ends
+            state.changed.clear()
+            await state.changed.wait()
+        w.ahead.clear()
+        w.nonce = base + new
+        why = state.gave_up or "run stopped"
+        if phase.fixed_slots:
+            entries = [(chunk, 1) for chunk in range(slot, items)]
+        else:
+            waiting = sorted((item, state.attempts.get(item, 0) + 1) for _, item in state.retry)
+            entries = waiting + [(item, 1) for item in range(new, items)]
+        self._unsent(w, phase, p, t0, slot, entries, why)
+        if state.unaccepted:
+            first = min(state.unaccepted.values(), key=lambda s: s.nonce)
+            later = new - 1 - (first.nonce - base)
+            if later > 0:
+                w.stuck_nonce = first.nonce
+                where = f"{phase.name}, epoch {p.epoch}"
+                w.stuck = f"nonce {first.nonce} was never accepted ({where}); {later} later transaction(s) wait behind it"
+            else:
+                w.nonce = first.nonce  # nothing was sent behind it: the nonce is free for what comes next
+
+    async def _send_open(self, w: Worker, phase: PhaseSpec, row: TxRow, item: int, signed: SignedTx, state: _Answers) -> None:
+        try:
+            result = await w.rpc.send_raw(signed.body, partial(self._stamp, row))
+            self._answered(row)
+            if self._accepted(row, signed, result):
+                del state.unaccepted[item]
+            elif phase.max_retries is not None and state.attempts[item] > phase.max_retries:
+                state.gave_up = f"gave up: item {item} rejected {state.attempts[item]} times"
+            else:
+                heapq.heappush(state.retry, (signed.nonce, item))
+        finally:
+            state.unanswered -= 1
+            state.changed.set()
+
+    def _row(self, w: Worker, phase: PhaseSpec, p: Payload, chunk: int, attempt: int, signed: SignedTx, t_scheduled: float) -> TxRow:
+        row = TxRow(
+            p.epoch, p.round_id, w.spec.worker, w.spec.pool, phase.name, chunk, attempt, signed.nonce, w.spec.endpoint, b"", signed.size,
+            t_scheduled,
+        )  # fmt: skip
+        self.scheduled += 1
+        return row
+
+    def _stamp(self, row: TxRow) -> None:
+        """The request leaves now (it has a connection)."""
+        row.t_sent = time.time()
+        self.max_lag_s = max(self.max_lag_s, row.t_sent - row.t_scheduled)
+
+    def _answered(self, row: TxRow) -> None:
+        row.t_acked = row.t_checked = time.time()
+        self.sent += 1
+        self._last_send = max(self._last_send, row.t_acked)
+        self.max_answer_s = max(self.max_answer_s, row.t_acked - row.t_sent)
+
+    def _accepted(self, row: TxRow, signed: SignedTx, result) -> bool:
+        """Records the node's answer: accepted (in flight from now on) or a rejected row."""
+        if result.ok or any(s in result.result for s in ALREADY_THERE):
+            answered = _hash_from(result.result) if result.ok else None
+            row.tx_hash = signed.tx_hash if answered is None else answered
+            row.raw_body = signed.body
+            self._in_flight(row)
+            self.accepted += 1
+            return True
+        row.tx_hash = signed.tx_hash
+        self.collector.finish(row, "rejected", f"{result.kind}: {result.result}")
+        return False
 
     def _in_flight(self, row: TxRow) -> None:
         inclusion = self.recent.pop(row.tx_hash, None)
@@ -201,27 +338,15 @@ class Sender:
         else:
             self.inflight[row.tx_hash] = row
 
-    def _unsent(self, w: Worker, phase: PhaseSpec, p: Payload, t0: float, slot: int, item: int, attempt: int, items: int, why: str) -> None:
-        """Rows for what was scheduled and never sent, so every scheduled transaction has one.
-        ``attempt`` numbers the first of them: a chunk stopped between two of its attempts."""
-        index = w.spec.worker
-        remaining = (items - slot) if phase.fixed_slots else (items - item)
-        for j in range(remaining):
-            chunk = slot + j if phase.fixed_slots else item + j
+    def _unsent(self, w: Worker, phase: PhaseSpec, p: Payload, t0: float, slot: int, entries: list[tuple[int, int]], why: str) -> None:
+        """Rows for what was scheduled and never sent, so every scheduled transaction has one:
+        ``entries`` are (chunk, attempt) in the order of the slots from ``slot`` on (a chunk
+        stopped between two of its attempts is numbered as its next attempt)."""
+        for j, (chunk, attempt) in enumerate(entries):
             row = TxRow(
-                p.epoch,
-                p.round_id,
-                index,
-                w.spec.pool,
-                phase.name,
-                chunk,
-                attempt if j == 0 and not phase.fixed_slots else 1,
-                -1,
-                w.spec.endpoint,
-                b"",
-                0,
-                phase.slot_time(t0, index, slot + j),
-            )
+                p.epoch, p.round_id, w.spec.worker, w.spec.pool, phase.name, chunk, attempt, -1, w.spec.endpoint, b"", 0,
+                phase.slot_time(t0, w.spec.worker, slot + j),
+            )  # fmt: skip
             self.scheduled += 1
             self.collector.finish(row, "unsent", why)
 
@@ -242,9 +367,16 @@ class Sender:
             if self.stopping:  # a stopped run still gives what it sent a moment to land
                 deadline = min(deadline, self._stopped_at + STOP_GRACE_S)
             await asyncio.sleep(0.05)
+        stuck = {w.spec.worker: w for w in self.workers if w.stuck is not None}
         for row in pending():
             del self.inflight[row.tx_hash]
-            why = "run stopped before inclusion" if self.stopping else f"not in a block {commit_timeout_s:g}s after the last send"
+            blocked = stuck.get(row.worker)
+            if blocked is not None and row.nonce > blocked.stuck_nonce:
+                why = f"never includable: {blocked.stuck}"
+            elif self.stopping:
+                why = "run stopped before inclusion"
+            else:
+                why = f"not in a block {commit_timeout_s:g}s after the last send"
             self.collector.finish(row, "dropped", why)
 
     def stop(self) -> None:
@@ -285,7 +417,7 @@ class Sender:
             await asyncio.sleep(gap_check_s / 2)
             now = time.time()
             old = [
-                r for r in self.inflight.values() if r.block_number is None and now - r.t_acked > gap_check_s and r.resends < MAX_RESENDS
+                r for r in self.inflight.values() if r.block_number is None and now - r.t_checked > gap_check_s and r.resends < MAX_RESENDS
             ]
             by_endpoint: dict[str, list[TxRow]] = {}
             for r in old:
@@ -308,7 +440,7 @@ class Sender:
         """The node forgot an accepted transaction: the same bytes fill the nonce gap again."""
         assert row.raw_body is not None, "only rows that kept their bytes are re-sent"
         result = await self.clients[url].send_raw(row.raw_body)
-        row.t_acked = time.time()  # the next look-up waits a full gap_check_s again
+        row.t_checked = time.time()  # the next look-up waits a full gap_check_s again
         if result.ok or any(s in result.result for s in ALREADY_THERE):
             row.resends += 1
             self.gaps_recovered += 1
@@ -337,6 +469,7 @@ class Sender:
             "inflight": len(self.inflight),
             "gaps_recovered": self.gaps_recovered,
             "max_lag_s": self.max_lag_s,
+            "max_answer_s": self.max_answer_s,
             **{s: self.collector.counts[s] for s in ("committed", "reverted", "rejected", "dropped", "unsent")},
         }
 
@@ -345,9 +478,9 @@ class Sender:
 class SenderActor:
     """Hosts many workers. The driver sets it up, runs phases and collects rows in batches."""
 
-    def __init__(self, run_id: str, chain_id: int, fees: Fees) -> None:
+    def __init__(self, run_id: str, chain_id: int, fees: Fees, send_mode: str, max_unanswered: int) -> None:
         node = ray.get_runtime_context().get_node_id()[:12]
-        self.sender = Sender(run_id, node, chain_id, fees)
+        self.sender = Sender(run_id, node, chain_id, fees, send_mode, max_unanswered)
 
     async def setup(self, specs: list[WorkerSpec], mnemonic: str, watcher: ray.actor.ActorHandle, gap_check_s: float) -> list[str]:
         from loadgen.accounts import MnemonicSource, derive_account
@@ -367,7 +500,7 @@ class SenderActor:
 
     async def collect(self) -> tuple[object, dict]:
         stats = self.sender.stats()
-        self.sender.max_lag_s = 0.0
+        self.sender.max_lag_s = self.sender.max_answer_s = 0.0
         return self.sender.collector.take(), stats
 
     async def stop(self) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 
 from actors.rpc import RpcClient
 from actors.signer import Signer, send_raw_body
-from actors.worker import Sender, Worker
+from actors.worker import OPEN_CONNECTIONS, Sender, Worker
 from loadgen import contracts, model
 from loadgen.devnet import free_port
 from loadgen.fees import Fees
@@ -71,10 +71,10 @@ async def bare_loop(url: str, bodies: list[bytes], seconds: float, concurrency: 
         return sent, time.process_time() - cpu0, time.perf_counter() - wall0
 
 
-async def sender_run(url: str, workers: int, rate: float, seconds: float, presign_all: bool) -> dict:
+async def sender_run(url: str, workers: int, rate: float, seconds: float, presign_all: bool, mode: str = "open") -> dict:
     """The Sender as a sender actor runs it, offered ``rate`` for ``seconds``."""
-    sender = Sender("bench", "local", 1337, Fees.legacy(0))
-    rpc = RpcClient(url)
+    sender = Sender("bench", "local", 1337, Fees.legacy(0), mode)
+    rpc = RpcClient(url, connections=OPEN_CONNECTIONS if mode == "open" else 64)
     sender.clients[url] = rpc
     sender.workers = [Worker(WorkerSpec(i, i + 1, 0, url, 0), Signer(os.urandom(32), 1337), rpc) for i in range(workers)]
     phase = constant_rate("reveal", workers, rate, max(seconds, workers / rate), gas_limit=800_000)
@@ -108,6 +108,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=200)
+    parser.add_argument("--modes", default="open,closed", help="send modes to measure, e.g. open or open,closed")
+    parser.add_argument("--rate", type=float, default=2_000, help="a fixed offered rate to read CPU per transaction at")
     args = parser.parse_args()
     try:
         import uvloop
@@ -121,23 +123,30 @@ def main() -> None:
         n, cpu, wall = asyncio.run(bare_loop(url, bodies, args.seconds))
         bare = n / cpu
         print(f"bare aiohttp loop, pre-signed:   {n / wall:8.0f} tx/s wall, {bare:8.0f} tx/s per core ({cpu / n * 1e6:.0f} µs CPU/tx)")
-        r = asyncio.run(sender_run(url, args.workers, 50_000, args.seconds, presign_all=True))
-        top = r["sent"] / r["wall"]
-        print(
-            f"loadgen Sender, all pre-signed:  {top:8.0f} tx/s wall, {r['sent'] / r['cpu']:8.0f} tx/s per core "
-            f"({r['cpu'] / r['sent'] * 1e6:.0f} µs CPU/tx), {r['sent'] / r['cpu'] / bare:.0%} of the bare loop; "
-            f"signing ahead cost {r['sign_us']:.0f} µs CPU/tx"
-        )
-        r2 = asyncio.run(sender_run(url, args.workers, 50_000, args.seconds, presign_all=False))
-        print(
-            f"loadgen Sender, signing as it goes (64 MB ahead): {r2['sent'] / r2['wall']:8.0f} tx/s wall, "
-            f"{r2['sent'] / r2['cpu']:8.0f} tx/s per core ({r2['cpu'] / r2['sent'] * 1e6:.0f} µs CPU/tx)"
-        )
-        r3 = asyncio.run(sender_run(url, args.workers, 0.8 * top, args.seconds, presign_all=True))
-        print(
-            f"loadgen Sender at 80% of its maximum ({0.8 * top:.0f}/s): {r3['sent'] / r3['wall']:8.0f} tx/s, "
-            f"schedule lag p50 {np.percentile(r3['lag'], 50) * 1e3:.2f} ms, p99 {np.percentile(r3['lag'], 99) * 1e3:.2f} ms"
-        )
+        for mode in args.modes.split(","):
+            r = asyncio.run(sender_run(url, args.workers, 50_000, args.seconds, presign_all=True, mode=mode))
+            top = r["sent"] / r["wall"]
+            print(
+                f"[{mode}] loadgen Sender, all pre-signed:  {top:8.0f} tx/s wall, {r['sent'] / r['cpu']:8.0f} tx/s per core "
+                f"({r['cpu'] / r['sent'] * 1e6:.0f} µs CPU/tx), {r['sent'] / r['cpu'] / bare:.0%} of the bare loop; "
+                f"signing ahead cost {r['sign_us']:.0f} µs CPU/tx"
+            )
+            r2 = asyncio.run(sender_run(url, args.workers, 50_000, args.seconds, presign_all=False, mode=mode))
+            print(
+                f"[{mode}] loadgen Sender, signing as it goes (64 MB ahead): {r2['sent'] / r2['wall']:8.0f} tx/s wall, "
+                f"{r2['sent'] / r2['cpu']:8.0f} tx/s per core ({r2['cpu'] / r2['sent'] * 1e6:.0f} µs CPU/tx)"
+            )
+            r3 = asyncio.run(sender_run(url, args.workers, 0.8 * top, args.seconds, presign_all=True, mode=mode))
+            print(
+                f"[{mode}] loadgen Sender at 80% of its maximum ({0.8 * top:.0f}/s): {r3['sent'] / r3['wall']:8.0f} tx/s, "
+                f"{r3['cpu'] / r3['sent'] * 1e6:.0f} µs CPU/tx, "
+                f"schedule lag p50 {np.percentile(r3['lag'], 50) * 1e3:.2f} ms, p99 {np.percentile(r3['lag'], 99) * 1e3:.2f} ms"
+            )
+            r4 = asyncio.run(sender_run(url, args.workers, args.rate, args.seconds, presign_all=True, mode=mode))
+            print(
+                f"[{mode}] loadgen Sender at {args.rate:.0f}/s: {r4['cpu'] / r4['sent'] * 1e6:.0f} µs CPU/tx, "
+                f"schedule lag p50 {np.percentile(r4['lag'], 50) * 1e3:.2f} ms, p99 {np.percentile(r4['lag'], 99) * 1e3:.2f} ms"
+            )
     finally:
         endpoint.terminate()
 

@@ -109,6 +109,16 @@ DASHBOARDS: dict[str, tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] 
                     ("p99", q(0.99, "loadgen_schedule_lag_seconds")),
                 ],
             ),
+            (
+                # above the pace, a client that waits for answers would fall behind; loadgen does not (open model)
+                "Node answer time (eth_sendRawTransaction) against the pace",
+                "s",
+                [
+                    ("p50", q(0.5, "loadgen_node_answer_seconds")),
+                    ("p99", q(0.99, "loadgen_node_answer_seconds")),
+                    ("pace", f"loadgen_pace_seconds{{{R}}}"),
+                ],
+            ),
             ("Refused sends", "reqps", [("{{kind}}", f"sum by (kind) (rate(loadgen_rpc_errors_total{{{R}}}[{RATE}]))")]),
             ("Nonce gaps recovered", "short", [("gaps", f"loadgen_nonce_gaps_recovered_total{{{R}}}")]),
             ("In flight", "short", [("in flight", f"loadgen_in_flight_transactions{{{R}}}")]),

@@ -149,6 +149,14 @@ class RunConfig(Strict):
     lead_time_s: float = Field(1.0, ge=0, description="time between the start signal and the first slot")
     gap_check_s: float = Field(3.0, gt=0, description="age after which an accepted transaction not yet in a block is looked up")
     seed: int = 0
+    send_mode: Literal["open", "closed"] = Field(
+        "open", description="open: each transaction at its slot, answered or not; closed: a worker waits for each answer"
+    )
+    max_unanswered: int = Field(
+        64,
+        gt=0,
+        description="open mode: a worker's sends awaiting the node's answer before its next slot waits (geth queues 64 per account)",
+    )
     key_offset: int = Field(
         0, ge=0, description="worker i signs with key 1 + key_offset + i; searches and sweeps move it on for every trial"
     )

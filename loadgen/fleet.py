@@ -44,8 +44,12 @@ class Collected:
 
 
 class SenderFleet:
-    def __init__(self, run_id: str, chain_id: int, fees: Fees, gap_check_s: float) -> None:
+    def __init__(
+        self, run_id: str, chain_id: int, fees: Fees, gap_check_s: float, send_mode: str = "open", max_unanswered: int = 64
+    ) -> None:
         self.run_id = run_id
+        self.send_mode = send_mode
+        self.max_unanswered = max_unanswered
         self.chain_id = chain_id
         self.fees = fees
         self.gap_check_s = gap_check_s
@@ -67,7 +71,7 @@ class SenderFleet:
         self.watchers = list(watchers.values())
         self.actors = [
             SenderActor.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(slots[a], soft=False)).remote(  # type: ignore[attr-defined]
-                self.run_id, self.chain_id, self.fees
+                self.run_id, self.chain_id, self.fees, self.send_mode, self.max_unanswered
             )
             for a in range(n_actors)
         ]
@@ -103,7 +107,7 @@ class SenderFleet:
             if table is not None:
                 tables.append(table)
             for k, v in stats.items():
-                totals[k] = max(totals.get(k, 0), v) if k == "max_lag_s" else totals.get(k, 0) + v
+                totals[k] = max(totals.get(k, 0), v) if k.startswith("max_") else totals.get(k, 0) + v
         blocks: list[BlockRow] = ray.get(self.watchers[0].take_blocks.remote()) if self.watchers else []
         return Collected(tables, totals, blocks)
 

@@ -39,6 +39,10 @@ class RunMetrics:
             "loadgen_schedule_lag_seconds", "Time from a transaction's scheduled send to its actual send.",
             run, buckets=LAG_BUCKETS, registry=r,
         )  # fmt: skip
+        self.answer = Histogram(
+            "loadgen_node_answer_seconds", "Time the node took to answer eth_sendRawTransaction (t_acked - t_sent).",
+            run, buckets=LAG_BUCKETS, registry=r,
+        )  # fmt: skip
         self.in_flight = Gauge("loadgen_in_flight_transactions", "Sent, accepted, not yet in a block nor timed out.", run, registry=r)
         self.rpc_errors = Counter(
             "loadgen_rpc_errors",
@@ -96,6 +100,7 @@ class RunMetrics:
         for phase in phases:
             self.latency.labels(rid, phase)
         self.lag.labels(rid)
+        self.answer.labels(rid)
         self.gaps.labels(rid)
         self.in_flight.labels(rid)
         self.commit_ratio.labels(rid)
@@ -128,6 +133,10 @@ class RunMetrics:
         lag = sent - table.column("t_scheduled").to_numpy(zero_copy_only=False)
         hist = self.lag.labels(rid)
         for v in lag[~np.isnan(lag)]:
+            hist.observe(v)
+        answer = table.column("t_acked").to_numpy(zero_copy_only=False) - sent
+        hist = self.answer.labels(rid)
+        for v in answer[~np.isnan(answer)]:
             hist.observe(v)
         rejected = table.filter(pa.compute.equal(table.column("status"), "rejected"))
         for endpoint, error in zip(rejected.column("endpoint").to_pylist(), rejected.column("error").to_pylist(), strict=True):

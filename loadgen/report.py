@@ -20,7 +20,7 @@ from loadgen.profile import RateProfile
 from loadgen.schema import STATUSES
 from loadgen.store import finalize
 
-SUMMARY_COLUMNS = ["status", "latency_s", "t_scheduled", "t_sent", "t_included", "resends"]
+SUMMARY_COLUMNS = ["status", "latency_s", "t_scheduled", "t_sent", "t_acked", "t_included", "resends"]
 
 
 def _percentile(values: np.ndarray, q: float) -> float | None:
@@ -40,6 +40,7 @@ class _Totals:
         self.resends = 0
         self.latencies: list[np.ndarray] = []
         self.lags: list[np.ndarray] = []
+        self.answers: list[np.ndarray] = []
         self.start = math.inf
         self.end = -math.inf
 
@@ -54,6 +55,9 @@ class _Totals:
         sent = batch.column("t_sent")
         has_sent = pc.is_valid(sent)
         self.lags.append(_floats(pc.filter(sent, has_sent)) - _floats(pc.filter(batch.column("t_scheduled"), has_sent)))
+        acked = batch.column("t_acked")
+        answered = pc.and_(has_sent, pc.is_valid(acked))
+        self.answers.append(_floats(pc.filter(acked, answered)) - _floats(pc.filter(sent, answered)))
         if batch.num_rows:
             self.start = min(self.start, pc.min(batch.column("t_scheduled")).as_py())
         included = pc.max(pc.filter(batch.column("t_included"), committed)).as_py()
@@ -63,6 +67,7 @@ class _Totals:
     def result(self, threshold: float) -> dict[str, Any]:
         latency = np.concatenate(self.latencies) if self.latencies else np.array([])
         lag = np.concatenate(self.lags) if self.lags else np.array([])
+        answer = np.concatenate(self.answers) if self.answers else np.array([])
         throughput: float | None = 0.0
         if latency.size:
             throughput = latency.size / (self.end - self.start) if self.end > self.start else None
@@ -80,6 +85,10 @@ class _Totals:
             "throughput_tps": throughput,
             "schedule_lag_p50_s": _percentile(lag, 50),
             "schedule_lag_p99_s": _percentile(lag, 99),
+            # how long the node took to answer eth_sendRawTransaction (t_acked − t_sent)
+            "answer_p50_s": _percentile(answer, 50),
+            "answer_p95_s": _percentile(answer, 95),
+            "answer_p99_s": _percentile(answer, 99),
             "resends": self.resends,
         }
 
@@ -156,6 +165,8 @@ SUMMARY_ROWS = (
     ("latency p99", "latency_p99_s", "{:.3f} s"),
     ("throughput", "throughput_tps", "{:.1f} tx/s"),
     ("schedule lag p99", "schedule_lag_p99_s", "{:.4f} s"),
+    ("node answer p50", "answer_p50_s", "{:.4f} s"),
+    ("node answer p99", "answer_p99_s", "{:.4f} s"),
 )
 
 

@@ -59,6 +59,13 @@ class Progress:
     phase_eta_s: float
     lagging: bool = False
     fixed_slots: bool = False  # a refused slot is lost rather than retried (rate-driven workloads)
+    interval_s: float | None = None  # a worker's time between two slots, when it is one number
+
+    @property
+    def slow_answers(self) -> bool:
+        """The node takes longer to answer a send than a worker waits between two: a closed-loop
+        tool would fall behind here; an open one keeps its schedule."""
+        return self.interval_s is not None and self.stats.get("max_answer_s", 0.0) > self.interval_s
 
 
 class _StopEarly(Exception):
@@ -138,6 +145,7 @@ class Run:
         self.metrics_url = ""
         self.addresses: list[str] = []
         self.seed = experiment.run.seed
+        self._interval_s: float | None = None
 
     # the whole run ------------------------------------------------------------------------
     def execute(self) -> RunResult:
@@ -155,10 +163,12 @@ class Run:
             self.metrics.init_series(session.endpoints, [p.name for p in plan.phases])
             self.store = RunStore(self.dir)
             stack.callback(self.store.close)
+            self._interval_s = workload.interval_s
             self._serve_metrics(stack, workload.interval_s)
             self.manifest = self._manifest(session, plan)
             self.store.write_json("manifest.json", self.manifest)
-            fleet = SenderFleet(self.run_id, session.info.chain_id, session.fees, self.experiment.run.gap_check_s)
+            run = self.experiment.run
+            fleet = SenderFleet(self.run_id, session.info.chain_id, session.fees, run.gap_check_s, run.send_mode, run.max_unanswered)
             self.fleet = fleet
             try:
                 self.addresses = fleet.start(plan, session.endpoints, session.source)
@@ -318,7 +328,7 @@ class Run:
             eta = max(t0 + phase.duration_s - time.time(), 0.0)
             progress = Progress(
                 phase.name, payload.epoch, self.plan.transactions, stats, time.time() - self.started, eta,
-                stats.get("max_lag_s", 0.0) > 1.0, self.plan.fixed_slots,
+                stats.get("max_lag_s", 0.0) > 1.0, self.plan.fixed_slots, self._interval_s,
             )  # fmt: skip
             self.on_progress(progress)
             reason = self.should_stop(progress)

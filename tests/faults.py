@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+import rlp
 from aiohttp import ClientSession, web
 from eth_account import Account
 from eth_hash.auto import keccak
@@ -27,15 +28,16 @@ class Faults:
     drop_every: int = 0  # answer every N-th send with its hash but never forward it (once per tx)
     drop_resends: bool = False  # with drop_every=1: the node loses every copy, a gap never fills
     delay_s: float = 0.0  # answer at once, forward after this long: slow inclusion
-    exempt: set[str] = field(default_factory=lambda: {COORDINATOR})
+    delay_every: int = 1  # with delay_s: only every N-th send is late, so later ones overtake it
+    exempt: set[str] = field(default_factory=lambda: {COORDINATOR})  # senders never faulted (the coordinator)
     hide_methods: set[str] = field(default_factory=set)  # answered "method not found", as older nodes do
     calls: Counter = field(default_factory=Counter)  # method → requests, batched ones included
-    capacity_tps: float = (
-        0.0  # accept at most this many sends a second (token bucket), refuse the rest  # senders never faulted (the coordinator)
-    )
+    capacity_tps: float = 0.0  # accept at most this many sends a second (token bucket), refuse the rest
+    answer_delay_s: float = 0.0  # forward at once, answer this much later (refusals too): a node slow to answer
     sends: int = 0
     rejected: int = 0
     dropped: set[str] = field(default_factory=set)
+    arrivals: list[tuple[str, int]] = field(default_factory=list)  # (sender, nonce) of worker sends, as the node got them
     seen: set[str] = field(default_factory=set)
 
 
@@ -81,6 +83,11 @@ class FaultProxy:
         await self._session.close()
 
     async def _forward(self, body: bytes) -> bytes:
+        message = json.loads(body)
+        if isinstance(message, dict) and message.get("method") == "eth_sendRawTransaction" and not self._exempt(message):
+            raw = message["params"][0]
+            nonce = rlp.decode(bytes.fromhex(raw[2:]))[0]  # legacy transactions: the nonce comes first
+            self.faults.arrivals.append((Account.recover_transaction(raw).lower(), int.from_bytes(nonce, "big")))
         async with self._session.post(self.upstream, data=body, headers={"Content-Type": "application/json"}) as r:
             return await r.read()
 
@@ -94,14 +101,19 @@ class FaultProxy:
             return web.json_response({"jsonrpc": "2.0", "id": message["id"], "error": error})
         if isinstance(message, dict) and message.get("method") == "eth_sendRawTransaction":
             answer = self._inject(message, body)
-            if answer is not None:
-                return web.json_response(answer)
+            forwarded = json.dumps(answer).encode() if answer is not None else await self._forward(body)
+            if self.faults.answer_delay_s and not self._exempt(message):
+                await asyncio.sleep(self.faults.answer_delay_s)
+            return web.Response(body=forwarded, content_type="application/json")
         return web.Response(body=await self._forward(body), content_type="application/json")
+
+    def _exempt(self, message: dict) -> bool:
+        return Account.recover_transaction(message["params"][0]).lower() in self.faults.exempt
 
     def _inject(self, message: dict, body: bytes) -> dict | None:
         f = self.faults
         raw = message["params"][0]
-        if Account.recover_transaction(raw).lower() in f.exempt:
+        if self._exempt(message):
             return None
         f.sends += 1
         tx_hash = "0x" + keccak(bytes.fromhex(raw[2:])).hex()
@@ -116,7 +128,7 @@ class FaultProxy:
         if f.drop_every and first_time and f.sends % f.drop_every == 0:
             f.dropped.add(tx_hash)
             return {"jsonrpc": "2.0", "id": message["id"], "result": tx_hash}
-        if f.delay_s:
+        if f.delay_s and f.sends % f.delay_every == 0:
             task = asyncio.get_running_loop().create_task(self._later(body))
             self._background.add(task)
             task.add_done_callback(self._background.discard)

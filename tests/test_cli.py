@@ -97,3 +97,24 @@ def test_foreground_devnet_prints_its_url_and_stops_on_sigint():
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=15) == 0
+
+
+@pytest.mark.unit
+def test_the_display_says_when_the_node_answers_more_slowly_than_the_pace():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from loadgen.cli.run import Display
+    from loadgen.run import Progress
+
+    out = StringIO()
+    display = Display(Console(file=out, width=200, force_terminal=False))
+    stats = {"scheduled": 10, "sent": 10, "max_answer_s": 0.3, "max_lag_s": 0.001}
+    display.progress(Progress("reveal", 0, 100, stats, 6.0, 3.0, interval_s=0.1))
+    assert "node answers in 0.30s > pace 0.1s" in out.getvalue()
+    quiet = StringIO()
+    Display(Console(file=quiet, width=200, force_terminal=False)).progress(
+        Progress("reveal", 0, 100, stats | {"max_answer_s": 0.05}, 6.0, 3.0, interval_s=0.1)
+    )
+    assert quiet.getvalue() and "node answers" not in quiet.getvalue()

@@ -7,10 +7,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from matplotlib import image
 
-from loadgen.report import summarize
+from loadgen.report import summarize, summary_rows
 from loadgen.store import RunStore, parts_dir
 from tests.engine import synthetic_rows
 
@@ -103,6 +105,20 @@ def test_summary_counts_attempts(tmp_path):
     assert sum(s[k] for k in ("committed", "reverted", "rejected", "dropped", "unsent")) == 400
     assert s["commit_ratio"] == pytest.approx(s["committed"] / 400)
     assert json.dumps(s)  # JSON-ready
+
+
+@pytest.mark.unit
+def test_the_nodes_answer_time_is_summarised_from_t_sent_to_t_acked(tmp_path):
+    _, table = make_run(tmp_path, "a", seed=4)
+    sent = table.column("t_sent")
+    answers = pa.array(np.linspace(0.0, 0.4, table.num_rows))
+    table = table.set_column(table.schema.get_field_index("t_acked"), "t_acked", pc.add(sent, answers))
+    s = summarize(table, 0.85)
+    unsent = np.isnan(table.column("t_sent").to_numpy(zero_copy_only=False).astype(float))
+    expected = np.linspace(0.0, 0.4, table.num_rows)[~unsent]
+    assert s["answer_p50_s"] == pytest.approx(np.percentile(expected, 50))
+    assert s["answer_p99_s"] == pytest.approx(np.percentile(expected, 99))
+    assert ("node answer p99", f"{s['answer_p99_s']:.4f} s") in summary_rows(s)
 
 
 @pytest.mark.unit

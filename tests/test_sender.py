@@ -117,7 +117,9 @@ class FakeNode:
         self.closed = False
 
     # what the Sender calls (RpcClient's interface) -----------------------------------------
-    async def send_raw(self, body: bytes) -> SendResult:
+    async def send_raw(self, body: bytes, on_sent: Callable[[], None] | None = None) -> SendResult:
+        if on_sent is not None:
+            on_sent()
         tx = Tx.of(body)
         self.sends.append(tx)
         n = len(self.sends)
@@ -186,8 +188,8 @@ class Ran:
         return sorted((r for r in self.sender.collector.rows if r.worker == worker), key=lambda r: r.t_scheduled)
 
 
-async def sender_on(node: FakeNode, workers: int) -> Sender:
-    sender = Sender("test", "local", CHAIN_ID, Fees.legacy(1))
+async def sender_on(node: FakeNode, workers: int, mode: str = "closed", max_unanswered: int = 64) -> Sender:
+    sender = Sender("test", "local", CHAIN_ID, Fees.legacy(1), mode, max_unanswered)
     sender.clients[URL] = node  # add_workers takes the endpoint's client from here
     specs = [WorkerSpec(worker=w, key_index=w + 1, pool=-1, endpoint=URL, actor=0) for w in range(workers)]
     await sender.add_workers(specs, [os.urandom(32) for _ in specs])
@@ -205,10 +207,12 @@ async def drive(
     commit_timeout_s: float = 3.0,
     gap_check_s: float = 60.0,
     before: Callable[[Sender], None] = lambda sender: None,
+    mode: str = "closed",
+    max_unanswered: int = 64,
 ) -> Ran:
     """Prepares and runs one phase as a sender actor does, with the node mining meanwhile."""
     payload = payload or Tagged()
-    sender = await sender_on(node, workers)
+    sender = await sender_on(node, workers, mode, max_unanswered)
     if budget is not None:
         sender.presign_budget_bytes = budget
     before(sender)
@@ -443,6 +447,8 @@ def test_a_transaction_the_node_forgets_is_sent_again_as_it_was():
     ]
     assert ran.sender.gaps_recovered == 1
     assert node.next_nonce[0] == FIRST_NONCE + 3  # the gap filled: everything after it mined
+    # t_acked stays the node's answer to the first send: the re-send (≥ 0.1 s later) does not move it
+    assert rows[1].t_acked - rows[1].t_sent < 0.05
 
 
 def test_a_gap_that_never_fills_is_resent_a_bounded_number_of_times_then_dropped():
@@ -479,3 +485,125 @@ def test_with_fixed_slots_a_refused_slot_is_lost_and_the_next_slot_carries_on():
     assert [r.nonce for r in rows if r.status == "committed"] == [FIRST_NONCE + i for i in range(4)]
     assert node.next_nonce[0] == FIRST_NONCE + 4
     assert ran.sender.collector.counts["unsent"] == 0 and ran.sender.scheduled == 5
+
+
+# open mode: a slot does not wait for the node's answer -----------------------------------------
+
+
+class SlowNode(FakeNode):
+    """Takes ``answer_s`` to answer every send, refusals included; what it accepts is in its
+    pool (and may be mined) before the answer leaves, as on a busy node."""
+
+    def __init__(self, answer_s: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.answer_s = answer_s
+        self.received_at: list[float] = []
+
+    async def send_raw(self, body: bytes, on_sent: Callable[[], None] | None = None) -> SendResult:
+        self.received_at.append(time.time())
+        result = await super().send_raw(body, on_sent)
+        await asyncio.sleep(self.answer_s)
+        return result
+
+
+def lags(ran: Ran, worker: int = 0) -> list[float]:
+    return [r.t_sent - r.t_scheduled for r in ran.rows(worker) if not math.isnan(r.t_sent)]
+
+
+def test_open_mode_keeps_the_schedule_while_the_node_answers_late_and_closed_mode_does_not():
+    answer = 5 * PACE
+    opened = asyncio.run(drive(SlowNode(answer), reveal(12), mode="open"))
+    closed = asyncio.run(drive(SlowNode(answer), reveal(12), mode="closed"))
+    assert max(lags(opened)) < 2 * PACE  # every transaction at its slot (a busy machine may add a few ms)
+    assert max(lags(closed)) > 5 * answer  # each waits for the previous answer: the lag grows
+    for ran in (opened, closed):
+        rows = ran.rows()
+        assert [r.status for r in rows] == ["committed"] * 12
+        assert min(r.t_acked - r.t_sent for r in rows) >= answer  # the answer time is recorded
+        assert [r.nonce for r in rows] == list(range(FIRST_NONCE, FIRST_NONCE + 12))
+
+
+def test_open_mode_sends_a_late_refusal_again_as_the_same_bytes_and_later_ones_wait_behind_it():
+    node = SlowNode(4 * PACE, refuse=refuse_first((0, 1)))
+    ran = asyncio.run(drive(node, reveal(8), mode="open"))
+    rows = ran.rows()
+    assert_one_row_per_attempt_of(rows, planned=8)
+    first, again = [r for r in rows if r.chunk_index == 1]
+    assert (first.status, again.status, again.attempt) == ("rejected", "committed", 2)
+    assert first.nonce == again.nonce == FIRST_NONCE + 1
+    sent_twice = [tx.body for tx in node.sends if (tx.worker, tx.item) == (0, 1)]
+    assert len(sent_twice) == 2 and sent_twice[0] == sent_twice[1]  # the very same bytes
+    # items 2, 3, … went out before the refusal came back: the retry took the next free slot
+    assert again.t_scheduled > first.t_scheduled + 4 * PACE
+    assert max(lags(ran)) < 2 * PACE
+    committed = sorted(r.nonce for r in rows if r.status == "committed")
+    assert committed == list(range(FIRST_NONCE, FIRST_NONCE + 8))  # contiguous: nothing lost, nothing twice
+    assert ran.sender.workers[0].stuck is None and ran.sender.workers[0].nonce == FIRST_NONCE + 8
+
+
+def assert_one_row_per_attempt_of(rows: list, planned: int) -> None:
+    keys = [(r.chunk_index, r.attempt) for r in rows]
+    assert len(set(keys)) == len(keys)
+    assert len(rows) == planned + sum(1 for r in rows if r.attempt > 1)
+
+
+def test_open_mode_gives_up_and_says_what_was_sent_behind_the_gap_can_never_land():
+    node = SlowNode(3 * PACE, refuse=lambda n, tx: FULL if tx.item == 1 else None)
+
+    async def two_phases() -> Sender:
+        sender = await sender_on(node, 1, "open")
+        sender.start_background(node.watcher, 60.0)
+        chain = asyncio.create_task(node.run())
+        try:
+            for name in ("first", "second"):
+                phase = paced(name, 1, PACE, 6, spread=False, max_retries=2, gas_limit=GAS)
+                sender.prepare_phase(phase, Tagged())
+                await sender.run_phase(phase, Tagged(), time.time() + 0.05, commit_timeout_s=0.3)
+        finally:
+            chain.cancel()
+            await sender.close()
+        return sender
+
+    sender = asyncio.run(two_phases())
+    rows = sorted(sender.collector.rows, key=lambda r: (r.phase, r.t_scheduled))
+    first = [r for r in rows if r.phase == "first"]
+    by_status = {s: [r for r in first if r.status == s] for s in ("committed", "rejected", "dropped", "unsent")}
+    assert [r.chunk_index for r in by_status["committed"]] == [0]
+    assert [(r.chunk_index, r.attempt) for r in by_status["rejected"]] == [(1, 1), (1, 2), (1, 3)]
+    # sent after item 1 and before its third refusal came back: accepted, then stuck behind nonce 8
+    behind = by_status["dropped"]
+    assert behind and all(r.nonce > FIRST_NONCE + 1 and "never includable" in r.error for r in behind)
+    assert all(r.error == "gave up: item 1 rejected 3 times" for r in by_status["unsent"])
+    assert sorted(r.chunk_index for r in behind + by_status["unsent"]) == [2, 3, 4, 5]
+    # the worker sends nothing more in the run: its later nonces would land out of order
+    second = [r for r in rows if r.phase == "second"]
+    assert len(second) == 6 and all(r.status == "unsent" and "never accepted" in r.error for r in second)
+    assert {tx.nonce for tx in node.sends} <= set(range(FIRST_NONCE, FIRST_NONCE + 6))  # nothing of the second phase went out
+
+
+def test_open_mode_bounds_what_waits_for_an_answer_and_the_wait_shows_as_lag():
+    release = asyncio.Event()
+    node = FakeNode()
+
+    async def hold(tx: Tx) -> None:
+        await release.wait()
+
+    node.before_answer = hold
+
+    async def scenario() -> Ran:
+        async def let_go() -> None:
+            while len(node.sends) < 3:
+                await asyncio.sleep(PACE / 10)
+            await asyncio.sleep(8 * PACE)
+            assert len(node.sends) == 3  # the bound: the 4th slot waits for an answer
+            release.set()
+
+        task = asyncio.create_task(let_go())
+        ran = await drive(node, reveal(6), mode="open", max_unanswered=3)
+        await task
+        return ran
+
+    ran = asyncio.run(scenario())
+    rows = ran.rows()
+    assert [r.status for r in rows] == ["committed"] * 6
+    assert lags(ran)[3] > 5 * PACE  # slot 3 went out only when the node answered

@@ -65,6 +65,8 @@ class Display:
         )
         if p.lagging:
             line += f"  [bold red]GENERATOR LAGGING {s['max_lag_s']:.2f}s behind schedule[/bold red]"
+        if p.slow_answers:
+            line += f"  [yellow]node answers in {s['max_answer_s']:.2f}s > pace {p.interval_s:g}s[/yellow]"
         if self.live is not None:
             if not self.live.is_started:
                 self.live.start()
