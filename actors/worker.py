@@ -106,6 +106,7 @@ class Sender:
         self.accepted = 0
         self.scheduled = 0
         self.gaps_recovered = 0
+        self.stranded = 0  # accepted, then stuck in a node's queue behind a nonce that was given up
         self.max_lag_s = 0.0
         self.max_answer_s = 0.0
         self._last_send = 0.0
@@ -373,6 +374,7 @@ class Sender:
             blocked = stuck.get(row.worker)
             if blocked is not None and row.nonce > blocked.stuck_nonce:
                 why = f"never includable: {blocked.stuck}"
+                self.stranded += 1
             elif self.stopping:
                 why = "run stopped before inclusion"
             else:
@@ -468,6 +470,7 @@ class Sender:
             "accepted": self.accepted,
             "inflight": len(self.inflight),
             "gaps_recovered": self.gaps_recovered,
+            "stranded": self.stranded,
             "max_lag_s": self.max_lag_s,
             "max_answer_s": self.max_answer_s,
             **{s: self.collector.counts[s] for s in ("committed", "reverted", "rejected", "dropped", "unsent")},

@@ -91,13 +91,18 @@ class NodeProcess:
         return self._proc.wait()
 
     def log_tail(self, chars: int = 500) -> str:
+        """The end of the node's log; a crash's first line (a panic, a fatal error) comes first,
+        since the goroutine dump after it would push it out of the tail."""
         self._log.flush()
         if self.log_path is not None:
             text = self.log_path.read_bytes()
         else:
             self._log.seek(0)
             text = self._log.read()
-        return text[-chars:].decode(errors="replace").strip().replace("\n", " | ")
+        lines = text.decode(errors="replace").splitlines()
+        crash = next((line.strip() for line in lines if line.startswith(("panic:", "fatal error:", "Fatal:"))), None)
+        tail = text[-chars:].decode(errors="replace").strip().replace("\n", " | ")
+        return f"{crash} … {tail}" if crash and crash not in tail else tail
 
     def signal_stop(self) -> None:
         """Asks the node to stop without waiting, so that several shut down side by side."""

@@ -126,11 +126,6 @@ class RunPlan:
         return self.epochs * sum(p.transactions for p in self.phases)
 
     @property
-    def send_duration_s(self) -> float:
-        """Time spent sending, without waits for inclusion between phases."""
-        return self.epochs * sum(p.duration_s for p in self.phases)
-
-    @property
     def fixed_slots(self) -> bool:
         return all(p.fixed_slots for p in self.phases)
 

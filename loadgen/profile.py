@@ -41,12 +41,6 @@ class RateProfile:
         """Λ(end): the expected number of arrivals."""
         return sum(s.count for s in self.segments)
 
-    def rate_at(self, t: float) -> float:
-        for s in self.segments:
-            if s.t0 <= t < s.t1:
-                return s.rate0 + (s.rate1 - s.rate0) * (t - s.t0) / (s.t1 - s.t0)
-        return 0.0
-
     def count_between(self, a: float, b: float) -> float:
         """Λ(b) − Λ(a): the arrivals expected in [a, b)."""
         return self._cumulative(b) - self._cumulative(a)
@@ -57,7 +51,8 @@ class RateProfile:
             if t <= s.t0:
                 break
             end = min(t, s.t1)
-            total += (s.rate0 + s.rate0 + (s.rate1 - s.rate0) * (end - s.t0) / (s.t1 - s.t0)) / 2 * (end - s.t0)
+            rate_at_end = s.rate0 + (s.rate1 - s.rate0) * (end - s.t0) / (s.t1 - s.t0)
+            total += (s.rate0 + rate_at_end) / 2 * (end - s.t0)  # the rate is linear on the segment
         return total
 
     def arrivals(self, seed: int = 0) -> np.ndarray:

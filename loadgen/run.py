@@ -336,8 +336,8 @@ class Run:
                 self.stopped_early = reason
                 raise _StopEarly
         ray.get(refs)
-        self._collect(final=True)
-        self.session.wait_for_empty_pools()
+        totals = self._collect(final=True)
+        self.session.wait_for_empty_pools(stranded=int(totals.get("stranded", 0)))
 
     def _collect(self, final: bool = False) -> dict[str, float]:
         assert self.fleet is not None and self.store is not None and self.session is not None

@@ -45,6 +45,25 @@ def test_bad_flag_is_one_line_and_exit_2():
 
 
 @pytest.mark.subprocess
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["run", "configs/quickstart.yaml", "--metrics-port", "70000"], "--metrics-port: 70000 is not a port"),
+        (["run", "configs/quickstart.yaml", "--endpoints", ","], "--endpoints: no URL given"),
+        (["search", "configs/quickstart.yaml", "--lo", "0.1", "--hi", "1", "--endpoints", ""], "--endpoints: no URL given"),
+        (["estimate", "--pace", "-1"], "--pace: -1 seconds"),
+        (["devnet", "--port", "99999"], "--port: 99999 is not a port"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_starts(args, says):
+    # nothing is started: no devnet, no Ray (an empty --endpoints used to run on the devnet, exit 0)
+    result = run(*args, timeout=30)
+    assert result.returncode == 2
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.subprocess
 def test_missing_anvil_is_one_line_and_exit_2(tmp_path):
     result = run("devnet", "--port", "0", env=os.environ | {"LOADGEN_ANVIL": str(tmp_path / "missing")})
     assert result.returncode == 2

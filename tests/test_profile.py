@@ -37,10 +37,10 @@ def test_even_arrivals_follow_the_rate_within_one_per_second(shape):
 
 def test_diablo_points_hold_each_rate_until_the_next_point():
     shape = profiles.points([(0, 10), (30, 20), (40, 0)], end_s=60)
-    assert [shape.rate_at(t) for t in (0, 29.9, 30, 39.9, 40, 59)] == [10, 10, 20, 20, 0, 0]
+    assert [shape.count_between(t, t + 1) for t in (0, 29, 30, 39, 40, 59)] == [10, 10, 20, 20, 0, 0]
     assert shape.expected == 10 * 30 + 20 * 10
     linear = profiles.points([(0, 10), (30, 20)], end_s=40, linear=True)
-    assert linear.rate_at(15) == pytest.approx(15) and linear.rate_at(35) == 20
+    assert linear.count_between(15, 16) == pytest.approx(15 + 1 / 6) and linear.count_between(35, 36) == 20
 
 
 def test_poisson_arrivals_have_the_mean_rate_and_exponential_gaps():

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 import pytest
 import ray
 import yaml
+from web3.contract import Contract
 
 from loadgen import config
 from loadgen.chain import connect
@@ -47,6 +48,13 @@ def committed(table) -> list[dict]:
     return table.filter(pc.equal(table.column("status"), "committed")).to_pylist()
 
 
+def deployed(url: str, experiment: config.Experiment, result) -> Contract:
+    """The run's contract, as its manifest names it."""
+    artifact = experiment.plugin.artifact
+    address = read_json(result.run_dir / "manifest.json")["contracts"][artifact.name]
+    return connect(url).eth.contract(address=address, abi=artifact.abi)
+
+
 @pytest.mark.unit
 def test_every_built_in_workload_is_registered():
     assert {"fl-round", "array-copy", "contract-call", "transfer"} <= set(WORKLOADS)
@@ -62,8 +70,7 @@ def test_counter_counts_exactly_the_committed_calls(chain, tmp_path):
     assert result.summary["committed"] == len(rows) == 120
     assert_one_row_per_attempt(table, 120)
     w3 = connect(chain.url)
-    address = read_json(result.run_dir / "manifest.json")["contracts"]["Counter"]
-    counter = w3.eth.contract(address=address, abi=experiment.plugin.artifact.abi)
+    counter = deployed(chain.url, experiment, result)
     assert counter.functions.count().call() == len(rows)
     by_worker = Counter(r["worker"] for r in rows)
     for worker, n in by_worker.items():
@@ -80,7 +87,7 @@ def test_erc20_balances_follow_the_committed_transfers(chain, tmp_path):
     rows = committed(table)
     assert len(rows) == result.summary["committed"] == 90
     w3 = connect(chain.url)
-    token = w3.eth.contract(address=read_json(result.run_dir / "manifest.json")["contracts"]["Token"], abi=experiment.plugin.artifact.abi)
+    token = deployed(chain.url, experiment, result)
     minted = 10**21
     net: Counter = Counter()
     senders = {}
@@ -103,7 +110,7 @@ def test_kv_store_holds_one_write_per_committed_call(chain, tmp_path):
     rows = committed(table)
     assert len(rows) == 20
     w3 = connect(chain.url)
-    kv = w3.eth.contract(address=read_json(result.run_dir / "manifest.json")["contracts"]["KeyValue"], abi=experiment.plugin.artifact.abi)
+    kv = deployed(chain.url, experiment, result)
     assert kv.functions.writes().call() == 20
     tx = w3.eth.get_transaction(rows[0]["tx_hash"])
     key, value = kv.decode_function_input(tx["input"])[1].values()

@@ -11,6 +11,7 @@ from pathlib import Path
 from loadgen import contracts, model
 from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chain import connect, probe
+from loadgen.cli import types
 from loadgen.config import DevnetConfig, TxpoolConfig
 from loadgen.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC
 from loadgen.errors import ConfigError
@@ -25,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--nodes", type=int, default=4, help="geth, goquorum: nodes of the network (default 4)")
     p.add_argument("--consensus", choices=("clique", "qbft", "raft"), help="geth: clique; goquorum: qbft (default) or raft")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8545, help="RPC port (of the first node; node i uses PORT+i); 0 picks free ports")
+    p.add_argument("--port", type=types.port, default=8545, help="RPC port (of the first node; node i uses PORT+i); 0 picks free ports")
     p.add_argument(
         "--block-time", type=float, help="seconds between blocks (default 1; raft 0.05; Anvil: 0 mines one block per transaction)"
     )

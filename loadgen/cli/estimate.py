@@ -8,12 +8,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from loadgen.cli import types
 from loadgen.estimate import STUDY_PACE_S, STUDY_ROWS, human, pace_from, parse_row, training_seconds
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="training time from a minimum pace (the study's 4.4)", description=__doc__)
-    p.add_argument("--pace", type=float, help=f"seconds between a worker's chunks (default: the study's {STUDY_PACE_S})")
+    p.add_argument("--pace", type=types.positive_seconds, help=f"seconds between a worker's chunks (default: the study's {STUDY_PACE_S})")
     p.add_argument("--from", dest="source", type=Path, help="take the minimum pace from a search or sweep folder")
     p.add_argument("--chunk-size", type=int, default=1_000, help="parameters per chunk (default 1000)")
     p.add_argument("--commit-phase", type=float, default=0.0, help="seconds the commit phase adds to each epoch (default 0)")

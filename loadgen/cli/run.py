@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.live import Live
 
 from loadgen import config
+from loadgen.cli import types
 from loadgen.cli.report import summary_table
 from loadgen.metrics import DEFAULT_PORT
 from loadgen.run import Progress, Run
@@ -27,20 +28,23 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
         metavar="KEY=VALUE",
         help="override a config value, e.g. workload.pace_s=0.25",
     )
-    p.add_argument("--endpoints", help="comma-separated RPC URLs (overrides chain.endpoints)")
+    p.add_argument("--endpoints", type=types.endpoint_list, help="comma-separated RPC URLs (overrides chain.endpoints)")
     p.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--out", type=Path, default=Path("runs"), help="folder for run folders (default ./runs)")
     p.add_argument("--json", action="store_true", help="print summary.json to stdout")
     p.add_argument(
-        "--metrics-port", type=int, default=DEFAULT_PORT, help=f"Prometheus endpoint port; 0 picks a free one (default {DEFAULT_PORT})"
+        "--metrics-port",
+        type=types.port,
+        default=DEFAULT_PORT,
+        help=f"Prometheus endpoint port; 0 picks a free one (default {DEFAULT_PORT})",
     )
     p.add_argument("--metrics-bind", default="0.0.0.0", help="address the metrics endpoint listens on (default 0.0.0.0)")
 
 
 def load_experiment(args: argparse.Namespace) -> config.Experiment:
     overrides = config.parse_overrides(args.overrides)
-    if args.endpoints:
-        overrides["chain.endpoints"] = [u.strip() for u in args.endpoints.split(",") if u.strip()]
+    if args.endpoints is not None:
+        overrides["chain.endpoints"] = args.endpoints
     return config.load(args.config, overrides)
 
 

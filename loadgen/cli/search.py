@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from loadgen.cli import types
 from loadgen.cli.run import load_experiment
 from loadgen.metrics import DEFAULT_PORT
 from loadgen.search import Search
@@ -24,9 +25,9 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tolerance", type=float, default=0.05, help="stop when (hi − lo)/hi ≤ this (default 0.05)")
     p.add_argument("--repeats", type=int, default=1, help="trials per probe; ≥ 2 judges by a 95%% confidence bound (default 1)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--endpoints", help="comma-separated RPC URLs (overrides chain.endpoints)")
+    p.add_argument("--endpoints", type=types.endpoint_list, help="comma-separated RPC URLs (overrides chain.endpoints)")
     p.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--metrics-port", type=int, default=DEFAULT_PORT, help=f"Prometheus port for the trials (default {DEFAULT_PORT})")
+    p.add_argument("--metrics-port", type=types.port, default=DEFAULT_PORT, help=f"Prometheus port for the trials (default {DEFAULT_PORT})")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
