@@ -146,6 +146,7 @@ class Run:
         self.addresses: list[str] = []
         self.seed = experiment.run.seed
         self._interval_s: float | None = None
+        self._stranded = 0
 
     # the whole run ------------------------------------------------------------------------
     def execute(self) -> RunResult:
@@ -318,6 +319,7 @@ class Run:
     def phase(self, phase: PhaseSpec, payload: Payload) -> None:
         run = self.experiment.run
         assert self.fleet is not None and self.plan is not None and self.session is not None
+        queued_before = self.session.queued()  # what earlier phases or runs left stranded stays
         self.fleet.prepare(phase, payload)
         t0 = time.time() + run.lead_time_s
         pending = self.fleet.run_phase(phase, payload, t0, run.commit_timeout_s, self.trial)
@@ -337,7 +339,9 @@ class Run:
                 raise _StopEarly
         ray.get(refs)
         totals = self._collect(final=True)
-        self.session.wait_for_empty_pools(stranded=int(totals.get("stranded", 0)))
+        stranded = int(totals.get("stranded", 0))  # the actors count the whole run's
+        self.session.wait_for_empty_pools(stranded=queued_before + stranded - self._stranded)
+        self._stranded = stranded
 
     def _collect(self, final: bool = False) -> dict[str, float]:
         assert self.fleet is not None and self.store is not None and self.session is not None

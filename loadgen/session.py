@@ -96,9 +96,13 @@ class ChainSession:
                 self._no_txpool.add(url)
         return pools
 
+    def queued(self) -> int:
+        return sum(q for _, q in self.txpools().values())
+
     def wait_for_empty_pools(self, stranded: int = 0, timeout_s: float = 30.0) -> None:
         """Nothing new is sent while a node still holds transactions of the last phase, except
-        the ``stranded`` ones: queued behind a nonce that was given up, they never leave."""
+        ``stranded`` queued ones: behind a nonce that was given up (in this phase or before it,
+        by this run or an earlier one on the same chain), they never leave."""
         deadline = time.time() + timeout_s
         pools: dict[str, tuple[int, int]] = {}
         while time.time() < deadline:
