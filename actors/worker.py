@@ -14,11 +14,13 @@ behind the gap meanwhile, as they would for any client. At most ``max_unanswered
 worker wait for an answer; at the bound the next slot waits, and that wait shows as lag. The
 node may receive n+1 before n (separate requests): geth-derived nodes queue it until n comes,
 and every answer belongs to its own request, so nothing is misattributed. **Closed**: the worker
-waits for each answer before its next slot (a client that waits; today's tools). Accepted transactions wait in ``inflight`` until the
-host's block watcher reports their receipt; one the node has forgotten (it answers null for its
-hash) is re-sent as it was, which fills the nonce gap every later transaction of the worker is
-stuck behind. After a phase's last slot the actor drains: every accepted transaction is
-included or, ``commit_timeout_s`` after the last send, declared dropped.
+waits for each answer before its next slot (a client that waits; today's tools).
+
+Accepted transactions wait in ``inflight`` until the host's block watcher reports their
+receipt; one the node has forgotten (it answers null for its hash) is re-sent as it was, which
+fills the nonce gap every later transaction of the worker is stuck behind. After a phase's last
+slot the actor drains: every accepted transaction is included or, ``commit_timeout_s`` after the
+last send, declared dropped.
 """
 
 from __future__ import annotations
@@ -179,6 +181,12 @@ class Sender:
         call = self._builder.call(w.spec, w.signer.address, item)
         return sign_with(w.signer, self.fees, nonce=nonce, gas=gas, to=call.to, data=call.data, value=call.value)
 
+    def _top_up(self, w: Worker, phase: PhaseSpec, item: int, nonce: int) -> None:
+        """Keeps the signed queue (from ``item``, whose nonce is ``nonce``) as deep as it was
+        prepared: one more signed while there is time before the next slot."""
+        if len(w.ahead) < self._depth and item + len(w.ahead) < phase.items[w.spec.worker]:
+            w.ahead.append(self._sign(w, item + len(w.ahead), nonce + len(w.ahead), phase.gas_limit))
+
     async def _run_worker(self, w: Worker, phase: PhaseSpec, t0: float) -> None:
         index = w.spec.worker
         items = phase.items[index]
@@ -202,9 +210,7 @@ class Sender:
                 w.nonce += 1
                 item += 1
                 attempt = 0
-                # keep the queue as deep as it was prepared: sign one more while there is time
-                if len(w.ahead) < self._depth and item + len(w.ahead) < items:
-                    w.ahead.append(self._sign(w, item + len(w.ahead), w.nonce + len(w.ahead), phase.gas_limit))
+                self._top_up(w, phase, item, w.nonce)
                 continue
             attempt += 1
             if phase.max_retries is not None and attempt > phase.max_retries:
@@ -239,8 +245,7 @@ class Sender:
                 item, new = new, new + 1
                 signed = w.ahead.popleft() if w.ahead else self._sign(w, item, base + item, phase.gas_limit)
                 state.unaccepted[item] = signed
-                if len(w.ahead) < self._depth and new + len(w.ahead) < items:  # keep the signed queue as deep as prepared
-                    w.ahead.append(self._sign(w, new + len(w.ahead), base + new + len(w.ahead), phase.gas_limit))
+                self._top_up(w, phase, new, base + new)
             elif state.unanswered:  # everything sent: an answer may still ask for a re-send
                 state.changed.clear()
                 await state.changed.wait()

@@ -216,26 +216,29 @@ _FIXES = {
 }
 
 
-def _without_tags(loc: tuple) -> list[str]:
-    """pydantic names a union's member by its tag in an error's location (workload.fl-round.pace_s,
-    call.args.0.random_uint.bits): not a key the user wrote, so it goes."""
-    kept = []
+def _user_path(loc: tuple, raw: Any) -> list[str]:
+    """The error's location as the user wrote it. pydantic puts a tagged union's member in the
+    location (workload.fl-round.pace_s, call.args.0.random_uint.bits): that part is the value of
+    the tag key in the input at that point, followed by one of the input's keys or by nothing
+    (an error of the member as a whole), so it goes."""
+    kept, node, tag_seen = [], raw, False
     for i, part in enumerate(loc):
-        after_union = i > 0 and (loc[i - 1] in ("workload", "profile") or isinstance(loc[i - 1], int))
-        if not (after_union and isinstance(part, str) and part in _TAGS):
-            kept.append(str(part))
+        following = loc[i + 1] if i + 1 < len(loc) else None
+        tag = isinstance(node, dict) and part in node.values() and (part not in node or following is None or following in node)
+        if tag and not tag_seen:  # one member per mapping: a later part equal to it is a key
+            tag_seen = True
+            continue
+        tag_seen = False
+        kept.append(str(part))
+        node = node[part] if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int)) else None
     return kept
 
 
-_TAGS = set(WORKLOADS) | {"constant", "ramp", "steps", "points", "sequence", "random_uint", "random_bytes", "random_array"}
-_TAGS |= {"own_address", "other_worker", "all_workers", "choice"}
-
-
-def _to_config_error(error: ValidationError) -> ConfigError:
+def _to_config_error(error: ValidationError, raw: Any) -> ConfigError:
     errors = error.errors(include_url=False)
     # a misspelt key also makes its real name "missing": the unknown key is the one to report
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = _without_tags(first["loc"])
+    loc = _user_path(first["loc"], raw)
     field = ".".join(loc) or "(top level)"
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
@@ -301,10 +304,11 @@ _KINDS = set(WORKLOADS)
 def from_dict(raw: Any, overrides: dict[str, Any] | None = None) -> Experiment:
     if not isinstance(raw, dict):
         raise ConfigError("(top level)", "the experiment file must be a YAML mapping", "see configs/quickstart.yaml")
+    data = _apply(copy.deepcopy(raw), overrides or {})
     try:
-        return _current().model_validate(_apply(copy.deepcopy(raw), overrides or {}))
+        return _current().model_validate(data)
     except ValidationError as e:
-        raise _to_config_error(e) from None
+        raise _to_config_error(e, data) from None
 
 
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Experiment:

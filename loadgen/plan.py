@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -71,20 +70,27 @@ class Profiled:
     seed: int
 
     def offset(self, worker: int, slot: int) -> float:
-        return float(_arrivals(self.profile, self.seed)[worker + slot * self.workers])
+        return float(self._times()[worker + slot * self.workers])
 
     def last_offset(self, items: tuple[int, ...]) -> float:
-        times = _arrivals(self.profile, self.seed)
+        times = self._times()
         return float(times[-1]) if times.size else 0.0
 
     def items(self) -> tuple[int, ...]:
-        n = _arrivals(self.profile, self.seed).size
+        n = self._times().size
         return tuple(n // self.workers + (1 if w < n % self.workers else 0) for w in range(self.workers))
 
+    def _times(self) -> np.ndarray:
+        # computed once per process and kept on the instance (every send asks for one)
+        times = self.__dict__.get("_arrivals")
+        if times is None:
+            times = self.profile.arrivals(self.seed)
+            object.__setattr__(self, "_arrivals", times)
+        return times
 
-@lru_cache(maxsize=8)
-def _arrivals(profile: RateProfile, seed: int) -> np.ndarray:
-    return profile.arrivals(seed)
+    def __getstate__(self) -> dict:
+        """Pickled (to the actors) without the arrival times: they are recomputed there."""
+        return {k: v for k, v in self.__dict__.items() if k != "_arrivals"}
 
 
 @dataclass(frozen=True)

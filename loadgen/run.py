@@ -145,12 +145,12 @@ class Run:
         self.metrics_url = ""
         self.addresses: list[str] = []
         self.seed = experiment.run.seed
-        self._interval_s: float | None = None
+        self.workload = experiment.plugin
         self._stranded = 0
 
     # the whole run ------------------------------------------------------------------------
     def execute(self) -> RunResult:
-        workload = self.experiment.plugin
+        workload = self.workload
         workload.check()
         with contextlib.ExitStack() as stack:
             session = stack.enter_context(
@@ -164,7 +164,6 @@ class Run:
             self.metrics.init_series(session.endpoints, [p.name for p in plan.phases])
             self.store = RunStore(self.dir)
             stack.callback(self.store.close)
-            self._interval_s = workload.interval_s
             self._serve_metrics(stack, workload.interval_s)
             self.manifest = self._manifest(session, plan)
             self.store.write_json("manifest.json", self.manifest)
@@ -330,7 +329,7 @@ class Run:
             eta = max(t0 + phase.duration_s - time.time(), 0.0)
             progress = Progress(
                 phase.name, payload.epoch, self.plan.transactions, stats, time.time() - self.started, eta,
-                stats.get("max_lag_s", 0.0) > 1.0, self.plan.fixed_slots, self._interval_s,
+                stats.get("max_lag_s", 0.0) > 1.0, self.plan.fixed_slots, self.workload.interval_s,
             )  # fmt: skip
             self.on_progress(progress)
             reason = self.should_stop(progress)

@@ -20,10 +20,10 @@ import subprocess
 from pathlib import Path
 
 from loadgen.contracts import Artifact
+from loadgen.devnet import REPO_ROOT
 from loadgen.errors import ConfigError, ToolMissing
 from loadgen.jsonfile import write_json
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPILE_SCRIPT = REPO_ROOT / "contracts" / "compile.mjs"
 SETTINGS_SCRIPT = REPO_ROOT / "contracts" / "settings.mjs"
 SOLC_PACKAGE = REPO_ROOT / "node_modules" / "solc" / "package.json"

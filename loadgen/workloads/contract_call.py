@@ -14,7 +14,7 @@ seed, the worker and the item, so a run is reproducible and two workers never co
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -289,8 +289,6 @@ class ContractCall(RateDriven[ContractCallConfig]):
     def _sized(self, stage: Stage, phase: PhaseSpec, payload: Calls) -> PhaseSpec:
         """The gas limit from the node's estimate of worker 0's first call: a limit far above the
         need would let fewer transactions into each block than the chain could carry."""
-        from dataclasses import replace
-
         first = payload.builder().call(WorkerSpec(0, 0, -1, "", 0), stage.addresses[0], 0)
         try:
             estimate = stage.w3.eth.estimate_gas({"from": stage.addresses[0], "to": payload.contract, "data": first.data})
