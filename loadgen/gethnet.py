@@ -151,7 +151,9 @@ class GethNetwork:
         }
 
     # life cycle -----------------------------------------------------------------------------
-    def start(self, timeout_s: float = 30.0) -> GethNetwork:
+    # geth waits 35 s (p2p dialHistoryExpiration) before it dials a static peer again whose first
+    # dial failed because that node was not listening yet: a start must outlast one such redial
+    def start(self, timeout_s: float = 60.0) -> GethNetwork:
         self.binary = binary = self.consensus.binary()
         began = time.monotonic()
         s = self.settings
