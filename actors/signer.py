@@ -60,7 +60,8 @@ class SignedTx:
         return self._hash
 
 
-_BODY_HEAD = b'{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x'
+SEND_ID = 1  # every send's request id: one request per connection at a time, they need not differ
+_BODY_HEAD = b'{"jsonrpc":"2.0","id":%d,"method":"eth_sendRawTransaction","params":["0x' % SEND_ID
 _BODY_END = b'"]}'
 _BODY_START = len(_BODY_HEAD)
 _BODY_END_LEN = len(_BODY_END)

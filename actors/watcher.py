@@ -4,6 +4,10 @@ Sender actors on the same host read the inclusions from here, so a block costs o
 ``eth_getBlockByNumber`` and one ``eth_getBlockReceipts`` (or one batch of
 ``eth_getTransactionReceipt`` on nodes without it) however many workers there are. The time a
 block is first seen is read on this host's clock, the same clock the senders schedule with.
+
+The watcher follows the first of its endpoints; when that one stops answering (``failover_after``
+unhealthy answers in a row) it follows the next, from the block after the last one it processed,
+so no block and no inclusion is missed.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 
 import ray
 
+from actors.endpoints import EndpointEvent
 from actors.rpc import RpcClient, RpcError
 
 RAFT_NANOSECONDS = 10**12  # a seconds timestamp stays below this until the year 33658
@@ -32,8 +37,23 @@ class Inclusion:
     t_observed: float
     status: int
     gas_used: int
-    block_timestamp_s: float
+    block_timestamp_s: float | None  # None: read from a receipt alone
     effective_gas_price: int | None  # what the sender paid per gas (None: the node does not say)
+
+    @classmethod
+    def of(cls, receipt: object, tx_hash: str, t_observed: float, block_timestamp_s: float | None) -> Inclusion:
+        """The inclusion a receipt of ``tx_hash`` says; a receipt of another transaction, or one
+        without a number, status or gas where they belong, is an answer not to be believed."""
+        try:
+            assert isinstance(receipt, dict)
+            assert str(receipt["transactionHash"]).lower() == tx_hash.lower()
+            price = receipt.get("effectiveGasPrice")
+            return cls(
+                bytes.fromhex(tx_hash[2:]), int(receipt["blockNumber"], 16), t_observed, int(receipt["status"], 16),
+                int(receipt["gasUsed"], 16), block_timestamp_s, int(price, 16) if price else None,
+            )  # fmt: skip
+        except (AssertionError, KeyError, TypeError, ValueError):
+            raise RpcError("rpc", f"not a receipt of {tx_hash}: {receipt!r:.200}", unhealthy=True) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +67,11 @@ class BlockRow:
 
 
 class BlockWatcher:
-    def __init__(self, endpoint: str, poll_interval_s: float = 0.05, retention_s: float = 900.0) -> None:
-        self.rpc = RpcClient(endpoint)
+    def __init__(self, endpoints: list[str], poll_interval_s: float = 0.05, retention_s: float = 900.0, failover_after: int = 3) -> None:
+        self.endpoints = endpoints
+        self.rpc = RpcClient(endpoints[0])
+        self.failover_after = failover_after
+        self.events: list[EndpointEvent] = []
         self.poll_interval_s = poll_interval_s
         self.retention_s = retention_s
         self.inclusions: list[Inclusion] = []
@@ -56,6 +79,7 @@ class BlockWatcher:
         self._inclusion_base = 0  # sequence number of inclusions[0]; older ones were trimmed
         self._next_block: int | None = None
         self._block_receipts = True
+        self._block_receipts_work = False  # eth_getBlockReceipts has answered at least once
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.errors = 0
@@ -85,47 +109,58 @@ class BlockWatcher:
             except RpcError as e:
                 self.errors += 1
                 self.last_error = str(e)
+                if self.rpc.failures >= self.failover_after and len(self.endpoints) > 1:
+                    await self._follow_next()
             await asyncio.sleep(self.poll_interval_s)
+
+    async def _follow_next(self) -> None:
+        lost = self.rpc
+        await lost.close()
+        url = self.endpoints[(self.endpoints.index(lost.url) + 1) % len(self.endpoints)]
+        self.rpc = RpcClient(url)
+        why = f"the block watcher follows {url} from block {self._next_block}: {lost.last_failure}"
+        self.events.append(EndpointEvent(time.time(), lost.url, False, why))
 
     async def _fetch(self, number: int, seen: float) -> None:
         block = await self.rpc.call("eth_getBlockByNumber", [hex(number), False])
         if block is None:  # the node answered the number before it could serve the block
             raise RpcError("rpc", f"block {number} not served yet")
-        hashes = block["transactions"]
+        try:
+            hashes = [str(h) for h in block["transactions"]]
+            ts = timestamp_seconds(int(block["timestamp"], 16))
+            row = BlockRow(number, ts, len(hashes), int(block["gasUsed"], 16), int(block["gasLimit"], 16), seen)
+        except (KeyError, TypeError, ValueError):
+            raise RpcError("rpc", f"not a block: {block!r:.200}", unhealthy=True) from None
         receipts = await self._receipts(number, hashes) if hashes else []
-        ts = timestamp_seconds(int(block["timestamp"], 16))
-        self.blocks.append(BlockRow(number, ts, len(hashes), int(block["gasUsed"], 16), int(block["gasLimit"], 16), seen))
-        for r in receipts:
-            self.inclusions.append(
-                Inclusion(
-                    bytes.fromhex(r["transactionHash"][2:]),
-                    number,
-                    seen,
-                    int(r["status"], 16),
-                    int(r["gasUsed"], 16),
-                    ts,
-                    int(r["effectiveGasPrice"], 16) if r.get("effectiveGasPrice") else None,
-                )
-            )
+        inclusions = [Inclusion.of(r, h, seen, ts) for r, h in zip(receipts, hashes, strict=True)]
+        self.blocks.append(row)
+        self.inclusions += inclusions
         self._trim(seen)
         self._changed.set()
 
-    async def _receipts(self, number: int, hashes: list[str]) -> list[dict]:
+    async def _receipts(self, number: int, hashes: list[str]) -> list[object]:
+        """The block's receipts in the order of its transactions."""
         if self._block_receipts:
             try:
-                receipts = await self.rpc.call("eth_getBlockReceipts", [hex(number)])
-                if receipts is not None:
-                    return receipts
+                answer = await self.rpc.call("eth_getBlockReceipts", [hex(number)])
+                listed = answer if isinstance(answer, list) else []
+                by_hash = {str(r.get("transactionHash")).lower(): r for r in listed if isinstance(r, dict)}
+                if all(h.lower() in by_hash for h in hashes):
+                    self._block_receipts_work = True
+                    return [by_hash[h.lower()] for h in hashes]
             except RpcError as e:
-                if e.kind != "rpc":
+                if e.kind != "rpc" or e.unhealthy:
                     raise
-            self._block_receipts = False  # older geth-derived nodes (GoQuorum) do not have it
-        receipts = []
+            # older geth-derived nodes (GoQuorum) do not have it; one that has, and answered
+            # this block amiss, is asked again, transaction by transaction
+            self._block_receipts = self._block_receipts_work
+        receipts: list[object] = []
         for i in range(0, len(hashes), 200):
             answers = await self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes[i : i + 200]])
-            for answer in answers:
+            for h, answer in zip(hashes[i : i + 200], answers, strict=True):
                 if isinstance(answer, RpcError) or answer is None:
-                    raise RpcError("rpc", f"receipt missing in block {number}")
+                    # a batch answered in part (or with the wrong ids): ask for this one alone
+                    answer = await self.rpc.call("eth_getTransactionReceipt", [h])
                 receipts.append(answer)
         return receipts
 
@@ -153,13 +188,17 @@ class BlockWatcher:
         rows, self.blocks = self.blocks, []
         return rows
 
+    def take_events(self) -> list[EndpointEvent]:
+        events, self.events = self.events, []
+        return events
+
 
 @ray.remote(num_cpus=0, max_concurrency=1000)  # type: ignore[call-overload]  # ray's overloads omit actor options
 class WatcherActor:
     """The host's BlockWatcher as a Ray actor, pinned to its node by the driver."""
 
-    def __init__(self, endpoint: str, poll_interval_s: float) -> None:
-        self.watcher = BlockWatcher(endpoint, poll_interval_s)
+    def __init__(self, endpoints: list[str], poll_interval_s: float, failover_after: int) -> None:
+        self.watcher = BlockWatcher(endpoints, poll_interval_s, failover_after=failover_after)
 
     async def start(self) -> int:
         return await self.watcher.start()
@@ -169,6 +208,9 @@ class WatcherActor:
 
     async def take_blocks(self) -> list[BlockRow]:
         return self.watcher.take_blocks()
+
+    async def take_events(self) -> list[EndpointEvent]:
+        return self.watcher.take_events()
 
     async def stop(self) -> None:
         await self.watcher.stop()

@@ -37,10 +37,13 @@ from functools import partial
 import ray
 
 from actors.collector import Collector, TxRow
-from actors.rpc import RpcClient, RpcError
+from actors.endpoints import EndpointEvent, Endpoints
+from actors.rpc import RpcClient, RpcError, SendResult
 from actors.signer import SignedTx, Signer
+from actors.watcher import Inclusion
 from loadgen.fees import Fees, sign_with
 from loadgen.plan import PhaseSpec, WorkerSpec
+from loadgen.sending import Sending
 from loadgen.workloads.base import CallBuilder, Payload
 
 # Answers meaning the node already has this very transaction: accepted after all.
@@ -56,7 +59,7 @@ STOP_GRACE_S = 3.0
 class Worker:
     spec: WorkerSpec
     signer: Signer
-    rpc: RpcClient
+    rpc: RpcClient  # where it sends now: its own endpoint (spec.endpoint), or another while that one is down
     nonce: int = 0  # the nonce of the next new item
     ahead: deque[SignedTx] = field(default_factory=deque)  # signed items from the next new one on
     # open mode: a nonce the node never accepted, with later ones sent behind it; the worker
@@ -90,18 +93,21 @@ def _hash_from(answer: str) -> bytes | None:
 class Sender:
     """The workers of one actor, the transactions they have in flight, and their rows."""
 
-    def __init__(self, run_id: str, node: str, chain_id: int, fees: Fees, send_mode: str = "open", max_unanswered: int = 64) -> None:
+    def __init__(self, run_id: str, node: str, chain_id: int, fees: Fees, sending: Sending | None = None) -> None:
+        sending = sending or Sending()
         self.node = node
-        self.send_mode = send_mode
-        self.max_unanswered = max_unanswered
+        self.sending = sending
+        self.send_mode = sending.send_mode
+        self.max_unanswered = sending.max_unanswered
         self.chain_id = chain_id
         self.fees = fees
         self.collector = Collector(run_id, node)
         self.workers: list[Worker] = []
-        self.clients: dict[str, RpcClient] = {}
+        self.clients: dict[str, RpcClient] = {}  # every endpoint of the run, in the run's order
+        self.endpoints = Endpoints(self.clients, sending.failover, sending.failover_after)
         self.inflight: dict[bytes, TxRow] = {}
         # inclusions of hashes not (yet) in flight: a receipt can beat the node's answer
-        self.recent: OrderedDict[bytes, object] = OrderedDict()
+        self.recent: OrderedDict[bytes, Inclusion] = OrderedDict()
         self.stopping = False
         self._stopped_at = math.inf
         self.sent = 0
@@ -109,6 +115,9 @@ class Sender:
         self.scheduled = 0
         self.gaps_recovered = 0
         self.stranded = 0  # accepted, then stuck in a node's queue behind a nonce that was given up
+        self.failovers = 0  # times a worker moved off its own endpoint
+        self.odd_answers = 0  # sends accepted with something else than the transaction's hash
+        self.unconfirmed = 0  # sends whose answer was lost: followed as if accepted
         self.max_lag_s = 0.0
         self.max_answer_s = 0.0
         self._last_send = 0.0
@@ -119,11 +128,15 @@ class Sender:
         self.presign_budget_bytes = PRESIGN_BUDGET_BYTES
 
     # set-up ------------------------------------------------------------------------------
-    async def add_workers(self, specs: list[WorkerSpec], keys: list[bytes]) -> list[str]:
+    async def add_workers(self, specs: list[WorkerSpec], keys: list[bytes], endpoints: list[str] | None = None) -> list[str]:
+        """``endpoints``: all of the run's, in order (any of them may carry a worker while its
+        own is down); the workers' own when absent."""
+        # open mode: many sends wait for their answers at once; beyond the pool a send waits
+        # for a connection, and t_sent is taken only when it has one (see RpcClient.send_raw)
+        pool = OPEN_CONNECTIONS if self.send_mode == "open" else 64
+        for url in endpoints or dict.fromkeys(s.endpoint for s in specs):
+            self.clients.setdefault(url, RpcClient(url, connections=pool))
         for spec, key in zip(specs, keys, strict=True):
-            # open mode: many sends wait for their answers at once; beyond the pool a send waits
-            # for a connection, and t_sent is taken only when it has one (see RpcClient.send_raw)
-            pool = OPEN_CONNECTIONS if self.send_mode == "open" else 64
             rpc = self.clients.setdefault(spec.endpoint, RpcClient(spec.endpoint, connections=pool))
             self.workers.append(Worker(spec, Signer(key, self.chain_id), rpc))
         await self.refresh_nonces()
@@ -131,15 +144,21 @@ class Sender:
 
     async def refresh_nonces(self) -> None:
         for url, rpc in self.clients.items():
-            mine = [w for w in self.workers if w.spec.endpoint == url]
+            mine = [w for w in self.workers if w.rpc.url == url]
+            if not mine:
+                continue
             answers = await rpc.batch([("eth_getTransactionCount", [w.signer.address, "pending"]) for w in mine])
             for w, answer in zip(mine, answers, strict=True):
                 if isinstance(answer, RpcError):
                     raise answer
                 w.nonce = int(answer, 16)
 
-    def start_background(self, watcher: ray.actor.ActorHandle, gap_check_s: float) -> None:
-        self._tasks = [asyncio.create_task(self._follow(watcher)), asyncio.create_task(self._check_gaps(gap_check_s))]
+    def start_background(self, watcher: ray.actor.ActorHandle) -> None:
+        self._tasks = [
+            asyncio.create_task(self._follow(watcher)),
+            asyncio.create_task(self._check_gaps(self.sending.gap_check_s)),
+            asyncio.create_task(self.endpoints.keep_probing()),
+        ]
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -201,6 +220,7 @@ class Sender:
             t_scheduled = phase.slot_time(t0, index, slot)
             if not await self._sleep_until(t_scheduled):
                 break
+            self._route(w)
             row = self._row(w, phase, p, slot if phase.fixed_slots else item, attempt + 1, signed, t_scheduled)
             result = await w.rpc.send_raw(signed.body, partial(self._stamp, row))
             self._answered(row)
@@ -238,36 +258,37 @@ class Sender:
         sends: set[asyncio.Task] = set()
         slot = new = 0  # slots used; new items sent
         while state.gave_up is None and not (phase.fixed_slots and slot >= items):
-            if state.retry:
-                item = heapq.heappop(state.retry)[1]
-                signed = state.unaccepted[item]
-            elif new < items:
-                item, new = new, new + 1
-                signed = w.ahead.popleft() if w.ahead else self._sign(w, item, base + item, phase.gas_limit)
-                state.unaccepted[item] = signed
-                self._top_up(w, phase, new, base + new)
-            elif state.unanswered:  # everything sent: an answer may still ask for a re-send
-                state.changed.clear()
+            if not state.retry and new >= items:
+                if not state.unanswered:
+                    break
+                state.changed.clear()  # everything sent: an answer may still ask for a re-send
                 await state.changed.wait()
                 continue
-            else:
-                break
             t_scheduled = phase.slot_time(t0, index, slot)
             sleeping = await self._sleep_until(t_scheduled)
             while sleeping and state.unanswered >= self.max_unanswered and not self.stopping:
                 state.changed.clear()  # at the bound: this slot waits (and shows as lag)
                 await state.changed.wait()
-            if not sleeping or self.stopping:
-                heapq.heappush(state.retry, (signed.nonce, item))  # not sent: its row is unsent below
+            if not sleeping or self.stopping or state.gave_up is not None:
                 break
+            # chosen at the slot, not before it: a refusal answered meanwhile goes first
+            if state.retry:
+                item = heapq.heappop(state.retry)[1]
+                signed = state.unaccepted[item]
+            else:
+                item, new = new, new + 1
+                signed = w.ahead.popleft() if w.ahead else self._sign(w, item, base + item, phase.gas_limit)
+                state.unaccepted[item] = signed
             attempt = state.attempts.get(item, 0) + 1
             state.attempts[item] = attempt
+            self._route(w)
             row = self._row(w, phase, p, slot if phase.fixed_slots else item, attempt, signed, t_scheduled)
             slot += 1
             state.unanswered += 1
             task = asyncio.create_task(self._send_open(w, phase, row, item, signed, state))
             sends.add(task)
             task.add_done_callback(sends.discard)
+            self._top_up(w, phase, new, base + new)
         while state.unanswered:  # every send gets its answer (and its row) before the phase ends
             state.changed.clear()
             await state.changed.wait()
@@ -304,9 +325,17 @@ class Sender:
             state.unanswered -= 1
             state.changed.set()
 
+    def _route(self, w: Worker) -> None:
+        """Moves the worker to where its next send should go (see actors/endpoints.py)."""
+        url = self.endpoints.route(w.spec.endpoint)
+        if url != w.rpc.url:
+            if url != w.spec.endpoint:
+                self.failovers += 1
+            w.rpc = self.clients[url]
+
     def _row(self, w: Worker, phase: PhaseSpec, p: Payload, chunk: int, attempt: int, signed: SignedTx, t_scheduled: float) -> TxRow:
         row = TxRow(
-            p.epoch, p.round_id, w.spec.worker, w.spec.pool, phase.name, chunk, attempt, signed.nonce, w.spec.endpoint, b"", signed.size,
+            p.epoch, p.round_id, w.spec.worker, w.spec.pool, phase.name, chunk, attempt, signed.nonce, w.rpc.url, b"", signed.size,
             t_scheduled,
         )  # fmt: skip
         self.scheduled += 1
@@ -323,11 +352,19 @@ class Sender:
         self._last_send = max(self._last_send, row.t_acked)
         self.max_answer_s = max(self.max_answer_s, row.t_acked - row.t_sent)
 
-    def _accepted(self, row: TxRow, signed: SignedTx, result) -> bool:
-        """Records the node's answer: accepted (in flight from now on) or a rejected row."""
-        if result.ok or any(s in result.result for s in ALREADY_THERE):
-            answered = _hash_from(result.result) if result.ok else None
-            row.tx_hash = signed.tx_hash if answered is None else answered
+    def _accepted(self, row: TxRow, signed: SignedTx, result: SendResult) -> bool:
+        """Records the node's answer: accepted (in flight from now on) or a rejected row. A send
+        whose answer was lost (timeout, a broken answer) may have reached the node: it is in
+        flight too, so a receipt finds its row, and the gap check sends the same bytes again if
+        the node does not know it; its row says what came back."""
+        if result.maybe_delivered:
+            row.error = f"{result.kind}: {result.result} (the node may have it: followed as sent)"
+            self.unconfirmed += 1
+        if result.ok or result.maybe_delivered or any(s in result.result for s in ALREADY_THERE):
+            # the hash is the transaction's own: a node that answers another one is noted, not believed
+            row.tx_hash = signed.tx_hash
+            if result.ok and _hash_from(result.result) != signed.tx_hash:
+                self.odd_answers += 1
             row.raw_body = signed.body
             self._in_flight(row)
             self.accepted += 1
@@ -350,7 +387,7 @@ class Sender:
         stopped between two of its attempts is numbered as its next attempt)."""
         for j, (chunk, attempt) in enumerate(entries):
             row = TxRow(
-                p.epoch, p.round_id, w.spec.worker, w.spec.pool, phase.name, chunk, attempt, -1, w.spec.endpoint, b"", 0,
+                p.epoch, p.round_id, w.spec.worker, w.spec.pool, phase.name, chunk, attempt, -1, w.rpc.url, b"", 0,
                 phase.slot_time(t0, w.spec.worker, slot + j),
             )  # fmt: skip
             self.scheduled += 1
@@ -396,10 +433,10 @@ class Sender:
         self.collector.finish(row, "committed" if row.status == "ok" else "reverted")
 
     @staticmethod
-    def _record_inclusion(row: TxRow, inc) -> None:
+    def _record_inclusion(row: TxRow, inc: Inclusion) -> None:
         row.block_number = inc.block_number
         row.t_included = inc.t_observed
-        row.block_timestamp = inc.block_timestamp_s
+        row.block_timestamp = math.nan if inc.block_timestamp_s is None else inc.block_timestamp_s
         row.gas_used = inc.gas_used
         row.effective_gas_price = inc.effective_gas_price
         row.status = "ok" if inc.status == 1 else "failed"
@@ -407,7 +444,11 @@ class Sender:
     async def _follow(self, watcher: ray.actor.ActorHandle) -> None:
         cursor = 0
         while True:
-            cursor, inclusions = await watcher.inclusions_since.remote(cursor)
+            try:
+                cursor, inclusions = await watcher.inclusions_since.remote(cursor)
+            except ray.exceptions.RayError:  # the watcher failed to answer this once: ask again
+                await asyncio.sleep(0.5)
+                continue
             for inc in inclusions:
                 row = self.inflight.get(inc.tx_hash)
                 if row is None:
@@ -419,16 +460,25 @@ class Sender:
                     self._finish_included(row)
 
     async def _check_gaps(self, gap_check_s: float) -> None:
-        """Looks up accepted transactions that stay out of blocks; re-sends the ones the node lost."""
+        """Looks up accepted transactions that stay out of blocks; re-sends the ones the node lost.
+        What a node that went down had accepted is looked up at once on the endpoint that stands
+        in for it, and re-sent there as the same bytes if that node does not know it: the nonce
+        gap it would leave is filled, and no nonce is used twice."""
+        seen_down: set[str] = set()
         while True:
             await asyncio.sleep(gap_check_s / 2)
+            went_down = self.endpoints.down - seen_down
+            seen_down = set(self.endpoints.down)
             now = time.time()
+            for r in self.inflight.values():
+                if r.endpoint in went_down:
+                    r.t_checked = 0.0
             old = [
                 r for r in self.inflight.values() if r.block_number is None and now - r.t_checked > gap_check_s and r.resends < MAX_RESENDS
             ]
             by_endpoint: dict[str, list[TxRow]] = {}
             for r in old:
-                by_endpoint.setdefault(r.endpoint, []).append(r)
+                by_endpoint.setdefault(self.endpoints.route(r.endpoint), []).append(r)
             for url, rows in by_endpoint.items():
                 rows.sort(key=lambda r: r.nonce)
                 try:
@@ -440,7 +490,7 @@ class Sender:
                         continue
                     if answer is None and row.raw_body is not None:
                         await self._resend(url, row)
-                    elif answer is not None and answer.get("blockNumber"):
+                    elif isinstance(answer, dict) and answer.get("blockNumber"):
                         await self._late_receipt(url, row)
 
     async def _resend(self, url: str, row: TxRow) -> None:
@@ -455,17 +505,15 @@ class Sender:
     async def _late_receipt(self, url: str, row: TxRow) -> None:
         """Mined while its row was not in flight (a retry of bytes a timed-out send had
         delivered): the watcher's report went by, so read the receipt here, observed now."""
+        tx_hash = "0x" + row.tx_hash.hex()
         try:
-            receipt = await self.clients[url].call("eth_getTransactionReceipt", ["0x" + row.tx_hash.hex()])
+            receipt = await self.clients[url].call("eth_getTransactionReceipt", [tx_hash])
+            if receipt is None or row.block_number is not None:
+                return
+            inclusion = Inclusion.of(receipt, tx_hash, time.time(), None)
         except RpcError:
             return
-        if receipt is None or row.block_number is not None:
-            return
-        row.block_number = int(receipt["blockNumber"], 16)
-        row.t_included = time.time()
-        row.gas_used = int(receipt["gasUsed"], 16)
-        row.effective_gas_price = int(receipt["effectiveGasPrice"], 16) if receipt.get("effectiveGasPrice") else None
-        row.status = "ok" if int(receipt["status"], 16) == 1 else "failed"
+        self._record_inclusion(row, inclusion)
         self._finish_included(row)
 
     def stats(self) -> dict:
@@ -476,6 +524,9 @@ class Sender:
             "inflight": len(self.inflight),
             "gaps_recovered": self.gaps_recovered,
             "stranded": self.stranded,
+            "failovers": self.failovers,
+            "odd_answers": self.odd_answers,
+            "unconfirmed": self.unconfirmed,
             "max_lag_s": self.max_lag_s,
             "max_answer_s": self.max_answer_s,
             **{s: self.collector.counts[s] for s in ("committed", "reverted", "rejected", "dropped", "unsent")},
@@ -486,17 +537,17 @@ class Sender:
 class SenderActor:
     """Hosts many workers. The driver sets it up, runs phases and collects rows in batches."""
 
-    def __init__(self, run_id: str, chain_id: int, fees: Fees, send_mode: str, max_unanswered: int) -> None:
+    def __init__(self, run_id: str, chain_id: int, fees: Fees, sending: Sending) -> None:
         node = ray.get_runtime_context().get_node_id()[:12]
-        self.sender = Sender(run_id, node, chain_id, fees, send_mode, max_unanswered)
+        self.sender = Sender(run_id, node, chain_id, fees, sending)
 
-    async def setup(self, specs: list[WorkerSpec], mnemonic: str, watcher: ray.actor.ActorHandle, gap_check_s: float) -> list[str]:
+    async def setup(self, specs: list[WorkerSpec], endpoints: list[str], mnemonic: str, watcher: ray.actor.ActorHandle) -> list[str]:
         from loadgen.accounts import MnemonicSource, derive_account
 
         source = MnemonicSource("driver", mnemonic)
         keys = [bytes(derive_account(source, s.key_index).key) for s in specs]
-        addresses = await self.sender.add_workers(specs, keys)
-        self.sender.start_background(watcher, gap_check_s)
+        addresses = await self.sender.add_workers(specs, keys, endpoints)
+        self.sender.start_background(watcher)
         return addresses
 
     async def prepare_phase(self, phase: PhaseSpec, payload: Payload) -> int:
@@ -506,10 +557,10 @@ class SenderActor:
         self.sender.collector.trial = trial
         return await self.sender.run_phase(phase, payload, t0, commit_timeout_s)
 
-    async def collect(self) -> tuple[object, dict]:
+    async def collect(self) -> tuple[object, dict, list[EndpointEvent]]:
         stats = self.sender.stats()
         self.sender.max_lag_s = self.sender.max_answer_s = 0.0
-        return self.sender.collector.take(), stats
+        return self.sender.collector.take(), stats, self.sender.endpoints.take_events()
 
     async def stop(self) -> None:
         self.sender.stop()

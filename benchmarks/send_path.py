@@ -31,6 +31,7 @@ from loadgen import contracts, model
 from loadgen.devnet import free_port
 from loadgen.fees import Fees
 from loadgen.plan import WorkerSpec, constant_rate
+from loadgen.sending import Sending
 from loadgen.workloads.fl_round import Reveal
 
 CHUNK = 1_000
@@ -73,7 +74,7 @@ async def bare_loop(url: str, bodies: list[bytes], seconds: float, concurrency: 
 
 async def sender_run(url: str, workers: int, rate: float, seconds: float, presign_all: bool, mode: str = "open") -> dict:
     """The Sender as a sender actor runs it, offered ``rate`` for ``seconds``."""
-    sender = Sender("bench", "local", 1337, Fees.legacy(0), mode)
+    sender = Sender("bench", "local", 1337, Fees.legacy(0), Sending(mode))
     rpc = RpcClient(url, connections=OPEN_CONNECTIONS if mode == "open" else 64)
     sender.clients[url] = rpc
     sender.workers = [Worker(WorkerSpec(i, i + 1, 0, url, 0), Signer(os.urandom(32), 1337), rpc) for i in range(workers)]

@@ -27,6 +27,7 @@ from loadgen.gethnet import (
     TxpoolSettings,
 )
 from loadgen.plan import RunPlan, assign_workers
+from loadgen.sending import Sending
 from loadgen.strict import Strict
 from loadgen.workloads import WORKLOADS, WorkloadConfig, workload_of
 from loadgen.workloads import Workload as WorkloadPlugin
@@ -157,9 +158,19 @@ class RunConfig(Strict):
         gt=0,
         description="open mode: a worker's sends awaiting the node's answer before its next slot waits (geth queues 64 per account)",
     )
+    failover: bool = Field(
+        True, description="a worker whose endpoint is down sends through another; off: it stays, and its refusals are recorded"
+    )
+    failover_after: int = Field(
+        3, gt=0, description="unhealthy answers in a row (no connection, timeout, HTTP 429/5xx, not JSON) that make an endpoint down"
+    )
     key_offset: int = Field(
         0, ge=0, description="worker i signs with key 1 + key_offset + i; searches and sweeps move it on for every trial"
     )
+
+    @property
+    def sending(self) -> Sending:
+        return Sending(self.send_mode, self.max_unanswered, self.failover, self.failover_after, self.gap_check_s)
 
 
 class Experiment(Strict):

@@ -12,11 +12,13 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from web3 import Web3
 
+from actors.endpoints import EndpointEvent
 from actors.watcher import BlockRow, WatcherActor
 from actors.worker import SenderActor
 from loadgen.accounts import MnemonicSource
 from loadgen.fees import Fees
 from loadgen.plan import PhaseSpec, RunPlan
+from loadgen.sending import Sending
 from loadgen.workloads.base import Payload
 
 WATCH_POLL_S = 0.05
@@ -36,23 +38,21 @@ def node_slots(n_wanted: int | None) -> list[str]:
 
 @dataclass
 class Collected:
-    """One collection round: the final rows, the actors' counters summed, the new blocks."""
+    """One collection round: the final rows, the actors' counters summed, the new blocks, and
+    the endpoints that went down or came back (as each actor and watcher saw it)."""
 
     tables: list[pa.Table]
     totals: dict[str, float]
     blocks: list[BlockRow] = field(default_factory=list)
+    events: list[EndpointEvent] = field(default_factory=list)
 
 
 class SenderFleet:
-    def __init__(
-        self, run_id: str, chain_id: int, fees: Fees, gap_check_s: float, send_mode: str = "open", max_unanswered: int = 64
-    ) -> None:
+    def __init__(self, run_id: str, chain_id: int, fees: Fees, sending: Sending) -> None:
         self.run_id = run_id
-        self.send_mode = send_mode
-        self.max_unanswered = max_unanswered
         self.chain_id = chain_id
         self.fees = fees
-        self.gap_check_s = gap_check_s
+        self.sending = sending
         self.actors: list[ray.actor.ActorHandle] = []
         self.watchers: list[ray.actor.ActorHandle] = []
         self._phase_refs: list[ray.ObjectRef] = []
@@ -66,20 +66,21 @@ class SenderFleet:
         for i, node_id in enumerate(nodes):
             strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
             # (@ray.remote made both actor classes ActorClasses, but mypy does not apply class decorators)
-            watchers[node_id] = WatcherActor.options(scheduling_strategy=strategy).remote(endpoints[i % len(endpoints)], WATCH_POLL_S)  # type: ignore[attr-defined]
+            own = i % len(endpoints)  # the others, in order, are where it goes when its own stops answering
+            followed = endpoints[own:] + endpoints[:own]
+            watchers[node_id] = WatcherActor.options(scheduling_strategy=strategy).remote(  # type: ignore[attr-defined]
+                followed, WATCH_POLL_S, self.sending.failover_after
+            )
         ray.get([w.start.remote() for w in watchers.values()])
         self.watchers = list(watchers.values())
         self.actors = [
             SenderActor.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(slots[a], soft=False)).remote(  # type: ignore[attr-defined]
-                self.run_id, self.chain_id, self.fees, self.send_mode, self.max_unanswered
+                self.run_id, self.chain_id, self.fees, self.sending
             )
             for a in range(n_actors)
         ]
         answers: list[list[str]] = ray.get(
-            [
-                actor.setup.remote(plan.workers_of(a), source.phrase(), watchers[slots[a]], self.gap_check_s)
-                for a, actor in enumerate(self.actors)
-            ]
+            [actor.setup.remote(plan.workers_of(a), endpoints, source.phrase(), watchers[slots[a]]) for a, actor in enumerate(self.actors)]
         )
         addresses = [""] * len(plan.workers)
         for a, got in enumerate(answers):
@@ -100,16 +101,20 @@ class SenderFleet:
         return list(self._phase_refs)
 
     def collect(self) -> Collected:
-        answers: list[tuple[pa.Table | None, dict[str, float]]] = ray.get([a.collect.remote() for a in self.actors])
+        answers: list[tuple[pa.Table | None, dict[str, float], list[EndpointEvent]]] = ray.get([a.collect.remote() for a in self.actors])
         tables: list[pa.Table] = []
         totals: dict[str, float] = {}
-        for table, stats in answers:
+        events: list[EndpointEvent] = []
+        for table, stats, seen in answers:
             if table is not None:
                 tables.append(table)
             for k, v in stats.items():
                 totals[k] = max(totals.get(k, 0), v) if k.startswith("max_") else totals.get(k, 0) + v
+            events += seen
         blocks: list[BlockRow] = ray.get(self.watchers[0].take_blocks.remote()) if self.watchers else []
-        return Collected(tables, totals, blocks)
+        for seen in ray.get([w.take_events.remote() for w in self.watchers]):
+            events += seen
+        return Collected(tables, totals, blocks, sorted(events, key=lambda e: e.t))
 
     def stop(self) -> None:
         """Workers stop at their next slot; what they had sent gets a moment to land."""

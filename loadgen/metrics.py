@@ -51,6 +51,11 @@ class RunMetrics:
             registry=r,
         )
         self.gaps = Counter("loadgen_nonce_gaps_recovered", "Accepted transactions the node lost and loadgen sent again.", run, registry=r)
+        self.failovers = Counter("loadgen_failovers", "Times a worker moved off its endpoint because it was down.", run, registry=r)
+        self.endpoint_up = Gauge(
+            "loadgen_endpoint_up", "1 while an endpoint answers; 0 from when a sender or a watcher found it down until it answers again.",
+            [*run, "endpoint"], registry=r,
+        )  # fmt: skip
         self.head = Gauge("loadgen_chain_head_block", "Number of the newest block seen.", run, registry=r)
         self.block_interval = Gauge(
             "loadgen_block_interval_seconds", "Time between the last two blocks, by their timestamps.", run, registry=r
@@ -97,11 +102,13 @@ class RunMetrics:
                     self.transactions.labels(rid, outcome, phase, endpoint)
             for kind in ("rpc", "http", "timeout", "connection"):
                 self.rpc_errors.labels(rid, endpoint, kind)
+            self.endpoint_up.labels(rid, endpoint).set(1)
         for phase in phases:
             self.latency.labels(rid, phase)
         self.lag.labels(rid)
         self.answer.labels(rid)
         self.gaps.labels(rid)
+        self.failovers.labels(rid)
         self.in_flight.labels(rid)
         self.commit_ratio.labels(rid)
 
@@ -147,10 +154,16 @@ class RunMetrics:
 
     def actor_stats(self, stats: dict[str, float]) -> None:
         self.in_flight.labels(self.run_id).set(stats.get("inflight", 0))
-        gaps = stats.get("gaps_recovered", 0)
-        if gaps > self._stats.get("gaps_recovered", 0):
-            self.gaps.labels(self.run_id).inc(gaps - self._stats.get("gaps_recovered", 0))
+        for key, counter in (("gaps_recovered", self.gaps), ("failovers", self.failovers)):
+            more = stats.get(key, 0) - self._stats.get(key, 0)
+            if more > 0:
+                counter.labels(self.run_id).inc(more)
         self._stats = dict(stats)
+
+    def endpoints(self, events: Iterable) -> None:
+        """Endpoint ups and downs, oldest first: the last word on each endpoint stands."""
+        for e in events:
+            self.endpoint_up.labels(self.run_id, e.endpoint).set(1 if e.up else 0)
 
     def blocks(self, blocks: Iterable) -> None:
         rid = self.run_id

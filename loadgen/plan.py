@@ -100,8 +100,9 @@ class PhaseSpec:
     items: tuple[int, ...]  # per worker: transactions it has to get accepted
     max_retries: int | None  # re-sends of one rejected item before giving up; None: no limit
     fixed_slots: bool  # True: exactly items[w] slots whatever is rejected (a rate-driven workload)
-    gas_limit: int
+    gas_limit: int  # until the node's estimate replaces it before the phase, unless gas_fixed
     value_wei: int = 0  # sent with each transaction (what the funder must cover beside gas)
+    gas_fixed: bool = False  # the experiment set the gas limit: the node's estimate does not replace it
 
     def slot_time(self, t0: float, worker: int, slot: int) -> float:
         return t0 + self.schedule.offset(worker, slot)
@@ -156,23 +157,29 @@ def assign_workers(
     )
 
 
-def paced(name: str, workers: int, pace_s: float, items: int, *, spread: bool, max_retries: int | None, gas_limit: int) -> PhaseSpec:
+def paced(
+    name: str, workers: int, pace_s: float, items: int, *, spread: bool, max_retries: int | None, gas_limit: int, gas_fixed: bool = False
+) -> PhaseSpec:
     """Each worker sends one item every pace_s; ``spread`` staggers the workers' first slots over
     one pace so the offered rate is smooth instead of a burst every pace."""
     offsets = tuple(pace_s * i / workers for i in range(workers)) if spread else (0.0,) * workers
-    return PhaseSpec(name, Paced(pace_s, offsets), (items,) * workers, max_retries, False, gas_limit)
+    return PhaseSpec(name, Paced(pace_s, offsets), (items,) * workers, max_retries, False, gas_limit, gas_fixed=gas_fixed)
 
 
-def constant_rate(name: str, workers: int, rate_tps: float, duration_s: float, *, gas_limit: int, value_wei: int = 0) -> PhaseSpec:
+def constant_rate(
+    name: str, workers: int, rate_tps: float, duration_s: float, *, gas_limit: int, value_wei: int = 0, gas_fixed: bool = False
+) -> PhaseSpec:
     """Worker i sends at i/rate + k·workers/rate: together, rate_tps for duration_s."""
     interval = workers / rate_tps
     offsets = tuple(i / rate_tps for i in range(workers))
     # the slots that start before duration_s (the epsilon keeps float error from adding one)
     items = tuple(max(math.ceil((duration_s - o) / interval - 1e-9), 0) for o in offsets)
-    return PhaseSpec(name, Paced(interval, offsets), items, None, True, gas_limit, value_wei)
+    return PhaseSpec(name, Paced(interval, offsets), items, None, True, gas_limit, value_wei, gas_fixed)
 
 
-def profiled(name: str, workers: int, profile: RateProfile, seed: int, *, gas_limit: int, value_wei: int = 0) -> PhaseSpec:
+def profiled(
+    name: str, workers: int, profile: RateProfile, seed: int, *, gas_limit: int, value_wei: int = 0, gas_fixed: bool = False
+) -> PhaseSpec:
     """A rate that changes over time (or Poisson arrivals), spread over the workers."""
     schedule = Profiled(profile, workers, seed)
-    return PhaseSpec(name, schedule, schedule.items(), None, True, gas_limit, value_wei)
+    return PhaseSpec(name, schedule, schedule.items(), None, True, gas_limit, value_wei, gas_fixed)

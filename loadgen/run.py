@@ -17,7 +17,7 @@ import platform
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from loadgen.fees import Fees
 from loadgen.fleet import SenderFleet, node_slots
 from loadgen.metrics import DEFAULT_PORT, RunMetrics
 from loadgen.plan import PhaseSpec, RunPlan
+from loadgen.preflight import check_phase
 from loadgen.report import summarize_file
 from loadgen.session import ChainSession
 from loadgen.store import RunStore, blocks_table
@@ -147,6 +148,7 @@ class Run:
         self.seed = experiment.run.seed
         self.workload = experiment.plugin
         self._stranded = 0
+        self._sized: dict[str, int] = {}  # phase name → the gas limit its transactions get
 
     # the whole run ------------------------------------------------------------------------
     def execute(self) -> RunResult:
@@ -168,7 +170,7 @@ class Run:
             self.manifest = self._manifest(session, plan)
             self.store.write_json("manifest.json", self.manifest)
             run = self.experiment.run
-            fleet = SenderFleet(self.run_id, session.info.chain_id, session.fees, run.gap_check_s, run.send_mode, run.max_unanswered)
+            fleet = SenderFleet(self.run_id, session.info.chain_id, session.fees, run.sending)
             self.fleet = fleet
             try:
                 self.addresses = fleet.start(plan, session.endpoints, session.source)
@@ -221,7 +223,7 @@ class Run:
         assert self.session is not None
         limit = self.session.info.block_gas_limit
         for phase in plan.phases:
-            if phase.gas_limit > limit:
+            if phase.gas_fixed and phase.gas_limit > limit:
                 raise ConfigError(
                     "chain.gas_limit",
                     f"{phase.name} transactions need {phase.gas_limit:,} gas but a block holds {limit:,}",
@@ -319,6 +321,7 @@ class Run:
         run = self.experiment.run
         assert self.fleet is not None and self.plan is not None and self.session is not None
         queued_before = self.session.queued()  # what earlier phases or runs left stranded stays
+        phase = self._preflight(phase, payload)
         self.fleet.prepare(phase, payload)
         t0 = time.time() + run.lead_time_s
         pending = self.fleet.run_phase(phase, payload, t0, run.commit_timeout_s, self.trial)
@@ -339,8 +342,26 @@ class Run:
         ray.get(refs)
         totals = self._collect(final=True)
         stranded = int(totals.get("stranded", 0))  # the actors count the whole run's
+        for key in ("failovers", "odd_answers", "unconfirmed"):
+            self.records[key] = int(totals.get(key, 0))
         self.session.wait_for_empty_pools(stranded=queued_before + stranded - self._stranded)
         self._stranded = stranded
+
+    def _preflight(self, phase: PhaseSpec, payload: Payload) -> PhaseSpec:
+        """The phase with the gas limit its transactions get (see loadgen/preflight.py), checked
+        once per phase of the run; workers are topped up when it costs more than planned."""
+        assert self.plan is not None and self.session is not None
+        known = self._sized.get(phase.name)
+        if known is not None:
+            return replace(phase, gas_limit=known)
+        checked = check_phase(self.w3, phase, payload, self.plan.workers, self.addresses, self.session.info.block_gas_limit)
+        for line in checked.lines:
+            self.on_event(line)
+        self._sized[phase.name] = checked.phase.gas_limit
+        self.records.setdefault("gas_limits", {})[phase.name] = checked.phase.gas_limit
+        if checked.phase.gas_limit > phase.gas_limit and self.session.fees.worst_case_per_gas():
+            self._fund(replace(self.plan, phases=tuple(checked.phase if p.name == phase.name else p for p in self.plan.phases)))
+        return checked.phase
 
     def _collect(self, final: bool = False) -> dict[str, float]:
         assert self.fleet is not None and self.store is not None and self.session is not None
@@ -349,6 +370,10 @@ class Run:
             self.store.transactions.append(table)
             self.metrics.rows(table)
         self.metrics.actor_stats(got.totals)
+        self.metrics.endpoints(got.events)
+        for e in got.events:
+            self.on_event(e.line())
+            self.records.setdefault("endpoint_events", []).append({"t": _iso(e.t), "endpoint": e.endpoint, "up": e.up, "reason": e.reason})
         if got.blocks:
             self.store.blocks.append(blocks_table(self.run_id, self.trial, got.blocks))
             self.metrics.blocks(got.blocks)

@@ -25,6 +25,10 @@ COORDINATOR = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"  # dev account 0
 class Faults:
     reject_every: int = 0  # answer every N-th send with a JSON-RPC error in an HTTP 200
     reject_message: str = "txpool is full"
+    # refuse a transaction at most once (its re-send goes through): a periodic fault cannot then
+    # line up with a periodic schedule and refuse the same transaction every time
+    reject_once: bool = False
+    refused: set[str] = field(default_factory=set)
     drop_every: int = 0  # answer every N-th send with its hash but never forward it (once per tx)
     drop_resends: bool = False  # with drop_every=1: the node loses every copy, a gap never fills
     delay_s: float = 0.0  # answer at once, forward after this long: slow inclusion
@@ -39,6 +43,19 @@ class Faults:
     dropped: set[str] = field(default_factory=set)
     arrivals: list[tuple[str, int]] = field(default_factory=list)  # (sender, nonce) of worker sends, as the node got them
     seen: set[str] = field(default_factory=set)
+    # a broken or hostile node: from the first worker send on, requests of ``hostile_methods``
+    # (every ``hostile_every``-th, in bursts of ``hostile_burst``) get the answer ``hostile`` names
+    hostile: str = ""  # one of HOSTILE
+    hostile_every: int = 0
+    hostile_burst: int = 1
+    hostile_methods: set[str] = field(default_factory=lambda: {"eth_sendRawTransaction"})
+    hostile_seen: int = 0
+    hostile_hits: int = 0
+
+
+SLOW_S = 10.5  # beyond the senders' 10 s timeout
+ODD_ERRORS = ("txpool is on fire", {"code": -32000}, [1, 2, 3], {"message": {"nested": True}}, {"code": "x", "message": ""})
+HOSTILE = ("slow", "truncated", "not-json", "odd-error", "wrong-hash", "wrong-ids", "unknown-receipt", "http-429", "http-500", "http-503")
 
 
 class FaultProxy:
@@ -68,18 +85,34 @@ class FaultProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
+    def kill(self) -> None:
+        """The endpoint dies: its open connections close and new ones are refused."""
+        asyncio.run_coroutine_threadsafe(self._listen_stop(), self._loop).result(10)
+
+    def revive(self) -> None:
+        """The endpoint answers again, on the same port."""
+        asyncio.run_coroutine_threadsafe(self._listen(self.port or 0), self._loop).result(10)
+
     async def _start(self) -> None:
         self._session = ClientSession()
+        await self._listen(0)
+
+    async def _listen(self, port: int) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/", self._handle)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port, reuse_address=True)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
 
+    async def _listen_stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
     async def _stop(self) -> None:
-        await self._runner.cleanup()
+        await self._listen_stop()
         await self._session.close()
 
     async def _forward(self, body: bytes) -> bytes:
@@ -96,6 +129,8 @@ class FaultProxy:
         message = json.loads(body)
         for m in message if isinstance(message, list) else [message]:
             self.faults.calls[m.get("method")] += 1
+        if self._hostile_now(message):
+            return await self._hostile(message, body)
         if isinstance(message, dict) and message.get("method") in self.faults.hide_methods:
             error = {"code": -32601, "message": f"the method {message['method']} does not exist/is not available"}
             return web.json_response({"jsonrpc": "2.0", "id": message["id"], "error": error})
@@ -106,6 +141,46 @@ class FaultProxy:
                 await asyncio.sleep(self.faults.answer_delay_s)
             return web.Response(body=forwarded, content_type="application/json")
         return web.Response(body=await self._forward(body), content_type="application/json")
+
+    def _hostile_now(self, message: dict | list) -> bool:
+        f = self.faults
+        method = (message[0] if isinstance(message, list) and message else message).get("method")
+        if not f.hostile or f.sends == 0 or method not in f.hostile_methods:
+            return False
+        if isinstance(message, dict) and method == "eth_sendRawTransaction" and self._exempt(message):
+            return False
+        f.hostile_seen += 1
+        hit = (f.hostile_seen - 1) % f.hostile_every < f.hostile_burst
+        f.hostile_hits += hit
+        return hit
+
+    async def _hostile(self, message: dict | list, body: bytes) -> web.Response:
+        mode = self.faults.hostile
+        request_id = message.get("id") if isinstance(message, dict) else None
+        if mode.startswith("http-"):
+            return web.Response(status=int(mode[5:]), text="the gateway says no")
+        if mode == "not-json":
+            return web.Response(text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
+        if mode == "odd-error":
+            error = ODD_ERRORS[self.faults.hostile_hits % len(ODD_ERRORS)]
+            return web.json_response({"jsonrpc": "2.0", "id": request_id, "error": error})
+        if mode == "slow":
+            await asyncio.sleep(SLOW_S)
+        answer = await self._forward(body)
+        if mode == "truncated":
+            return web.Response(body=answer[: len(answer) // 2], content_type="application/json")
+        parsed = json.loads(answer)
+        if mode == "wrong-hash" and isinstance(parsed, dict):
+            parsed["result"] = "0x" + "ab" * 32
+        elif mode == "wrong-ids" and isinstance(parsed, list):
+            for a in parsed:
+                a["id"] += 1000
+        elif mode == "unknown-receipt" and isinstance(parsed, dict):
+            receipts = parsed.get("result")
+            for r in receipts if isinstance(receipts, list) else [receipts] if receipts else []:
+                r["transactionHash"] = "0x" + "cd" * 32
+                break
+        return web.json_response(parsed)
 
     def _exempt(self, message: dict) -> bool:
         return Account.recover_transaction(message["params"][0]).lower() in self.faults.exempt
@@ -122,7 +197,8 @@ class FaultProxy:
         if f.capacity_tps and not self._take_token():
             f.rejected += 1
             return {"jsonrpc": "2.0", "id": message["id"], "error": {"code": -32000, "message": "over capacity"}}
-        if f.reject_every and f.sends % f.reject_every == 0:
+        if f.reject_every and f.sends % f.reject_every == 0 and not (f.reject_once and tx_hash in f.refused):
+            f.refused.add(tx_hash)
             f.rejected += 1
             return {"jsonrpc": "2.0", "id": message["id"], "error": {"code": -32000, "message": f.reject_message}}
         if f.drop_every and first_time and f.sends % f.drop_every == 0:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -113,9 +112,15 @@ def test_foreground_devnet_prints_its_url_and_stops_on_sigint():
     assert first.startswith("devnet: embedded devnet (Anvil) at http://127.0.0.1:")
     assert "chain id 1337" in first
     assert second.strip().startswith("http://127.0.0.1:")
-    time.sleep(0.5)
+    while "Ctrl-C stops it." not in proc.stdout.readline():  # from here on it waits for the node
+        pass
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=15) == 0
+    try:
+        _, err = proc.communicate(timeout=15)  # reads stderr as it goes: a full pipe cannot hold the exit up
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"still running 15 s after SIGINT; stderr: {proc.communicate()[1][-2000:]}")
+    assert proc.returncode == 0, err
 
 
 @pytest.mark.unit

@@ -66,7 +66,7 @@ def test_open_mode_keeps_the_schedule_while_every_answer_takes_200_ms_and_closed
 
 
 def test_late_refusals_are_sent_again_and_every_count_matches_the_chain(chain, tmp_path):
-    faults = Faults(answer_delay_s=ANSWER_S, reject_every=10)
+    faults = Faults(answer_delay_s=ANSWER_S, reject_every=10, reject_once=True)
     with FaultProxy(chain.url, faults) as proxy:
         result, table = execute(experiment(proxy.url, "open", 12_000), tmp_path)
     counts = statuses(table)

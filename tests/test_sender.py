@@ -30,6 +30,7 @@ from actors.watcher import Inclusion
 from actors.worker import MAX_RESENDS, Sender
 from loadgen.fees import Fees
 from loadgen.plan import PhaseSpec, WorkerSpec, constant_rate, paced
+from loadgen.sending import Sending
 from loadgen.workloads.base import Call, Payload
 from tests.engine import assert_one_row_per_attempt
 
@@ -115,6 +116,9 @@ class FakeNode:
         self.lookups: list[bytes] = []
         self.block = 0
         self.closed = False
+        self.url = URL
+        self.failures = 0  # an RpcClient's health: this node always answers
+        self.last_failure = ""
 
     # what the Sender calls (RpcClient's interface) -----------------------------------------
     async def send_raw(self, body: bytes, on_sent: Callable[[], None] | None = None) -> SendResult:
@@ -188,8 +192,8 @@ class Ran:
         return sorted((r for r in self.sender.collector.rows if r.worker == worker), key=lambda r: r.t_scheduled)
 
 
-async def sender_on(node: FakeNode, workers: int, mode: str = "closed", max_unanswered: int = 64) -> Sender:
-    sender = Sender("test", "local", CHAIN_ID, Fees.legacy(1), mode, max_unanswered)
+async def sender_on(node: FakeNode, workers: int, mode: str = "closed", max_unanswered: int = 64, gap_check_s: float = 60.0) -> Sender:
+    sender = Sender("test", "local", CHAIN_ID, Fees.legacy(1), Sending(mode, max_unanswered, gap_check_s=gap_check_s))
     sender.clients[URL] = node  # add_workers takes the endpoint's client from here
     specs = [WorkerSpec(worker=w, key_index=w + 1, pool=-1, endpoint=URL, actor=0) for w in range(workers)]
     await sender.add_workers(specs, [os.urandom(32) for _ in specs])
@@ -212,11 +216,11 @@ async def drive(
 ) -> Ran:
     """Prepares and runs one phase as a sender actor does, with the node mining meanwhile."""
     payload = payload or Tagged()
-    sender = await sender_on(node, workers, mode, max_unanswered)
+    sender = await sender_on(node, workers, mode, max_unanswered, gap_check_s)
     if budget is not None:
         sender.presign_budget_bytes = budget
     before(sender)
-    sender.start_background(node.watcher, gap_check_s)
+    sender.start_background(node.watcher)
     chain = asyncio.create_task(node.run())
     try:
         signed = sender.prepare_phase(phase, payload)
@@ -552,7 +556,7 @@ def test_open_mode_gives_up_and_says_what_was_sent_behind_the_gap_can_never_land
 
     async def two_phases() -> Sender:
         sender = await sender_on(node, 1, "open")
-        sender.start_background(node.watcher, 60.0)
+        sender.start_background(node.watcher)
         chain = asyncio.create_task(node.run())
         try:
             for name in ("first", "second"):

@@ -52,7 +52,7 @@ class ArrayCopy(RateDriven[ArrayCopyConfig]):
     figure_names: ClassVar[dict[str, str]] = {"workload.array_size": "fig1-transaction-size"}
 
     def phases(self, gas_limit: int | None, seed: int) -> tuple[PhaseSpec, ...]:
-        return (rate_phase("array-copy", self.config, seed, gas_limit=gas_limit or DEFAULT_COPY_GAS),)
+        return (rate_phase("array-copy", self.config, seed, gas=DEFAULT_COPY_GAS, fixed_gas=gas_limit),)
 
     def play(self, stage: Stage) -> None:
         target = stage.deploy(contracts.load("ArrayCopy"))

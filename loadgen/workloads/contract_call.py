@@ -14,7 +14,7 @@ seed, the worker and the item, so a run is reproducible and two workers never co
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,7 +33,6 @@ from loadgen.workloads.rate import RateDriven, RateDrivenConfig, rate_phase
 from loadgen.workloads.registry import register
 
 DEFAULT_CALL_GAS = 1_000_000
-GAS_HEADROOM = 1.3  # over the node's estimate of the first call: random arguments vary the cost
 
 
 class Constant(Strict):
@@ -265,8 +264,7 @@ class ContractCall(RateDriven[ContractCallConfig]):
         self.function  # noqa: B018  (resolving it is the check)
 
     def phases(self, gas_limit: int | None, seed: int) -> tuple[PhaseSpec, ...]:
-        gas = self.config.gas_limit or gas_limit or DEFAULT_CALL_GAS
-        return (rate_phase(self.function.name, self.config, seed, gas_limit=gas),)
+        return (rate_phase(self.function.name, self.config, seed, gas=DEFAULT_CALL_GAS, fixed_gas=self.config.gas_limit or gas_limit),)
 
     def play(self, stage: Stage) -> None:
         c = self.config
@@ -282,20 +280,4 @@ class ContractCall(RateDriven[ContractCallConfig]):
             )
         payload = Calls(contract=target.address, function=self.function, args=tuple(c.call.args), seed=stage.seed, addresses=addresses)
         (phase,) = stage.phases
-        if c.gas_limit is None:
-            phase = self._sized(stage, phase, payload)
         stage.phase(phase, payload)
-
-    def _sized(self, stage: Stage, phase: PhaseSpec, payload: Calls) -> PhaseSpec:
-        """The gas limit from the node's estimate of worker 0's first call: a limit far above the
-        need would let fewer transactions into each block than the chain could carry."""
-        first = payload.builder().call(WorkerSpec(0, 0, -1, "", 0), stage.addresses[0], 0)
-        try:
-            estimate = stage.w3.eth.estimate_gas({"from": stage.addresses[0], "to": payload.contract, "data": first.data})
-        except Exception as e:  # the node says the call fails: no load test of it makes sense
-            raise ConfigError(
-                "workload.call", f"the node says {self.function.signature} fails for worker 0: {e}", "check the arguments and set-up calls"
-            ) from None
-        gas = int(estimate * GAS_HEADROOM)
-        stage.event(f"{self.function.signature}: the node estimates {estimate:,} gas, each call gets {gas:,}")
-        return replace(phase, gas_limit=gas)

@@ -123,7 +123,10 @@ class FlRound(Workload[FlRoundConfig]):
         c = self.config
         chunks = model.chunk_count(c.model_length, c.chunk_size)
         # The study's workers all send their commitment at once when the round opens.
-        commit = paced("commit", c.workers, c.pace_s, 1, spread=False, max_retries=c.max_retries, gas_limit=gas_limit or COMMIT_GAS)
+        fixed = gas_limit is not None
+        commit = paced(
+            "commit", c.workers, c.pace_s, 1, spread=False, max_retries=c.max_retries, gas_limit=gas_limit or COMMIT_GAS, gas_fixed=fixed
+        )
         reveal = paced(
             "reveal",
             c.workers,
@@ -132,6 +135,7 @@ class FlRound(Workload[FlRoundConfig]):
             spread=c.spread,
             max_retries=c.max_retries,
             gas_limit=gas_limit or reveal_gas(c.chunk_size),
+            gas_fixed=fixed,
         )
         return commit, reveal
 

@@ -124,8 +124,13 @@ class RateDriven(Workload[R]):
         return self.config.rate_profile()
 
 
-def rate_phase(name: str, config: RateDrivenConfig, seed: int, *, gas_limit: int, value_wei: int = 0) -> PhaseSpec:
+def rate_phase(name: str, config: RateDrivenConfig, seed: int, *, gas: int, fixed_gas: int | None, value_wei: int = 0) -> PhaseSpec:
+    """``gas``: the planned limit, until the node's estimate replaces it; ``fixed_gas``: the
+    experiment's own, which nothing replaces."""
+    limit, fixed = fixed_gas or gas, fixed_gas is not None
     if config.profile is None:
         assert config.rate_tps is not None and config.duration_s is not None
-        return constant_rate(name, config.workers, config.rate_tps, config.duration_s, gas_limit=gas_limit, value_wei=value_wei)
-    return profiled(name, config.workers, config.rate_profile(), seed, gas_limit=gas_limit, value_wei=value_wei)
+        return constant_rate(
+            name, config.workers, config.rate_tps, config.duration_s, gas_limit=limit, value_wei=value_wei, gas_fixed=fixed
+        )
+    return profiled(name, config.workers, config.rate_profile(), seed, gas_limit=limit, value_wei=value_wei, gas_fixed=fixed)

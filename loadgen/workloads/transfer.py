@@ -45,7 +45,7 @@ class Transfer(RateDriven[TransferConfig]):
     config_model = TransferConfig
 
     def phases(self, gas_limit: int | None, seed: int) -> tuple[PhaseSpec, ...]:
-        return (rate_phase("transfer", self.config, seed, gas_limit=gas_limit or TRANSFER_GAS, value_wei=self.config.value_wei),)
+        return (rate_phase("transfer", self.config, seed, gas=TRANSFER_GAS, fixed_gas=gas_limit, value_wei=self.config.value_wei),)
 
     def play(self, stage: Stage) -> None:
         (phase,) = stage.phases
