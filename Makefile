@@ -16,7 +16,7 @@ test: setup lint
 
 # the unit tests only (marker `unit`: no chain, no Ray, no subprocess): under a minute, for the edit-test loop
 test-fast: setup
-	.venv/bin/python -m pytest -q -m unit
+	HYPOTHESIS_PROFILE=fast .venv/bin/python -m pytest -q -m unit
 
 test-unit: test-fast
 

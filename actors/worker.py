@@ -522,6 +522,7 @@ class Sender:
             "sent": self.sent,
             "accepted": self.accepted,
             "inflight": len(self.inflight),
+            "recent": len(self.recent),
             "gaps_recovered": self.gaps_recovered,
             "stranded": self.stranded,
             "failovers": self.failovers,

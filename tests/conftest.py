@@ -1,12 +1,21 @@
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings
 
 from loadgen import contracts
 from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chain import connect
 from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.protocol import Coordinator, PoolMember
+
+# generated inputs: a thousand each in `make test` (and CI), a hundred in `make test-fast`
+_QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+settings.register_profile("full", max_examples=1_000, deadline=None, suppress_health_check=_QUIET)
+settings.register_profile("fast", max_examples=100, deadline=None, suppress_health_check=_QUIET)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "full"))
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,12 @@ COMMANDS = {"run": run, "search": search, "sweep": sweep, "report": report, "est
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line and exit 2, like every other user error
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)\n")
+
+
+def one_line(text: str) -> str:
+    """A message as one printable line: what the user typed may hold newlines or control characters."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command].run(args)
     except UserError as e:
-        print(f"loadgen: error: {e}", file=sys.stderr)
+        print(f"loadgen: error: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("loadgen: interrupted", file=sys.stderr)

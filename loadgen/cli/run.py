@@ -14,6 +14,7 @@ from loadgen import config
 from loadgen.cli import types
 from loadgen.cli.report import summary_table
 from loadgen.metrics import DEFAULT_PORT
+from loadgen.preview import preview
 from loadgen.run import Progress, Run
 
 
@@ -39,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
         help=f"Prometheus endpoint port; 0 picks a free one (default {DEFAULT_PORT})",
     )
     p.add_argument("--metrics-bind", default="0.0.0.0", help="address the metrics endpoint listens on (default 0.0.0.0)")
+    p.add_argument("--dry-run", action="store_true", help="check the experiment and print its plan; start nothing")
 
 
 def load_experiment(args: argparse.Namespace) -> config.Experiment:
@@ -86,6 +88,10 @@ class Display:
 
 def run(args: argparse.Namespace) -> int:
     experiment = load_experiment(args)
+    if args.dry_run:
+        _, lines = preview(experiment)
+        print("\n".join(lines))
+        return 0
     console = Console(stderr=args.json)
     display = Display(console)
     runner = Run(

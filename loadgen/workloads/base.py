@@ -35,6 +35,19 @@ if TYPE_CHECKING:
     from loadgen.profile import RateProfile
 
 
+# Bounds that keep a plan computable on one machine (arrival times and per-worker queues are
+# held in memory): far above any run of the study or the benchmarks (a million transactions).
+MAX_WORKERS = 100_000
+MAX_TRANSACTIONS = 20_000_000
+MIN_INTERVAL_S = 0.001  # a worker's shortest pace: a thousand transactions a second from one account
+
+
+def within_bounds(transactions: float) -> None:
+    """Refuses a plan too large to hold (see MAX_TRANSACTIONS), naming the count."""
+    if transactions > MAX_TRANSACTIONS:
+        raise ValueError(f"plans {transactions:,.0f} transactions; one run holds at most {MAX_TRANSACTIONS:,}: lower the rate or length")
+
+
 class WorkloadConfig(Strict):
     kind: str
 

@@ -53,12 +53,12 @@ class RandomUint(Strict):
 
 class RandomBytes(Strict):
     gen: Literal["random_bytes"]
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=4_000_000)
 
 
 class RandomArray(Strict):
     gen: Literal["random_array"]
-    length: int = Field(ge=0)
+    length: int = Field(ge=0, le=125_000)
     bits: int = Field(256, gt=0, le=256)
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from loadgen import contracts, model
 from loadgen.plan import PhaseSpec, WorkerSpec, paced
 from loadgen.protocol import Coordinator
-from loadgen.workloads.base import Call, Payload, Stage, Workload, WorkloadConfig
+from loadgen.workloads.base import MAX_WORKERS, MIN_INTERVAL_S, Call, Payload, Stage, Workload, WorkloadConfig, within_bounds
 from loadgen.workloads.registry import register
 
 COMMIT_GAS = 120_000
@@ -33,9 +33,9 @@ class FlRoundConfig(WorkloadConfig):
     kind: Literal["fl-round"]
     model_length: int = Field(gt=0, description="parameters (uint256 values) per model")
     chunk_size: int = Field(1_000, gt=0)
-    redundancy: int = Field(1, gt=0, description="workers per pool")
-    pools: int = Field(1, gt=0)
-    pace_s: float = Field(gt=0, description="seconds a worker waits between two chunks")
+    redundancy: int = Field(1, gt=0, le=MAX_WORKERS, description="workers per pool")
+    pools: int = Field(1, gt=0, le=MAX_WORKERS)
+    pace_s: float = Field(ge=MIN_INTERVAL_S, description="seconds a worker waits between two chunks")
     epochs: int = Field(1, gt=0, description="rounds played one after the other")
     max_retries: int = Field(3, ge=0, description="re-sends of a rejected chunk before the worker gives up")
     spread: bool = Field(True, description="stagger workers' first chunk over one pace, so the offered rate is smooth")
@@ -43,6 +43,13 @@ class FlRoundConfig(WorkloadConfig):
     @property
     def workers(self) -> int:
         return self.redundancy * self.pools
+
+    @model_validator(mode="after")
+    def _bounded(self) -> FlRoundConfig:
+        if self.workers > MAX_WORKERS:
+            raise ValueError(f"redundancy × pools is {self.workers:,} workers; at most {MAX_WORKERS:,}")
+        within_bounds(self.workers * (model.chunk_count(self.model_length, self.chunk_size) + 1) * self.epochs)
+        return self
 
 
 def reveal_gas(chunk_size: int) -> int:

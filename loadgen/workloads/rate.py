@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from loadgen import profile as profiles
 from loadgen.plan import PhaseSpec, constant_rate, profiled
 from loadgen.strict import Strict
-from loadgen.workloads.base import Workload, WorkloadConfig
+from loadgen.workloads.base import MAX_WORKERS, MIN_INTERVAL_S, Workload, WorkloadConfig, within_bounds
 
 
 class _Shape(Strict):
@@ -84,7 +84,7 @@ class RateDrivenConfig(WorkloadConfig):
     rate_tps: float | None = Field(None, gt=0, description="total transactions per second (with duration_s), or a profile")
     duration_s: float | None = Field(None, gt=0)
     profile: Profile | None = None
-    workers: int = Field(10, gt=0, description="accounts the rate is spread over")
+    workers: int = Field(10, gt=0, le=MAX_WORKERS, description="accounts the rate is spread over")
 
     @model_validator(mode="after")
     def _one_rate(self) -> RateDrivenConfig:
@@ -93,6 +93,9 @@ class RateDrivenConfig(WorkloadConfig):
             raise ValueError("give either rate_tps and duration_s, or a profile, not both")
         if self.profile is None and (self.rate_tps is None or self.duration_s is None):
             raise ValueError("give rate_tps and duration_s (a constant rate), or a profile")
+        within_bounds(self.rate_profile().expected)
+        if self.interval_s is not None and self.interval_s < MIN_INTERVAL_S:
+            raise ValueError(f"each worker would send every {self.interval_s:.2g} s (under {MIN_INTERVAL_S} s): use more workers")
         return self
 
     def rate_profile(self) -> profiles.RateProfile:

@@ -1,0 +1,1 @@
+"""Benchmark scripts: each prints figures; BENCHMARKS.md records them with their command."""
