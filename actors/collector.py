@@ -40,6 +40,7 @@ class TxRow:
     gas_used: int | None = None
     effective_gas_price: int | None = None
     resends: int = 0
+    recovered: bool = False  # rebuilt from the chain after its sender actor was lost
     raw_body: bytes | None = field(default=None, repr=False)  # kept while in flight, to re-send
     t_checked: float = math.nan  # last sent or re-sent: the gap check waits gap_check_s from here (not stored)
 
@@ -96,6 +97,7 @@ class Collector:
             "effective_gas_price": [r.effective_gas_price for r in rows],
             "latency_s": [r.latency_s for r in rows],
             "resends": [r.resends for r in rows],
+            "recovered": [r.recovered for r in rows],
         }
         # NaN stands for "did not happen" in the float columns; store it as null
         table = pa.table(columns, schema=TX_SCHEMA)

@@ -90,9 +90,10 @@ class BlockWatcher:
         self.errors = 0
         self.last_error = ""
 
-    async def start(self) -> int:
+    async def start(self, from_block: int | None = None) -> int:
+        """Follows the chain from ``from_block`` (a lost watcher's successor), else from the next block."""
         head = int(await self.rpc.call("eth_blockNumber"), 16)
-        self._next_block = head + 1
+        self._next_block = head + 1 if from_block is None else from_block
         self._task = asyncio.create_task(self._loop())
         return head
 
@@ -205,8 +206,8 @@ class WatcherActor:
     def __init__(self, endpoints: list[str], poll_interval_s: float, failover_after: int) -> None:
         self.watcher = BlockWatcher(endpoints, poll_interval_s, failover_after=failover_after)
 
-    async def start(self) -> int:
-        return await self.watcher.start()
+    async def start(self, from_block: int | None = None) -> int:
+        return await self.watcher.start(from_block)
 
     async def inclusions_since(self, cursor: int, wait_s: float = 0.5) -> tuple[int, list[Inclusion]]:
         return await self.watcher.inclusions_since(cursor, wait_s)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import itertools
 import math
 import time
 from collections import OrderedDict, deque
@@ -38,10 +39,12 @@ import ray
 
 from actors.collector import Collector, TxRow
 from actors.endpoints import EndpointEvent, Endpoints
+from actors.recovery import Resume, look_up, next_slot
 from actors.rpc import RpcClient, RpcError, SendResult
 from actors.signer import SignedTx, Signer
 from actors.watcher import Inclusion
 from loadgen.fees import Fees, sign_with
+from loadgen.ledger import WorkerRecord
 from loadgen.plan import PhaseSpec, WorkerSpec
 from loadgen.sending import Sending
 from loadgen.workloads.base import CallBuilder, Payload
@@ -118,6 +121,7 @@ class Sender:
         self.failovers = 0  # times a worker moved off its own endpoint
         self.odd_answers = 0  # sends accepted with something else than the transaction's hash
         self.unconfirmed = 0  # sends whose answer was lost: followed as if accepted
+        self.recovered = 0  # rows rebuilt from the chain for a lost actor's workers
         self.max_lag_s = 0.0
         self.max_answer_s = 0.0
         self._last_send = 0.0
@@ -160,6 +164,11 @@ class Sender:
             asyncio.create_task(self.endpoints.keep_probing()),
         ]
 
+    def follow(self, watcher: ray.actor.ActorHandle) -> None:
+        """Reads inclusions from ``watcher`` from now on, from its first retained one."""
+        self._tasks[0].cancel()
+        self._tasks[0] = asyncio.create_task(self._follow(watcher))
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -185,15 +194,74 @@ class Sender:
         self._depth = depth
         return signed
 
-    async def run_phase(self, phase: PhaseSpec, payload: Payload, t0: float, commit_timeout_s: float) -> dict:
+    async def run_phase(
+        self, phase: PhaseSpec, payload: Payload, t0: float, commit_timeout_s: float, resume: dict[int, Resume] | None = None
+    ) -> dict:
         if self._builder is None or self._payload != payload:
             self.prepare_phase(phase, payload)
         key = (payload.epoch, phase.name)
-        run_worker = self._run_worker_open if self.send_mode == "open" else self._run_worker
-        await asyncio.gather(*(run_worker(w, phase, t0) for w in self.workers))
+        if resume is not None:  # a lost actor's workers go on in open mode, whatever the run's (see recover_phase)
+            await asyncio.gather(*(self._run_worker_open(w, phase, t0, resume[w.spec.worker]) for w in self.workers))
+        else:
+            run_worker = self._run_worker_open if self.send_mode == "open" else self._run_worker
+            await asyncio.gather(*(run_worker(w, phase, t0) for w in self.workers))
         self._payload = self._builder = None
         await self._drain(key, commit_timeout_s)
         return {"scheduled": self.scheduled, "sent": self.sent}
+
+    async def recover_phase(
+        self, phase: PhaseSpec, payload: Payload, t0: float, commit_timeout_s: float, bases: dict[int, int], known: dict[int, WorkerRecord]
+    ) -> dict:
+        """Takes over a lost actor's workers mid-phase: rebuilds from the chain the rows the lost
+        actor never handed over (``known``: what the driver stored), then runs the rest of the
+        phase from the next slot (see actors/recovery.py)."""
+        self.prepare_phase(phase, payload)
+        now = time.time()
+        resume = {}
+        for w in self.workers:
+            resume[w.spec.worker] = await self._recover(w, phase, payload, t0, bases[w.spec.worker], known[w.spec.worker], now)
+        return await self.run_phase(phase, payload, t0, commit_timeout_s, resume)
+
+    async def _recover(self, w: Worker, phase: PhaseSpec, p: Payload, t0: float, base: int, record: WorkerRecord, now: float) -> Resume:
+        index = w.spec.worker
+        sent = min(max(w.nonce - base, 0), phase.items[index])  # w.nonce: the node's pending count, read at set-up
+        candidates = list(itertools.takewhile(lambda i: i < sent, (n - base for n in record.included.missing_from(base))))
+        signed = {i: self._sign(w, i, base + i, phase.gas_limit) for i in candidates}
+        try:
+            found = await look_up(w.rpc, ["0x" + signed[i].tx_hash.hex() for i in candidates])
+        except RpcError:  # the node cannot say: what it would have said is sent again (same bytes, same nonces)
+            found = [None] * len(candidates)
+        free = record.chunks.missing_from(0)  # fixed slots: slots without a stored row
+        retry: list[int] = []
+        used = record.chunks.floor + len(record.chunks.above)
+        for i, f in zip(candidates, found, strict=True):
+            if f is None:
+                retry.append(i)
+                continue
+            chunk = next(free) if phase.fixed_slots else i
+            used += 1
+            row = self._row(w, phase, p, chunk, record.attempts(chunk) + 1, signed[i], phase.slot_time(t0, index, chunk))
+            row.recovered, row.error = True, "rebuilt from the chain: its sender actor was lost (sent at a time not known)"
+            row.tx_hash, row.raw_body, row.t_checked = signed[i].tx_hash, signed[i].body, now
+            self.recovered += 1
+            if f.inclusion is not None:
+                self._record_inclusion(row, f.inclusion)
+                self._finish_included(row)
+            else:
+                self._in_flight(row)
+        slot = next_slot(phase, t0, index, used if phase.fixed_slots else 0, now)
+        if phase.fixed_slots:  # slots before it without a row: lost with the actor, or passed while none was there
+            lost = list(itertools.takewhile(lambda s: s < slot, free))
+            for s in lost:
+                row = TxRow(
+                    p.epoch, p.round_id, index, w.spec.pool, phase.name, s, 1, -1, w.rpc.url, b"", 0, phase.slot_time(t0, index, s)
+                )  # fmt: skip
+                row.recovered = True
+                self.scheduled += 1
+                self.recovered += 1
+                self.collector.finish(row, "unsent", "its sender actor was lost: nothing of it reached the chain")
+        attempts = {i: record.attempts(i) for i in retry} if not phase.fixed_slots else {}
+        return Resume(base, slot, sent, tuple(retry), attempts)
 
     def _sign(self, w: Worker, item: int, nonce: int, gas: int) -> SignedTx:
         assert self._builder is not None, "signed only within a prepared phase"
@@ -244,8 +312,9 @@ class Sender:
         entries = [(chunk, attempt + 1 if j == 0 and not phase.fixed_slots else 1) for j, chunk in enumerate(remaining)]
         self._unsent(w, phase, p, t0, slot, entries, gave_up or "run stopped")
 
-    async def _run_worker_open(self, w: Worker, phase: PhaseSpec, t0: float) -> None:
-        """Sends at every slot without waiting for the node's answers (see the module's docstring)."""
+    async def _run_worker_open(self, w: Worker, phase: PhaseSpec, t0: float, resume: Resume | None = None) -> None:
+        """Sends at every slot without waiting for the node's answers (see the module's docstring);
+        from where ``resume`` says when it picks up a lost actor's worker."""
         index = w.spec.worker
         items = phase.items[index]
         p = self._payload
@@ -253,10 +322,16 @@ class Sender:
         if w.stuck is not None:
             self._unsent(w, phase, p, t0, 0, [(i, 1) for i in range(items)], w.stuck)
             return
-        base = w.nonce
         state = _Answers()
         sends: set[asyncio.Task] = set()
-        slot = new = 0  # slots used; new items sent
+        base, slot, new = w.nonce, 0, 0  # nonce of item 0; slots used; new items sent
+        if resume is not None:
+            base, slot, new = resume.base, resume.slot, resume.new
+            w.ahead.clear()
+            for item in resume.retry:
+                state.unaccepted[item] = self._sign(w, item, base + item, phase.gas_limit)
+                heapq.heappush(state.retry, (base + item, item))
+            state.attempts.update(resume.attempts)
         while state.gave_up is None and not (phase.fixed_slots and slot >= items):
             if not state.retry and new >= items:
                 if not state.unanswered:
@@ -317,6 +392,7 @@ class Sender:
             self._answered(row)
             if self._accepted(row, signed, result):
                 del state.unaccepted[item]
+                state.attempts.pop(item, None)  # kept only while an item may be sent again: a long phase stays small
             elif phase.max_retries is not None and state.attempts[item] > phase.max_retries:
                 state.gave_up = f"gave up: item {item} rejected {state.attempts[item]} times"
             else:
@@ -528,6 +604,7 @@ class Sender:
             "failovers": self.failovers,
             "odd_answers": self.odd_answers,
             "unconfirmed": self.unconfirmed,
+            "recovered": self.recovered,
             "max_lag_s": self.max_lag_s,
             "max_answer_s": self.max_answer_s,
             **{s: self.collector.counts[s] for s in ("committed", "reverted", "rejected", "dropped", "unsent")},
@@ -551,12 +628,31 @@ class SenderActor:
         self.sender.start_background(watcher)
         return addresses
 
-    async def prepare_phase(self, phase: PhaseSpec, payload: Payload) -> int:
-        return self.sender.prepare_phase(phase, payload)
+    async def prepare_phase(self, phase: PhaseSpec, payload: Payload) -> dict[int, int]:
+        """Signs ahead; answers each worker's nonce at the phase's start (what a replacement needs)."""
+        self.sender.prepare_phase(phase, payload)
+        return {w.spec.worker: w.nonce for w in self.sender.workers}
 
     async def run_phase(self, phase: PhaseSpec, payload: Payload, t0: float, commit_timeout_s: float, trial: int = 0) -> dict:
         self.sender.collector.trial = trial
         return await self.sender.run_phase(phase, payload, t0, commit_timeout_s)
+
+    async def recover_phase(
+        self,
+        phase: PhaseSpec,
+        payload: Payload,
+        t0: float,
+        commit_timeout_s: float,
+        trial: int,
+        bases: dict[int, int],
+        known: dict[int, WorkerRecord],
+    ) -> dict:
+        self.sender.collector.trial = trial
+        return await self.sender.recover_phase(phase, payload, t0, commit_timeout_s, bases, known)
+
+    def follow(self, watcher: ray.actor.ActorHandle) -> None:
+        """Reads inclusions from another watcher (the one before was lost)."""
+        self.sender.follow(watcher)
 
     async def collect(self) -> tuple[object, dict, list[EndpointEvent]]:
         stats = self.sender.stats()

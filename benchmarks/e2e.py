@@ -82,7 +82,7 @@ def run_measured(exp: config.Experiment) -> None:
         fleet = holder["run"].fleet
         assert fleet is not None, "progress comes while a phase runs"
         if not actor_pids:
-            for kind, handles in (("sender", fleet.actors), ("watcher", fleet.watchers)):
+            for kind, handles in (("sender", fleet.actors), ("watcher", list(fleet.watchers.values()))):
                 for handle in handles:
                     # (ray types an actor handle's methods as Never: the checker cannot know this is an int)
                     pid = cast(int, ray.get(handle.__ray_call__.remote(lambda self: os.getpid())))

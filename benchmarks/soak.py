@@ -85,7 +85,7 @@ def main() -> None:
         fleet = holder["run"].fleet
         assert fleet is not None, "progress comes while a phase runs"
         if len(pids) == 1:
-            for kind, handles in (("sender", fleet.actors), ("watcher", fleet.watchers)):
+            for kind, handles in (("sender", fleet.actors), ("watcher", list(fleet.watchers.values()))):
                 for i, handle in enumerate(handles):
                     pids[f"{kind} {i}"] = cast(int, ray.get(handle.__ray_call__.remote(lambda self: os.getpid())))
         now = time.time()

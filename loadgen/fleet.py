@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import ray
@@ -17,6 +18,7 @@ from actors.watcher import BlockRow, WatcherActor
 from actors.worker import SenderActor
 from loadgen.accounts import MnemonicSource
 from loadgen.fees import Fees
+from loadgen.ledger import PhaseLedger
 from loadgen.plan import PhaseSpec, RunPlan
 from loadgen.sending import Sending
 from loadgen.workloads.base import Payload
@@ -47,6 +49,28 @@ class Collected:
     events: list[EndpointEvent] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _PhaseRun:
+    """The phase the actors run, as a replacement actor needs it."""
+
+    phase: PhaseSpec
+    payload: Payload
+    t0: float
+    commit_timeout_s: float
+    trial: int
+
+
+def _each(refs: list[ray.ObjectRef]) -> list[Any]:
+    """Each answer, or None where the actor is lost."""
+    answers = []
+    for ref in refs:
+        try:
+            answers.append(ray.get(ref))
+        except ray.exceptions.RayActorError:
+            answers.append(None)
+    return answers
+
+
 class SenderFleet:
     def __init__(self, run_id: str, chain_id: int, fees: Fees, sending: Sending) -> None:
         self.run_id = run_id
@@ -54,39 +78,48 @@ class SenderFleet:
         self.fees = fees
         self.sending = sending
         self.actors: list[ray.actor.ActorHandle] = []
-        self.watchers: list[ray.actor.ActorHandle] = []
+        self.watchers: dict[str, ray.actor.ActorHandle] = {}  # Ray node id → the node's block watcher
+        self.slots: list[str] = []  # actor → the Ray node it lives on
+        self.replaced = 0  # sender actors lost and replaced
         self._phase_refs: list[ray.ObjectRef] = []
+        self._phase: _PhaseRun | None = None
+        self._bases: dict[int, int] = {}
+        self._last_block: int | None = None  # the newest block handed to the driver
 
     def start(self, plan: RunPlan, endpoints: list[str], source: MnemonicSource) -> list[str]:
         """Places the actors (one watcher per Ray node they use) and answers the workers' addresses."""
+        self.plan, self.endpoints, self.source = plan, endpoints, source
         n_actors = max(w.actor for w in plan.workers) + 1
-        slots = node_slots(n_actors)
-        nodes = sorted(set(slots), key=slots.index)
-        watchers = {}
-        for i, node_id in enumerate(nodes):
-            strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
-            # (@ray.remote made both actor classes ActorClasses, but mypy does not apply class decorators)
-            own = i % len(endpoints)  # the others, in order, are where it goes when its own stops answering
-            followed = endpoints[own:] + endpoints[:own]
-            watchers[node_id] = WatcherActor.options(scheduling_strategy=strategy).remote(  # type: ignore[attr-defined]
-                followed, WATCH_POLL_S, self.sending.failover_after
-            )
-        ray.get([w.start.remote() for w in watchers.values()])
-        self.watchers = list(watchers.values())
-        self.actors = [
-            SenderActor.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(slots[a], soft=False)).remote(  # type: ignore[attr-defined]
-                self.run_id, self.chain_id, self.fees, self.sending
-            )
-            for a in range(n_actors)
-        ]
-        answers: list[list[str]] = ray.get(
-            [actor.setup.remote(plan.workers_of(a), endpoints, source.phrase(), watchers[slots[a]]) for a, actor in enumerate(self.actors)]
-        )
+        self.slots = node_slots(n_actors)
+        for node_id in sorted(set(self.slots), key=self.slots.index):
+            self.watchers[node_id] = self._new_watcher(node_id)
+        ray.get([w.start.remote() for w in self.watchers.values()])
+        self.actors = [self._new_actor(a) for a in range(n_actors)]
+        answers: list[list[str]] = ray.get(self._setups(range(n_actors)))
         addresses = [""] * len(plan.workers)
         for a, got in enumerate(answers):
             for spec, address in zip(plan.workers_of(a), got, strict=True):
                 addresses[spec.worker] = Web3.to_checksum_address(address)
         return addresses
+
+    def _new_watcher(self, node_id: str) -> ray.actor.ActorHandle:
+        own = len(self.watchers) % len(self.endpoints)  # the others, in order, are where it goes when its own stops answering
+        followed = self.endpoints[own:] + self.endpoints[:own]
+        strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
+        # (@ray.remote made both actor classes ActorClasses, but mypy does not apply class decorators)
+        return WatcherActor.options(scheduling_strategy=strategy).remote(followed, WATCH_POLL_S, self.sending.failover_after)  # type: ignore[attr-defined]
+
+    def _new_actor(self, a: int) -> ray.actor.ActorHandle:
+        strategy = NodeAffinitySchedulingStrategy(self.slots[a], soft=False)
+        return SenderActor.options(num_cpus=0, scheduling_strategy=strategy).remote(  # type: ignore[attr-defined]
+            self.run_id, self.chain_id, self.fees, self.sending
+        )
+
+    def _setups(self, actors: range | list[int]) -> list[ray.ObjectRef]:
+        # by reference: a small argument is inlined in the task's spec, which Ray keeps in its
+        # control store; a reference leaves the phrase in the object store of the nodes using it
+        phrase = ray.put(self.source.phrase())
+        return [self.actors[a].setup.remote(self.plan.workers_of(a), self.endpoints, phrase, self.watchers[self.slots[a]]) for a in actors]
 
     @property
     def ray_nodes(self) -> int:
@@ -94,27 +127,88 @@ class SenderFleet:
 
     def prepare(self, phase: PhaseSpec, payload: Payload) -> None:
         """Signs ahead before the phase's start time is set."""
-        ray.get([a.prepare_phase.remote(phase, payload) for a in self.actors])
+        answers: list[dict[int, int]] = ray.get([a.prepare_phase.remote(phase, payload) for a in self.actors])
+        self._bases = {w: nonce for got in answers for w, nonce in got.items()}  # each worker's nonce at the phase's start
 
     def run_phase(self, phase: PhaseSpec, payload: Payload, t0: float, commit_timeout_s: float, trial: int) -> list[ray.ObjectRef]:
+        self._phase = _PhaseRun(phase, payload, t0, commit_timeout_s, trial)
         self._phase_refs = [a.run_phase.remote(phase, payload, t0, commit_timeout_s, trial) for a in self.actors]
         return list(self._phase_refs)
 
+    def lost(self, done: list[ray.ObjectRef]) -> list[int]:
+        """The actors whose phase ended because the actor died (its process, or its Ray node)."""
+        dead = []
+        for ref in done:
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayActorError:
+                dead.append(self._phase_refs.index(ref))
+        return dead
+
+    def replace(self, a: int, ledger: PhaseLedger) -> ray.ObjectRef:
+        """A new actor for actor ``a``'s workers, on its node if that is alive (else on another),
+        which rebuilds from the chain what ``a`` did in the phase and sends the rest."""
+        assert self._phase is not None, "replaced only while a phase runs"
+        alive = node_slots(None)
+        if self.slots[a] not in alive:
+            self.slots[a] = alive[a % len(alive)]
+        if self.slots[a] not in self.watchers:
+            self.watchers[self.slots[a]] = self._new_watcher(self.slots[a])
+            ray.get(self.watchers[self.slots[a]].start.remote(None if self._last_block is None else self._last_block + 1))
+        with contextlib.suppress(Exception):
+            ray.kill(self.actors[a])
+        self.actors[a] = self._new_actor(a)
+        ray.get(self._setups([a]))
+        workers = [w.worker for w in self.plan.workers_of(a)]
+        p = self._phase
+        ref: ray.ObjectRef = self.actors[a].recover_phase.remote(
+            p.phase, p.payload, p.t0, p.commit_timeout_s, p.trial, {w: self._bases[w] for w in workers}, ledger.of(workers)
+        )
+        self._phase_refs[a] = ref
+        self.replaced += 1
+        return ref
+
     def collect(self) -> Collected:
-        answers: list[tuple[pa.Table | None, dict[str, float], list[EndpointEvent]]] = ray.get([a.collect.remote() for a in self.actors])
+        """What every actor and watcher has to hand over; a lost one hands over nothing (the run
+        replaces it: a sender through ``replace``, a watcher here, from the block after the last
+        one handed over)."""
         tables: list[pa.Table] = []
         totals: dict[str, float] = {}
         events: list[EndpointEvent] = []
-        for table, stats, seen in answers:
+        for answer in _each([a.collect.remote() for a in self.actors]):
+            if answer is None:
+                continue
+            table, stats, seen = answer
             if table is not None:
                 tables.append(table)
             for k, v in stats.items():
                 totals[k] = max(totals.get(k, 0), v) if k.startswith("max_") else totals.get(k, 0) + v
             events += seen
-        blocks: list[BlockRow] = ray.get(self.watchers[0].take_blocks.remote()) if self.watchers else []
-        for seen in ray.get([w.take_events.remote() for w in self.watchers]):
-            events += seen
+        first = next(iter(self.watchers), None)
+        blocks: list[BlockRow] = []
+        if first is not None:
+            (taken,) = _each([self.watchers[first].take_blocks.remote()])
+            blocks = taken or []
+            if blocks:
+                self._last_block = blocks[-1].number
+        for node_id, seen in zip(list(self.watchers), _each([w.take_events.remote() for w in self.watchers.values()]), strict=True):
+            if seen is None:
+                self._replace_watcher(node_id)
+            else:
+                events += seen
         return Collected(tables, totals, blocks, sorted(events, key=lambda e: e.t))
+
+    def _replace_watcher(self, node_id: str) -> None:
+        """A lost watcher's successor starts from the block after the last one handed over, and
+        the node's senders follow it."""
+        with contextlib.suppress(Exception):
+            ray.kill(self.watchers[node_id])
+        del self.watchers[node_id]
+        if node_id not in node_slots(None):
+            return  # the node is gone with its senders: replacing those places a watcher where they go
+        self.watchers[node_id] = watcher = self._new_watcher(node_id)
+        ray.get(watcher.start.remote(None if self._last_block is None else self._last_block + 1))
+        ray.get([self.actors[a].follow.remote(watcher) for a, n in enumerate(self.slots) if n == node_id])
 
     def stop(self) -> None:
         """Workers stop at their next slot; what they had sent gets a moment to land."""
@@ -126,7 +220,7 @@ class SenderFleet:
         with contextlib.suppress(Exception):
             ray.get([a.close.remote() for a in self.actors], timeout=10)
         with contextlib.suppress(Exception):
-            ray.get([w.stop.remote() for w in self.watchers], timeout=10)
-        for handle in self.actors + self.watchers:
+            ray.get([w.stop.remote() for w in self.watchers.values()], timeout=10)
+        for handle in self.actors + list(self.watchers.values()):
             with contextlib.suppress(Exception):
                 ray.kill(handle)

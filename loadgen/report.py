@@ -20,7 +20,7 @@ from loadgen.profile import RateProfile
 from loadgen.schema import STATUSES
 from loadgen.store import finalize
 
-SUMMARY_COLUMNS = ["status", "latency_s", "t_scheduled", "t_sent", "t_acked", "t_included", "resends"]
+SUMMARY_COLUMNS = ["status", "latency_s", "t_scheduled", "t_sent", "t_acked", "t_included", "resends", "recovered"]
 
 
 def _percentile(values: np.ndarray, q: float) -> float | None:
@@ -38,6 +38,7 @@ class _Totals:
         self.counts = dict.fromkeys(STATUSES, 0)
         self.rows = 0
         self.resends = 0
+        self.recovered = 0
         self.latencies: list[np.ndarray] = []
         self.lags: list[np.ndarray] = []
         self.answers: list[np.ndarray] = []
@@ -50,6 +51,8 @@ class _Totals:
             self.counts[s] += int(pc.sum(pc.equal(status, s)).as_py() or 0)
         self.rows += batch.num_rows
         self.resends += int(pc.sum(batch.column("resends")).as_py() or 0)
+        if "recovered" in batch.schema.names:  # files written before the column existed lack it
+            self.recovered += int(pc.sum(batch.column("recovered")).as_py() or 0)
         committed = pc.equal(status, "committed")
         self.latencies.append(_floats(pc.filter(batch.column("latency_s"), committed)))
         sent = batch.column("t_sent")
@@ -90,6 +93,7 @@ class _Totals:
             "answer_p95_s": _percentile(answer, 95),
             "answer_p99_s": _percentile(answer, 99),
             "resends": self.resends,
+            "recovered": self.recovered,
         }
 
 
@@ -104,7 +108,9 @@ def summarize(table: pa.Table, threshold: float) -> dict[str, Any]:
 def summarize_file(path: Path, threshold: float) -> dict[str, Any]:
     """The same, streaming the file by row group: a million rows never sit in memory at once."""
     totals = _Totals()
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536, columns=SUMMARY_COLUMNS):
+    file = pq.ParquetFile(path)
+    columns = [c for c in SUMMARY_COLUMNS if c in file.schema_arrow.names]
+    for batch in file.iter_batches(batch_size=65_536, columns=columns):
         totals.add(batch)
     return totals.result(threshold)
 

@@ -37,6 +37,7 @@ from loadgen.contracts import Artifact, deploy
 from loadgen.errors import ConfigError, UserError
 from loadgen.fees import Fees
 from loadgen.fleet import SenderFleet, node_slots
+from loadgen.ledger import PhaseLedger
 from loadgen.metrics import DEFAULT_PORT, RunMetrics
 from loadgen.plan import PhaseSpec, RunPlan
 from loadgen.preflight import check_phase
@@ -149,6 +150,7 @@ class Run:
         self.workload = experiment.plugin
         self._stranded = 0
         self._sized: dict[str, int] = {}  # phase name → the gas limit its transactions get
+        self._ledger = PhaseLedger(-1, "")  # what is stored of the phase that runs (none yet)
 
     # the whole run ------------------------------------------------------------------------
     def execute(self) -> RunResult:
@@ -324,11 +326,16 @@ class Run:
         phase = self._preflight(phase, payload)
         self.fleet.prepare(phase, payload)
         t0 = time.time() + run.lead_time_s
+        self._ledger = PhaseLedger(payload.epoch, phase.name)
         pending = self.fleet.run_phase(phase, payload, t0, run.commit_timeout_s, self.trial)
-        refs = list(pending)
         while pending:
-            _, pending = ray.wait(pending, num_returns=len(pending), timeout=COLLECT_EVERY_S)
+            done, pending = ray.wait(pending, num_returns=len(pending), timeout=COLLECT_EVERY_S)
             stats = self._collect()
+            for a in self.fleet.lost(done):
+                workers = len(self.plan.workers_of(a))
+                self.on_event(f"sender actor {a} was lost: a new one takes its {workers} workers over, from what the chain holds")
+                pending.append(self.fleet.replace(a, self._ledger))
+                self.records["actors_replaced"] = self.fleet.replaced
             eta = max(t0 + phase.duration_s - time.time(), 0.0)
             progress = Progress(
                 phase.name, payload.epoch, self.plan.transactions, stats, time.time() - self.started, eta,
@@ -339,7 +346,6 @@ class Run:
             if reason:
                 self.stopped_early = reason
                 raise _StopEarly
-        ray.get(refs)
         totals = self._collect(final=True)
         stranded = int(totals.get("stranded", 0))  # the actors count the whole run's
         for key in ("failovers", "odd_answers", "unconfirmed"):
@@ -367,6 +373,7 @@ class Run:
         assert self.fleet is not None and self.store is not None and self.session is not None
         got = self.fleet.collect()
         for table in got.tables:
+            self._ledger.add(table)
             self.store.transactions.append(table)
             self.metrics.rows(table)
         self.metrics.actor_stats(got.totals)

@@ -38,6 +38,8 @@ TX_SCHEMA = pa.schema(
         ("effective_gas_price", pa.int64()),
         ("latency_s", pa.float64()),
         ("resends", pa.int16()),
+        # the row was rebuilt from the chain after its sender actor was lost (t_sent unknown)
+        ("recovered", pa.bool_()),
     ]
 )
 

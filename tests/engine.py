@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -21,7 +23,7 @@ import pytest
 import ray
 
 from loadgen import config
-from loadgen.run import Run, RunResult
+from loadgen.run import Progress, Run, RunResult
 from loadgen.schema import TX_SCHEMA
 
 
@@ -47,6 +49,32 @@ def local_ray(mnemonic: str | None = None) -> Iterator[None]:
             yield
     finally:
         ray.shutdown()
+
+
+def pid_of(handle: ray.actor.ActorHandle) -> int:
+    """The process of a Ray actor."""
+    return cast(int, ray.get(handle.__ray_call__.remote(lambda self: os.getpid())))
+
+
+def run_killing(experiment: config.Experiment, out: Path, victim: str, at_progress: int = 3) -> tuple[RunResult, pa.Table]:
+    """Runs the experiment and SIGKILLs the ``victim`` (sender actor 1 with "sender", the first
+    block watcher with "watcher") at the ``at_progress``-th progress report of its last phase."""
+    holder: dict[str, Run] = {}
+    seen: Counter[str] = Counter()
+    last_phase = experiment.plugin.phases(None, 0)[-1].name
+
+    def on_progress(p: Progress) -> None:
+        seen[p.phase] += 1
+        if p.phase == last_phase and seen[p.phase] == at_progress:
+            fleet = holder["run"].fleet
+            assert fleet is not None
+            handle = fleet.actors[1] if victim == "sender" else next(iter(fleet.watchers.values()))
+            os.kill(pid_of(handle), signal.SIGKILL)
+
+    run = Run(experiment, out, metrics_port=0, metrics_linger_s=0, on_progress=on_progress)
+    holder["run"] = run
+    result = run.execute()
+    return result, pq.read_table(result.run_dir / "transactions.parquet")
 
 
 def execute(experiment: config.Experiment, out: Path) -> tuple[RunResult, pa.Table]:
@@ -75,7 +103,7 @@ def synthetic_rows(run_id: str, n: int = 400, seed: int = 0) -> pa.Table:
         "endpoint": ["http://a"] * n, "node": ["n"] * n, "tx_hash": [f"0x{i:064x}" for i in range(n)], "size_bytes": [32_235] * n,
         "t_scheduled": scheduled, "t_sent": sent, "t_acked": sent, "t_included": included, "block_number": [None] * n,
         "block_timestamp": included, "status": status, "error": [None] * n, "gas_used": [None] * n, "effective_gas_price": [None] * n,
-        "latency_s": included - scheduled, "resends": [0] * n,
+        "latency_s": included - scheduled, "resends": [0] * n, "recovered": [False] * n,
     }  # fmt: skip
     table = pa.table(columns, schema=TX_SCHEMA)
     for name in ("t_sent", "t_acked", "t_included", "block_timestamp", "latency_s"):

@@ -1,0 +1,84 @@
+"""Ray actors killed mid-run (SIGKILL of the process), on a real Anvil: the run goes on, a new
+sender actor takes the lost one's workers over, rows the lost one never handed over are rebuilt
+from the chain (``recovered``), and what the chain holds is what the rows say. A lost block
+watcher's successor starts from the block after the last one handed over."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from loadgen import config
+from loadgen.chain import connect
+from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from tests.engine import assert_the_chain_agrees, fl_experiment, local_ray, run_killing, statuses
+from tests.faults import FaultProxy, Faults
+
+pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.chaos]
+
+
+@pytest.fixture(scope="module")
+def chain():
+    with local_ray(DEV_MNEMONIC), Devnet(DevnetSettings(block_time_s=0.25)) as node:
+        yield node
+
+
+def rate_experiment(url: str, key_offset: int) -> config.Experiment:
+    return config.from_dict(
+        {
+            "chain": {"endpoints": [url]},
+            "workload": {"kind": "array-copy", "array_size": 20, "rate_tps": 20, "duration_s": 8, "workers": 4},
+            "run": {"actors": 2, "commit_timeout_s": 10, "lead_time_s": 0.5, "gap_check_s": 1.0, "key_offset": key_offset},
+        }
+    )
+
+
+def test_a_killed_sender_actor_is_replaced_and_every_slot_keeps_one_true_row(chain, tmp_path):
+    # each transaction reaches the node a second after it is sent: at any moment the lost actor
+    # has some the node holds and it had not handed over yet
+    with FaultProxy(chain.url, Faults(delay_s=1.0)) as proxy:
+        result, table = run_killing(rate_experiment(proxy.url, 50_000), tmp_path, "sender")
+    assert result.summary["actors_replaced"] == 1
+    keys = list(zip(table.column("worker").to_pylist(), table.column("chunk_index").to_pylist(), strict=True))
+    assert len(keys) == len(set(keys)) == 160  # one row per slot, the lost actor's included
+    counts = statuses(table)
+    assert set(counts) <= {"committed", "unsent"}, counts
+    rows = table.to_pylist()
+    recovered = [r for r in rows if r["recovered"]]
+    assert recovered and result.summary["recovered"] == len(recovered)
+    assert all(r["worker"] in (1, 3) for r in recovered)  # actor 1's workers
+    lost = [r for r in recovered if r["status"] == "unsent"]
+    assert all(r["error"] == "its sender actor was lost: nothing of it reached the chain" for r in lost)
+    rebuilt = [r for r in recovered if r["status"] == "committed"]
+    assert rebuilt and all(r["t_sent"] is None and r["block_number"] is not None for r in rebuilt)
+    # the replacement went on sending for them
+    resumed = [r["t_sent"] for r in rows if r["worker"] in (1, 3) and not r["recovered"] and r["t_sent"] is not None]
+    assert max(resumed) > max(r["t_scheduled"] for r in recovered)
+    assert_the_chain_agrees(connect(chain.url), table)
+
+
+def test_a_round_whose_sender_actor_dies_mid_reveal_still_elects_its_models(chain, tmp_path):
+    experiment = fl_experiment(
+        [chain.url], run={"actors": 2, "key_offset": 51_000}, model_length=20 * 100, chunk_size=100, pace_s=0.25, redundancy=2, pools=2
+    )
+    result, table = run_killing(experiment, tmp_path, "sender", at_progress=2)
+    assert result.summary["actors_replaced"] == 1
+    committed = table.filter(pc.equal(table.column("status"), "committed"))
+    per_worker = Counter(committed.column("worker").to_pylist())
+    assert per_worker == {w: 1 + 20 for w in range(4)}  # paced: every chunk of every worker, lost actor or not
+    assert all(r["status"] == "committed" for r in table.to_pylist() if r["recovered"])
+    assert_the_chain_agrees(connect(chain.url), table)
+    (round_,) = result.summary["rounds"]
+    assert all(p["votes"] == 2 and p["expected"] for p in round_["pools"])
+
+
+def test_a_killed_watcher_s_successor_misses_no_inclusion(chain, tmp_path):
+    result, table = run_killing(rate_experiment(chain.url, 52_000), tmp_path, "watcher")
+    counts = statuses(table)
+    assert counts == {"committed": 160}, counts
+    assert_the_chain_agrees(connect(chain.url), table)
+    blocks = pq.read_table(result.run_dir / "blocks.parquet").column("number").to_pylist()
+    assert blocks == list(range(min(blocks), max(blocks) + 1))  # no block skipped, none twice
