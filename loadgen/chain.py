@@ -10,11 +10,13 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, cast
 
+import requests
 from eth_account.signers.local import LocalAccount
-from web3 import Web3
+from eth_typing import URI
+from web3 import HTTPProvider, Web3
 from web3.exceptions import TimeExhausted
 from web3.middleware import ExtraDataToPOAMiddleware
-from web3.types import TxParams, TxReceipt
+from web3.types import RPCEndpoint, TxParams, TxReceipt
 
 from loadgen.errors import ChainStalled, UserError
 
@@ -37,8 +39,29 @@ class ChainInfo:
         return asdict(self)
 
 
-def connect(url: str, timeout_s: float = 30.0) -> Web3:
-    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout_s}))
+class FailoverProvider(HTTPProvider):
+    """The driver's connection to a chain of several endpoints: the first of them that takes
+    the connection, from the last one that did. A node that refuses connections (it died) does
+    not stop the coordinator's steps while others answer."""
+
+    def __init__(self, urls: list[str], timeout_s: float) -> None:
+        super().__init__(urls[0], request_kwargs={"timeout": timeout_s}, exception_retry_configuration=None)
+        self.urls = urls
+
+    def _make_request(self, method: RPCEndpoint, request_data: bytes) -> bytes:
+        for _ in range(len(self.urls) - 1):
+            try:
+                return super()._make_request(method, request_data)
+            except requests.ConnectionError:
+                following = self.urls[(self.urls.index(str(self.endpoint_uri)) + 1) % len(self.urls)]
+                self.endpoint_uri = URI(following)
+        return super()._make_request(method, request_data)
+
+
+def connect(url: str | list[str], timeout_s: float = 30.0) -> Web3:
+    """A connection to ``url``, or to the first of several that answers (FailoverProvider)."""
+    provider = FailoverProvider(url, timeout_s) if isinstance(url, list) else HTTPProvider(url, request_kwargs={"timeout": timeout_s})
+    w3 = Web3(provider)
     # IBFT/QBFT headers carry a long extraData that web3 rejects without this.
     w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
     return w3
@@ -46,7 +69,7 @@ def connect(url: str, timeout_s: float = 30.0) -> Web3:
 
 def _url(w3: Web3) -> str:
     """The URL of a connection made by ``connect``."""
-    assert isinstance(w3.provider, Web3.HTTPProvider)
+    assert isinstance(w3.provider, HTTPProvider)
     return str(w3.provider.endpoint_uri)
 
 

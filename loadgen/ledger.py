@@ -7,6 +7,7 @@ few above it: a phase of any length costs about the transactions in flight, not 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -51,13 +52,20 @@ class WorkerRecord:
 
 
 class PhaseLedger:
+    """Also counts the phase's rows by status, and those dropped as never includable (what a
+    diagnosis of the phase needs)."""
+
     def __init__(self, epoch: int, phase: str) -> None:
         self.epoch = epoch
         self.phase = phase
         self.workers: dict[int, WorkerRecord] = {}
+        self.statuses: Counter[str] = Counter()
+        self.stranded = 0
 
     def add(self, table: pa.Table) -> None:
         mine = table.filter(pc.and_(pc.equal(table.column("epoch"), self.epoch), pc.equal(table.column("phase"), self.phase)))
+        self.statuses.update(mine.column("status").to_pylist())
+        self.stranded += int(pc.sum(pc.starts_with(pc.fill_null(mine.column("error"), ""), "never includable")).as_py() or 0)
         columns = (mine.column(c).to_pylist() for c in ("worker", "chunk_index", "attempt", "nonce", "status"))
         for worker, chunk, attempt, nonce, status in zip(*columns, strict=True):
             record = self.workers.setdefault(worker, WorkerRecord())

@@ -34,9 +34,10 @@ from loadgen.accounts import MnemonicSource
 from loadgen.chain import send_transaction
 from loadgen.config import Experiment
 from loadgen.contracts import Artifact, deploy
+from loadgen.diagnosis import PhaseOutcome, diagnose
 from loadgen.errors import ConfigError, UserError
 from loadgen.fees import Fees
-from loadgen.fleet import SenderFleet, node_slots
+from loadgen.fleet import BlockRow, SenderFleet, node_slots
 from loadgen.ledger import PhaseLedger
 from loadgen.metrics import DEFAULT_PORT, RunMetrics
 from loadgen.plan import PhaseSpec, RunPlan
@@ -151,6 +152,8 @@ class Run:
         self._stranded = 0
         self._sized: dict[str, int] = {}  # phase name → the gas limit its transactions get
         self._ledger = PhaseLedger(-1, "")  # what is stored of the phase that runs (none yet)
+        self._phase_blocks: list[BlockRow] = []  # the blocks seen while it runs
+        self._totals: dict[str, float] = {}  # the actors' counters at the last collection
 
     # the whole run ------------------------------------------------------------------------
     def execute(self) -> RunResult:
@@ -327,6 +330,8 @@ class Run:
         self.fleet.prepare(phase, payload)
         t0 = time.time() + run.lead_time_s
         self._ledger = PhaseLedger(payload.epoch, phase.name)
+        self._phase_blocks = []
+        before = dict(self._totals)
         pending = self.fleet.run_phase(phase, payload, t0, run.commit_timeout_s, self.trial)
         while pending:
             done, pending = ray.wait(pending, num_returns=len(pending), timeout=COLLECT_EVERY_S)
@@ -350,8 +355,24 @@ class Run:
         stranded = int(totals.get("stranded", 0))  # the actors count the whole run's
         for key in ("failovers", "odd_answers", "unconfirmed"):
             self.records[key] = int(totals.get(key, 0))
-        self.session.wait_for_empty_pools(stranded=queued_before + stranded - self._stranded)
+        left = self.session.wait_for_empty_pools(stranded=queued_before + stranded - self._stranded)
         self._stranded = stranded
+        self._diagnose(phase, payload, totals, before, left)
+
+    def _diagnose(self, phase: PhaseSpec, payload: Payload, totals: dict[str, float], before: dict[str, float], left: int) -> None:
+        """Says why, when the nodes lost most of what they had accepted in the phase."""
+        led = self._ledger
+        gas = [(b.gas_used, b.gas_limit) for b in self._phase_blocks if b.gas_limit]
+        outcome = PhaseOutcome(
+            phase.name, payload.epoch, led.statuses["committed"] + led.statuses["reverted"] + led.statuses["dropped"],
+            led.statuses["dropped"], led.stranded, int(totals.get("gaps_recovered", 0) - before.get("gaps_recovered", 0)),
+            int(totals.get("unconfirmed", 0) - before.get("unconfirmed", 0)),
+            sum(used >= 0.95 * limit for used, limit in gas) / len(gas) if gas else 0.0, left,
+        )  # fmt: skip
+        diagnosis = diagnose(outcome)
+        if diagnosis is not None:
+            self.on_event(f"lost: {diagnosis.line()}")
+            self.records.setdefault("diagnosis", []).append(diagnosis.to_dict())
 
     def _preflight(self, phase: PhaseSpec, payload: Payload) -> PhaseSpec:
         """The phase with the gas limit its transactions get (see loadgen/preflight.py), checked
@@ -381,6 +402,8 @@ class Run:
         for e in got.events:
             self.on_event(e.line())
             self.records.setdefault("endpoint_events", []).append({"t": _iso(e.t), "endpoint": e.endpoint, "up": e.up, "reason": e.reason})
+        self._totals = got.totals
+        self._phase_blocks += got.blocks
         if got.blocks:
             self.store.blocks.append(blocks_table(self.run_id, self.trial, got.blocks))
             self.metrics.blocks(got.blocks)

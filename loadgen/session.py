@@ -55,7 +55,7 @@ class ChainSession:
                 self.endpoints = node.urls
                 self.devnet = node.manifest()
                 self.on_event(f"{node.describe()}: {', '.join(self.endpoints)}")
-            self.w3 = connect(self.endpoints[0])
+            self.w3 = connect(self.endpoints)  # the first endpoint, and the next ones when it dies
             self.info: ChainInfo = probe(self.w3)
             self._check()
             self.fees: Fees = resolve_fees(self.w3, self.chain.tx_type, self.chain.gas_price, self.chain.max_fee, self.chain.priority_fee)
@@ -99,18 +99,20 @@ class ChainSession:
     def queued(self) -> int:
         return sum(q for _, q in self.txpools().values())
 
-    def wait_for_empty_pools(self, stranded: int = 0, timeout_s: float = 30.0) -> None:
+    def wait_for_empty_pools(self, stranded: int = 0, timeout_s: float = 30.0) -> int:
         """Nothing new is sent while a node still holds transactions of the last phase, except
         ``stranded`` queued ones: behind a nonce that was given up (in this phase or before it,
-        by this run or an earlier one on the same chain), they never leave."""
+        by this run or an earlier one on the same chain), they never leave. Answers how many
+        beyond those the pools still held when the wait ended."""
         deadline = time.time() + timeout_s
         pools: dict[str, tuple[int, int]] = {}
         while time.time() < deadline:
             pools = self.txpools()
             if sum(p for p, _ in pools.values()) == 0 and sum(q for _, q in pools.values()) <= stranded:
-                return
+                return 0
             time.sleep(0.2)
         self.on_event(f"the nodes' pools still hold transactions after {timeout_s:g}s: {pools}")
+        return max(sum(p + q for p, q in pools.values()) - stranded, 0)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import pytest
 from loadgen import config
 from loadgen.chain import connect
 from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from tests.engine import assert_the_chain_agrees, execute, local_ray, statuses
+from tests.engine import assert_the_chain_agrees, execute, fl_experiment, local_ray, statuses
 from tests.faults import FaultProxy, Faults
 
 pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.chaos]
@@ -123,3 +123,18 @@ def test_with_failover_off_a_dead_endpoint_s_workers_stay_and_their_refusals_are
     assert len(refused) >= SCHEDULED // 2 // 2  # the better part of B's slots came after its death
     assert result.summary["failovers"] == 0
     assert any(e["endpoint"] == b.url and not e["up"] for e in result.summary["endpoint_events"])
+
+
+def test_a_round_whose_first_endpoint_dies_mid_reveal_is_coordinated_through_the_other(chain, tmp_path):
+    # endpoint 0 is the coordinator's, the block watcher's and half the workers': it dies in the
+    # reveal, and the round still closes and elects through the other endpoint
+    a_faults = Faults()
+    with FaultProxy(chain.url, a_faults) as a, FaultProxy(chain.url, Faults()) as b:
+        after_sends(a_faults, 12, (0.0, a.kill))
+        experiment = fl_experiment([a.url, b.url], run={"key_offset": 23_000}, model_length=2_000, chunk_size=200, pace_s=0.2)
+        result, table = execute(experiment, tmp_path)
+    assert statuses(table).get("dropped", 0) == 0
+    assert_the_chain_agrees(connect(chain.url), table)
+    (round_,) = result.summary["rounds"]
+    assert all(p["expected"] for p in round_["pools"])
+    assert any(e["endpoint"] == a.url and not e["up"] for e in result.summary["endpoint_events"])

@@ -126,6 +126,12 @@ def test_a_gap_that_cannot_be_filled_ends_as_dropped_and_the_run_ends(chain, tmp
     assert counts == {"dropped": 2 * (1 + 3)}
     assert all("not in a block 2s after the last send" in e for e in table.column("error").to_pylist())
     assert result.exit_code == 1
+    # said, not left as a bare count: per phase, how many and the likely causes (here: every
+    # accepted transaction forgotten by the node, and sent again by the gap check)
+    diagnosed = {d["phase"]: d for d in result.summary["diagnosis"]}
+    assert set(diagnosed) == {"commit", "reveal"}
+    assert diagnosed["reveal"]["dropped"] == diagnosed["reveal"]["accepted"] == 2 * 3
+    assert any(c.startswith("the nodes forgot") for c in diagnosed["reveal"]["causes"])
 
 
 @pytest.mark.chaos
