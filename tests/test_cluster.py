@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from loadgen.chain import connect
 from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from tests.engine import execute, fl_experiment, statuses
+from loadgen.run import Progress, Run
+from tests.engine import assert_the_chain_agrees, execute, fl_experiment, statuses
 from tests.faults import FaultProxy, Faults
 
 pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.chaos, pytest.mark.slow]
@@ -39,3 +44,32 @@ def test_both_nodes_send_and_workers_spread_over_endpoints(two_nodes, tmp_path, 
         assert statuses(mine) == {"committed": 8}
     endpoints = table.column("endpoint").to_pylist()
     assert endpoints.count(p1.url) == endpoints.count(p2.url) == 8
+
+
+def test_a_lost_ray_node_s_workers_are_taken_over_by_the_other_node(two_nodes, tmp_path, monkeypatch):
+    """Last in the module: it takes the second node away."""
+    monkeypatch.setenv("LOADGEN_MNEMONIC", DEV_MNEMONIC)
+    holder: dict[str, Run] = {}
+    lost: list[str] = []
+
+    def on_progress(p: Progress) -> None:
+        fleet = holder["run"].fleet
+        assert fleet is not None
+        if p.phase == "reveal" and not lost:
+            victim = next(n for n in two_nodes.worker_nodes if n.node_id in fleet.slots)
+            lost.append(victim.node_id)
+            two_nodes.remove_node(victim)
+
+    with Devnet(DevnetSettings(block_time_s=0.25)) as node:
+        experiment = fl_experiment([node.url], run={"key_offset": 70_000}, model_length=20 * 100, chunk_size=100, pace_s=0.25)
+        run = Run(experiment, tmp_path, metrics_port=0, metrics_linger_s=0, on_progress=on_progress)
+        holder["run"] = run
+        result = run.execute()
+        table = pq.read_table(result.run_dir / "transactions.parquet")
+        assert_the_chain_agrees(connect(node.url), table)
+    assert lost and result.summary["actors_replaced"] == 1
+    assert {n["NodeID"] for n in ray.nodes() if n["Alive"]}.isdisjoint(lost)
+    committed = table.filter(pc.equal(table.column("status"), "committed"))
+    assert Counter(committed.column("worker").to_pylist()) == {w: 1 + 20 for w in range(4)}
+    (round_,) = result.summary["rounds"]
+    assert all(p["expected"] for p in round_["pools"])
