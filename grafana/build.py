@@ -78,6 +78,8 @@ DASHBOARDS: dict[str, tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] 
                 ],
             ),
             ("Transaction pools", "short", [("{{endpoint}} {{state}}", f"loadgen_txpool_transactions{{{R}}}")]),
+            # 0 from when a sender or a watcher found it down (run.failover_after bad answers) until it answers again
+            ("Endpoint up (1) or down (0)", "short", [("{{endpoint}}", f"loadgen_endpoint_up{{{R}}}")]),
         ],
     ),
     "loadgen-chain": (
@@ -121,6 +123,7 @@ DASHBOARDS: dict[str, tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] 
             ),
             ("Refused sends", "reqps", [("{{kind}}", f"sum by (kind) (rate(loadgen_rpc_errors_total{{{R}}}[{RATE}]))")]),
             ("Nonce gaps recovered", "short", [("gaps", f"loadgen_nonce_gaps_recovered_total{{{R}}}")]),
+            ("Failovers (a worker moved off a down endpoint)", "short", [("failovers", f"loadgen_failovers_total{{{R}}}")]),
             ("In flight", "short", [("in flight", f"loadgen_in_flight_transactions{{{R}}}")]),
         ],
     ),
