@@ -217,6 +217,7 @@ class Sender:
         phase from the next slot (see actors/recovery.py)."""
         self.prepare_phase(phase, payload)
         now = time.time()
+        self._last_send = max(self._last_send, now)  # what it adopts in flight gets the whole commit timeout
         resume = {}
         for w in self.workers:
             resume[w.spec.worker] = await self._recover(w, phase, payload, t0, bases[w.spec.worker], known[w.spec.worker], now)

@@ -184,13 +184,15 @@ class SenderFleet:
             for k, v in stats.items():
                 totals[k] = max(totals.get(k, 0), v) if k.startswith("max_") else totals.get(k, 0) + v
             events += seen
-        first = next(iter(self.watchers), None)
-        blocks: list[BlockRow] = []
-        if first is not None:
-            (taken,) = _each([self.watchers[first].take_blocks.remote()])
-            blocks = taken or []
-            if blocks:
-                self._last_block = blocks[-1].number
+        # every watcher sees the same chain (each drains its own list): each block once, as the first watcher has it
+        seen_blocks: dict[int, BlockRow] = {}
+        for taken in _each([w.take_blocks.remote() for w in self.watchers.values()]):
+            for b in taken or []:
+                if (self._last_block is None or b.number > self._last_block) and b.number not in seen_blocks:
+                    seen_blocks[b.number] = b
+        blocks = [seen_blocks[n] for n in sorted(seen_blocks)]
+        if blocks:
+            self._last_block = blocks[-1].number
         for node_id, seen in zip(list(self.watchers), _each([w.take_events.remote() for w in self.watchers.values()]), strict=True):
             if seen is None:
                 self._replace_watcher(node_id)

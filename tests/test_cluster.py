@@ -44,6 +44,9 @@ def test_both_nodes_send_and_workers_spread_over_endpoints(two_nodes, tmp_path, 
         assert statuses(mine) == {"committed": 8}
     endpoints = table.column("endpoint").to_pylist()
     assert endpoints.count(p1.url) == endpoints.count(p2.url) == 8
+    # two watchers, one per node: each block stored once, none missing
+    blocks = pq.read_table(result.run_dir / "blocks.parquet").column("number").to_pylist()
+    assert blocks == list(range(blocks[0], blocks[0] + len(blocks)))
 
 
 def test_a_lost_ray_node_s_workers_are_taken_over_by_the_other_node(two_nodes, tmp_path, monkeypatch):
