@@ -35,8 +35,10 @@ class Found:
     pending: bool  # in a node's pool, not yet in a block
 
 
-async def look_up(rpc: RpcClient, hashes: list[str]) -> list[Found | None]:
-    """What the node knows of each hash (None: nothing)."""
+async def look_up(rpc: RpcClient, hashes: list[str], batch: int = 200) -> list[Found | None]:
+    """What the node knows of each hash (None: nothing), ``batch`` hashes a request."""
+    if len(hashes) > batch:
+        return [f for i in range(0, len(hashes), batch) for f in await look_up(rpc, hashes[i : i + batch], batch)]
     if not hashes:
         return []
     now = time.time()

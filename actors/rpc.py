@@ -79,6 +79,8 @@ class RpcClient:
             if e.unhealthy:
                 self.failures += 1
                 self.last_failure = str(e)
+            else:  # the node answered (with an error): it works
+                self.failures = 0
             raise
         self.failures = 0
         return out
@@ -132,7 +134,7 @@ class RpcClient:
         def unpack(answers: Any) -> list[Any]:
             if not isinstance(answers, list):
                 raise RpcError("rpc", f"batch answered with {answers!r:.200}", unhealthy=True)
-            by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
+            by_id = {a["id"]: a for a in answers if isinstance(a, dict) and isinstance(a.get("id"), int)}
             out: list[Any] = []
             for i in range(len(calls)):
                 try:

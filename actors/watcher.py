@@ -25,6 +25,7 @@ from actors.rpc import RpcClient, RpcError
 # Inclusions kept for senders that read late: they read within a second, and one that falls
 # further behind finds a receipt by hash in its gap check; at 500 tx/s this is 60,000 kept.
 RETENTION_S = 120.0
+FAILOVER_AFTER_S = 1.0  # at least this long without a good round before following another endpoint
 RAFT_NANOSECONDS = 10**12  # a seconds timestamp stays below this until the year 33658
 
 
@@ -89,9 +90,19 @@ class BlockWatcher:
         self._task: asyncio.Task | None = None
         self.errors = 0
         self.last_error = ""
+        self._failing = 0  # rounds in a row that failed
+        self._progress_at = time.monotonic()
 
     async def start(self, from_block: int | None = None) -> int:
-        """Follows the chain from ``from_block`` (a lost watcher's successor), else from the next block."""
+        """Follows the chain from ``from_block`` (a lost watcher's successor), else from the next
+        block; through the first of its endpoints that answers."""
+        for _ in self.endpoints[1:]:
+            try:
+                await self.rpc.call("eth_blockNumber")
+                break
+            except RpcError as e:
+                self.last_error = str(e)
+                await self._follow_next()
         head = int(await self.rpc.call("eth_blockNumber"), 16)
         self._next_block = head + 1 if from_block is None else from_block
         self._task = asyncio.create_task(self._loop())
@@ -115,8 +126,15 @@ class BlockWatcher:
             except RpcError as e:
                 self.errors += 1
                 self.last_error = str(e)
-                if self.rpc.failures >= self.failover_after and len(self.endpoints) > 1:
+                # judged on whole rounds, not single calls: a node that answers the head but not
+                # its blocks or receipts makes no progress either (a block not served yet, once,
+                # is no reason to leave: the rounds must keep failing for a second)
+                self._failing += 1
+                stuck_s = time.monotonic() - self._progress_at
+                if self._failing >= self.failover_after and stuck_s >= FAILOVER_AFTER_S and len(self.endpoints) > 1:
                     await self._follow_next()
+            else:
+                self._failing, self._progress_at = 0, time.monotonic()
             await asyncio.sleep(self.poll_interval_s)
 
     async def _follow_next(self) -> None:
@@ -124,7 +142,9 @@ class BlockWatcher:
         await lost.close()
         url = self.endpoints[(self.endpoints.index(lost.url) + 1) % len(self.endpoints)]
         self.rpc = RpcClient(url)
-        why = f"the block watcher follows {url} from block {self._next_block}: {lost.last_failure}"
+        self._failing, self._progress_at = 0, time.monotonic()
+        start = "its next block" if self._next_block is None else f"block {self._next_block}"
+        why = f"the block watcher follows {url} from {start}: {self.last_error}"
         self.events.append(EndpointEvent(time.time(), lost.url, False, why))
 
     async def _fetch(self, number: int, seen: float) -> None:

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import logging
 import math
 import time
 from collections import OrderedDict, deque
@@ -52,9 +53,11 @@ from loadgen.workloads.base import CallBuilder, Payload
 # Answers meaning the node already has this very transaction: accepted after all.
 ALREADY_THERE = ("already known", "known transaction", "already imported", "nonce too low")
 MAX_RESENDS = 5
+LOOKUP_BATCH = 200  # calls in one batch: geth refuses batches of more than 1,000 and answers of more than 25 MB
 OPEN_CONNECTIONS = 256  # per endpoint and actor
 PRESIGN_BUDGET_BYTES = 64 * 1024 * 1024  # signed transactions held ahead, per actor
 RECENT_INCLUSIONS = 50_000
+LOG = logging.getLogger(__name__)
 STOP_GRACE_S = 3.0
 
 
@@ -122,6 +125,7 @@ class Sender:
         self.odd_answers = 0  # sends accepted with something else than the transaction's hash
         self.unconfirmed = 0  # sends whose answer was lost: followed as if accepted
         self.recovered = 0  # rows rebuilt from the chain for a lost actor's workers
+        self.background_errors = 0  # unexpected errors the gap check survived
         self.max_lag_s = 0.0
         self.max_answer_s = 0.0
         self._last_send = 0.0
@@ -147,15 +151,28 @@ class Sender:
         return [w.signer.address for w in self.workers]
 
     async def refresh_nonces(self) -> None:
-        for url, rpc in self.clients.items():
-            mine = [w for w in self.workers if w.rpc.url == url]
-            if not mine:
-                continue
-            answers = await rpc.batch([("eth_getTransactionCount", [w.signer.address, "pending"]) for w in mine])
-            for w, answer in zip(mine, answers, strict=True):
-                if isinstance(answer, RpcError):
-                    raise answer
-                w.nonce = int(answer, 16)
+        """Each worker's next nonce from the node's pending count: asked of its own endpoint, or
+        of the next ones in the run's order when that one does not answer (a replacement actor
+        may start while a node is down)."""
+        urls = list(self.clients)
+        for home in urls:
+            mine = [w for w in self.workers if w.rpc.url == home]
+            error: RpcError | None = None
+            for url in urls[urls.index(home) :] + urls[: urls.index(home)] if mine else []:
+                try:
+                    answers = await self.clients[url].batch([("eth_getTransactionCount", [w.signer.address, "pending"]) for w in mine])
+                    nonces = [int(a, 16) for a in answers if not isinstance(a, RpcError)]
+                except (RpcError, TypeError, ValueError) as e:
+                    error = e if isinstance(e, RpcError) else RpcError("rpc", f"not a nonce: {e}")
+                    continue
+                if len(nonces) == len(mine):
+                    for w, nonce in zip(mine, nonces, strict=True):
+                        w.nonce = nonce
+                    break
+                error = next(a for a in answers if isinstance(a, RpcError))
+            else:
+                if error is not None:
+                    raise error
 
     def start_background(self, watcher: ray.actor.ActorHandle) -> None:
         self._tasks = [
@@ -215,15 +232,14 @@ class Sender:
         """Takes over a lost actor's workers mid-phase: rebuilds from the chain the rows the lost
         actor never handed over (``known``: what the driver stored), then runs the rest of the
         phase from the next slot (see actors/recovery.py)."""
-        self.prepare_phase(phase, payload)
-        now = time.time()
-        self._last_send = max(self._last_send, now)  # what it adopts in flight gets the whole commit timeout
+        self._payload, self._builder = payload, payload.builder()  # signed as it goes: it starts late already
+        self._last_send = max(self._last_send, time.time())  # what it adopts in flight gets the whole commit timeout
         resume = {}
         for w in self.workers:
-            resume[w.spec.worker] = await self._recover(w, phase, payload, t0, bases[w.spec.worker], known[w.spec.worker], now)
+            resume[w.spec.worker] = await self._recover(w, phase, payload, t0, bases[w.spec.worker], known[w.spec.worker])
         return await self.run_phase(phase, payload, t0, commit_timeout_s, resume)
 
-    async def _recover(self, w: Worker, phase: PhaseSpec, p: Payload, t0: float, base: int, record: WorkerRecord, now: float) -> Resume:
+    async def _recover(self, w: Worker, phase: PhaseSpec, p: Payload, t0: float, base: int, record: WorkerRecord) -> Resume:
         index = w.spec.worker
         sent = min(max(w.nonce - base, 0), phase.items[index])  # w.nonce: the node's pending count, read at set-up
         candidates = list(itertools.takewhile(lambda i: i < sent, (n - base for n in record.included.missing_from(base))))
@@ -232,6 +248,7 @@ class Sender:
             found = await look_up(w.rpc, ["0x" + signed[i].tx_hash.hex() for i in candidates])
         except RpcError:  # the node cannot say: what it would have said is sent again (same bytes, same nonces)
             found = [None] * len(candidates)
+        now = time.time()
         free = record.chunks.missing_from(0)  # fixed slots: slots without a stored row
         retry: list[int] = []
         used = record.chunks.floor + len(record.chunks.above)
@@ -261,7 +278,9 @@ class Sender:
                 self.scheduled += 1
                 self.recovered += 1
                 self.collector.finish(row, "unsent", "its sender actor was lost: nothing of it reached the chain")
-        attempts = {i: record.attempts(i) for i in retry} if not phase.fixed_slots else {}
+        # paced phases number attempts per item: those stored go on from where they were
+        stored = itertools.chain(retry, range(sent, record.chunks.floor), (c for c in record.chunks.above if c >= sent))
+        attempts = {i: record.attempts(i) for i in stored} if not phase.fixed_slots else {}
         return Resume(base, slot, sent, tuple(retry), attempts)
 
     def _sign(self, w: Worker, item: int, nonce: int, gas: int) -> SignedTx:
@@ -544,31 +563,44 @@ class Sender:
         seen_down: set[str] = set()
         while True:
             await asyncio.sleep(gap_check_s / 2)
-            went_down = self.endpoints.down - seen_down
-            seen_down = set(self.endpoints.down)
-            now = time.time()
-            for r in self.inflight.values():
-                if r.endpoint in went_down:
-                    r.t_checked = 0.0
-            old = [
-                r for r in self.inflight.values() if r.block_number is None and now - r.t_checked > gap_check_s and r.resends < MAX_RESENDS
-            ]
-            by_endpoint: dict[str, list[TxRow]] = {}
-            for r in old:
-                by_endpoint.setdefault(self.endpoints.route(r.endpoint), []).append(r)
-            for url, rows in by_endpoint.items():
-                rows.sort(key=lambda r: r.nonce)
-                try:
-                    answers = await self.clients[url].batch([("eth_getTransactionByHash", ["0x" + r.tx_hash.hex()]) for r in rows])
-                except RpcError:
-                    continue
-                for row, answer in zip(rows, answers, strict=True):
-                    if row.block_number is not None or isinstance(answer, RpcError):
-                        continue
-                    if answer is None and row.raw_body is not None:
-                        await self._resend(url, row)
-                    elif isinstance(answer, dict) and answer.get("blockNumber"):
-                        await self._late_receipt(url, row)
+            try:
+                seen_down = await self._check_gaps_once(gap_check_s, seen_down)
+            except Exception:  # whatever a node answered, the gap check must live on: counted in stats, logged
+                self.background_errors += 1
+                LOG.exception("gap check round failed")
+
+    async def _check_gaps_once(self, gap_check_s: float, seen_down: set[str]) -> set[str]:
+        """One look-up round; answers the endpoints down now (the next round's ``seen_down``)."""
+        went_down = self.endpoints.down - seen_down
+        seen_down = set(self.endpoints.down)
+        now = time.time()
+        for r in self.inflight.values():
+            if r.endpoint in went_down:
+                r.t_checked = 0.0
+        old = [r for r in self.inflight.values() if r.block_number is None and now - r.t_checked > gap_check_s and r.resends < MAX_RESENDS]
+        by_endpoint: dict[str, list[TxRow]] = {}
+        for r in old:
+            by_endpoint.setdefault(self.endpoints.route(r.endpoint), []).append(r)
+        for url, rows in by_endpoint.items():
+            rows.sort(key=lambda r: r.nonce)
+            for i in range(0, len(rows), LOOKUP_BATCH):
+                await self._look_up(url, rows[i : i + LOOKUP_BATCH])
+        return seen_down
+
+    async def _look_up(self, url: str, rows: list[TxRow]) -> None:
+        try:
+            answers = await self.clients[url].batch([("eth_getTransactionByHash", ["0x" + r.tx_hash.hex()]) for r in rows])
+        except RpcError:
+            return
+        now = time.time()
+        for row, answer in zip(rows, answers, strict=True):
+            if row.block_number is not None or isinstance(answer, RpcError):
+                continue
+            row.t_checked = now  # answered: the next look-up waits a full gap_check_s, and others get their turn
+            if answer is None and row.raw_body is not None:
+                await self._resend(url, row)
+            elif isinstance(answer, dict) and answer.get("blockNumber"):
+                await self._late_receipt(url, row)
 
     async def _resend(self, url: str, row: TxRow) -> None:
         """The node forgot an accepted transaction: the same bytes fill the nonce gap again."""
@@ -606,6 +638,7 @@ class Sender:
             "odd_answers": self.odd_answers,
             "unconfirmed": self.unconfirmed,
             "recovered": self.recovered,
+            "background_errors": self.background_errors,
             "max_lag_s": self.max_lag_s,
             "max_answer_s": self.max_answer_s,
             **{s: self.collector.counts[s] for s in ("committed", "reverted", "rejected", "dropped", "unsent")},

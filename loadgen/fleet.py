@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import ray
@@ -60,6 +60,9 @@ class _PhaseRun:
     trial: int
 
 
+_GAUGES = {"inflight", "recent"}  # counters of the moment, not of the run: a lost actor's are gone with it
+
+
 def _each(refs: list[ray.ObjectRef]) -> list[Any]:
     """Each answer, or None where the actor is lost."""
     answers = []
@@ -84,6 +87,9 @@ class SenderFleet:
         self._phase_refs: list[ray.ObjectRef] = []
         self._phase: _PhaseRun | None = None
         self._bases: dict[int, int] = {}
+        self._stats_of: dict[int, dict[str, float]] = {}  # actor → its counters at the last collection
+        self._lost_totals: dict[str, float] = {}  # the counters of actors lost and replaced
+        self._handed: dict[str, int] = {}  # watcher's node → the last block it handed over
         self._last_block: int | None = None  # the newest block handed to the driver
 
     def start(self, plan: RunPlan, endpoints: list[str], source: MnemonicSource) -> list[str]:
@@ -125,10 +131,21 @@ class SenderFleet:
     def ray_nodes(self) -> int:
         return len(self.watchers)
 
-    def prepare(self, phase: PhaseSpec, payload: Payload) -> None:
-        """Signs ahead before the phase's start time is set."""
-        answers: list[dict[int, int]] = ray.get([a.prepare_phase.remote(phase, payload) for a in self.actors])
-        self._bases = {w: nonce for got in answers for w, nonce in got.items()}  # each worker's nonce at the phase's start
+    def prepare(self, phase: PhaseSpec, payload: Payload) -> list[int]:
+        """Signs ahead before the phase's start time is set. An actor lost since the last phase
+        is replaced first (nothing of this phase to rebuild); answers which were."""
+        answers: list[dict[int, int] | None] = _each([a.prepare_phase.remote(phase, payload) for a in self.actors])
+        revived = [a for a, got in enumerate(answers) if got is None]
+        for a in revived:
+            self._revive(a)
+            answers[a] = cast(dict[int, int], ray.get(self.actors[a].prepare_phase.remote(phase, payload)))
+        self._bases = {w: nonce for got in answers if got is not None for w, nonce in got.items()}  # nonces at the phase's start
+        return revived
+
+    @property
+    def bases(self) -> dict[int, int]:
+        """Each worker's nonce at the start of the phase last prepared."""
+        return dict(self._bases)
 
     def run_phase(self, phase: PhaseSpec, payload: Payload, t0: float, commit_timeout_s: float, trial: int) -> list[ray.ObjectRef]:
         self._phase = _PhaseRun(phase, payload, t0, commit_timeout_s, trial)
@@ -149,6 +166,21 @@ class SenderFleet:
         """A new actor for actor ``a``'s workers, on its node if that is alive (else on another),
         which rebuilds from the chain what ``a`` did in the phase and sends the rest."""
         assert self._phase is not None, "replaced only while a phase runs"
+        self._revive(a)
+        workers = [w.worker for w in self.plan.workers_of(a)]
+        p = self._phase
+        ref: ray.ObjectRef = self.actors[a].recover_phase.remote(
+            p.phase, p.payload, p.t0, p.commit_timeout_s, p.trial, {w: self._bases[w] for w in workers}, ledger.of(workers)
+        )
+        self._phase_refs[a] = ref
+        return ref
+
+    def _revive(self, a: int) -> None:
+        """A new actor ``a`` with the same workers, set up; its lost predecessor's counters are
+        kept so that the run's totals do not lose them."""
+        for k, v in self._stats_of.pop(a, {}).items():
+            if k not in _GAUGES:
+                self._lost_totals[k] = self._lost_totals.get(k, 0) + v
         alive = node_slots(None)
         if self.slots[a] not in alive:
             self.slots[a] = alive[a % len(alive)]
@@ -159,26 +191,20 @@ class SenderFleet:
             ray.kill(self.actors[a])
         self.actors[a] = self._new_actor(a)
         ray.get(self._setups([a]))
-        workers = [w.worker for w in self.plan.workers_of(a)]
-        p = self._phase
-        ref: ray.ObjectRef = self.actors[a].recover_phase.remote(
-            p.phase, p.payload, p.t0, p.commit_timeout_s, p.trial, {w: self._bases[w] for w in workers}, ledger.of(workers)
-        )
-        self._phase_refs[a] = ref
         self.replaced += 1
-        return ref
 
     def collect(self) -> Collected:
         """What every actor and watcher has to hand over; a lost one hands over nothing (the run
         replaces it: a sender through ``replace``, a watcher here, from the block after the last
         one handed over)."""
         tables: list[pa.Table] = []
-        totals: dict[str, float] = {}
         events: list[EndpointEvent] = []
-        for answer in _each([a.collect.remote() for a in self.actors]):
+        totals: dict[str, float] = dict(self._lost_totals)
+        for a, answer in enumerate(_each([a.collect.remote() for a in self.actors])):
             if answer is None:
                 continue
             table, stats, seen = answer
+            self._stats_of[a] = stats
             if table is not None:
                 tables.append(table)
             for k, v in stats.items():
@@ -186,7 +212,9 @@ class SenderFleet:
             events += seen
         # every watcher sees the same chain (each drains its own list): each block once, as the first watcher has it
         seen_blocks: dict[int, BlockRow] = {}
-        for taken in _each([w.take_blocks.remote() for w in self.watchers.values()]):
+        for node_id, taken in zip(list(self.watchers), _each([w.take_blocks.remote() for w in self.watchers.values()]), strict=True):
+            if taken:
+                self._handed[node_id] = taken[-1].number
             for b in taken or []:
                 if (self._last_block is None or b.number > self._last_block) and b.number not in seen_blocks:
                     seen_blocks[b.number] = b
@@ -209,8 +237,10 @@ class SenderFleet:
         if node_id not in node_slots(None):
             return  # the node is gone with its senders: replacing those places a watcher where they go
         self.watchers[node_id] = watcher = self._new_watcher(node_id)
-        ray.get(watcher.start.remote(None if self._last_block is None else self._last_block + 1))
-        ray.get([self.actors[a].follow.remote(watcher) for a, n in enumerate(self.slots) if n == node_id])
+        # from after the last block the lost one handed over: its senders saw nothing later
+        last = self._handed.pop(node_id, self._last_block)
+        ray.get(watcher.start.remote(None if last is None else last + 1))
+        _each([self.actors[a].follow.remote(watcher) for a, n in enumerate(self.slots) if n == node_id])
 
     def stop(self) -> None:
         """Workers stop at their next slot; what they had sent gets a moment to land."""

@@ -55,9 +55,10 @@ class PhaseLedger:
     """Also counts the phase's rows by status, and those dropped as never includable (what a
     diagnosis of the phase needs)."""
 
-    def __init__(self, epoch: int, phase: str) -> None:
+    def __init__(self, epoch: int, phase: str, bases: dict[int, int] | None = None) -> None:
         self.epoch = epoch
         self.phase = phase
+        self.bases = bases or {}  # each worker's nonce at the phase's start: where its nonces begin
         self.workers: dict[int, WorkerRecord] = {}
         self.statuses: Counter[str] = Counter()
         self.stranded = 0
@@ -68,7 +69,7 @@ class PhaseLedger:
         self.stranded += int(pc.sum(pc.starts_with(pc.fill_null(mine.column("error"), ""), "never includable")).as_py() or 0)
         columns = (mine.column(c).to_pylist() for c in ("worker", "chunk_index", "attempt", "nonce", "status"))
         for worker, chunk, attempt, nonce, status in zip(*columns, strict=True):
-            record = self.workers.setdefault(worker, WorkerRecord())
+            record = self.workers.get(worker) or self.workers.setdefault(worker, self._record(worker))
             record.chunks.add(chunk)
             if attempt > 1:
                 record.retried[chunk] = max(record.retried.get(chunk, 0), attempt)
@@ -76,4 +77,7 @@ class PhaseLedger:
                 record.included.add(nonce)
 
     def of(self, workers: list[int]) -> dict[int, WorkerRecord]:
-        return {w: self.workers.get(w, WorkerRecord()) for w in workers}
+        return {w: self.workers.get(w) or self._record(w) for w in workers}
+
+    def _record(self, worker: int) -> WorkerRecord:
+        return WorkerRecord(included=FloorSet(floor=self.bases.get(worker, 0)))

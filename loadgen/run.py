@@ -327,9 +327,11 @@ class Run:
         assert self.fleet is not None and self.plan is not None and self.session is not None
         queued_before = self.session.queued()  # what earlier phases or runs left stranded stays
         phase = self._preflight(phase, payload)
-        self.fleet.prepare(phase, payload)
+        for a in self.fleet.prepare(phase, payload):
+            self.on_event(f"sender actor {a} was lost between phases: a new one takes its workers over")
+            self.records["actors_replaced"] = self.fleet.replaced
         t0 = time.time() + run.lead_time_s
-        self._ledger = PhaseLedger(payload.epoch, phase.name)
+        self._ledger = PhaseLedger(payload.epoch, phase.name, self.fleet.bases)
         self._phase_blocks = []
         before = dict(self._totals)
         pending = self.fleet.run_phase(phase, payload, t0, run.commit_timeout_s, self.trial)

@@ -63,3 +63,14 @@ def test_the_ledger_keeps_each_worker_s_stored_chunks_retries_and_included_nonce
     assert records[0].attempts(5) == 2 and records[0].attempts(6) == 1 and records[0].attempts(999) == 0
     assert records[0].chunks.floor == 25 and not records[0].chunks.above
     assert records[2].chunks.floor == 0 and not records[2].chunks.above
+
+
+def test_nonces_from_the_phase_s_base_on_are_held_as_a_floor():
+    table = synthetic_rows("r", n=30, seed=1)
+    table = table.set_column(table.schema.get_field_index("worker"), "worker", pa.array([0] * 30, pa.int32()))
+    table = table.set_column(table.schema.get_field_index("status"), "status", pa.array(["committed"] * 30))
+    table = table.set_column(table.schema.get_field_index("nonce"), "nonce", pa.array(range(1_000, 1_030), pa.int64()))
+    ledger = PhaseLedger(0, "reveal", bases={0: 1_000})
+    ledger.add(table)
+    (record,) = ledger.of([0]).values()
+    assert record.included.floor == 1_030 and not record.included.above
