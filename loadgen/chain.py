@@ -83,7 +83,12 @@ def probe(w3: Web3) -> ChainInfo:
             block_gas_limit=block["gasLimit"],
             head=block["number"],
         )
-    except Exception as e:  # any failure here means "this is not a usable node"
+    except requests.ConnectionError as e:
+        why = "connection refused" if "refused" in str(e).lower() else type(e).__name__
+        raise UserError(f"no answer from {_url(w3)} ({why}): is the node running, and is the URL right?") from None
+    except requests.Timeout:
+        raise UserError(f"no answer from {_url(w3)} in time: the node is up but does not answer (overloaded or stalled?)") from None
+    except Exception as e:  # any other failure here means "this is not a usable node"
         raise UserError(f"cannot talk to the node at {_url(w3)}: {e}") from None
 
 

@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import secrets
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -88,6 +89,25 @@ class RunResult:
         return 0 if self.summary["passed"] else 1
 
 
+RAY_CONNECT_S = 5.0
+
+
+def reachable(address: str | None) -> None:
+    """Refuses a Ray address nothing listens at, in seconds (ray.init would wait for minutes,
+    printing its own retries). ``auto`` and none (a local Ray) are left to Ray."""
+    if not address or address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"Ray address {address!r}: write it as host:port (the head node's GCS, usually port 6379), or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_S).close()
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise UserError(f"no Ray cluster answers at {address} ({why}): check --ray-address or $RAY_ADDRESS") from None
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None) -> Iterator[None]:
     """Joins ``address`` (or starts a local Ray) unless Ray is already up; leaves as it found."""
@@ -159,6 +179,7 @@ class Run:
     def execute(self) -> RunResult:
         workload = self.workload
         workload.check()
+        self._check_local()
         with contextlib.ExitStack() as stack:
             session = stack.enter_context(
                 ChainSession(self.experiment.chain, name=self.run_id, mnemonic=self.mnemonic, on_event=self.on_event)
@@ -206,6 +227,31 @@ class Run:
             self.manifest |= {"ended": _iso(time.time()), "interrupted": self.interrupted}
             self.store.write_json("manifest.json", self.manifest)
             return RunResult(self.dir, summary, self.interrupted)
+
+    def _check_local(self) -> None:
+        """What can fail on this machine is checked before a devnet or Ray starts: the output
+        folder, the metrics port, and whether anything listens at the Ray address."""
+        out = self.dir.parent
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--out {out} is a file: give a folder for the run folders")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"--out {out}: cannot create it ({e.strerror}): give a writable folder") from None
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise UserError(f"--out {out} is not writable: give a writable folder")
+        if self.metrics_port:
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((self.metrics_addr, self.metrics_port))
+                except OSError as e:
+                    raise UserError(
+                        f"cannot serve metrics on {self.metrics_addr}:{self.metrics_port} ({e.strerror}): "
+                        "pass --metrics-port with a free port (0 picks one)"
+                    ) from None
+        if not ray.is_initialized():
+            reachable(self.ray_address)
 
     def _serve_metrics(self, stack: contextlib.ExitStack, interval_s: float | None) -> None:
         if self.metrics_port is None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,48 @@ def test_bad_values_are_refused_before_anything_starts(args, says):
     assert result.returncode == 2
     assert says in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.subprocess
+def test_what_this_machine_cannot_do_is_refused_in_seconds_before_a_chain_or_ray_starts(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cases = [
+            (["--out", str(a_file)], f"--out {a_file} is a file"),
+            (["--out", "/proc/no-such-place"], "cannot create it"),
+            (["--ray-address", "127.0.0.1:1"], "no Ray cluster answers at 127.0.0.1:1 (Connection refused)"),
+            (["--ray-address", "nonsense"], "write it as host:port"),
+            (["--endpoints", "http://127.0.0.1:1"], "no answer from http://127.0.0.1:1 (connection refused): is the node running"),
+            (["--metrics-port", str(port), "--metrics-bind", "127.0.0.1"], f"cannot serve metrics on 127.0.0.1:{port}"),
+        ]
+        for args, says in cases:
+            started = time.monotonic()
+            extra = [] if "--out" in args else ["--out", str(tmp_path / "runs")]
+            result = run("run", "configs/quickstart.yaml", *args, *extra, timeout=60)
+            assert result.returncode == 2, (args, result.stderr)
+            assert says in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+            assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+            assert time.monotonic() - started < 15  # no devnet (4 geth nodes for quickstart), no Ray was started
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.unit
+def test_an_unexpected_error_is_one_line_exit_3_and_its_traceback_is_behind_debug(monkeypatch, capsys):
+    from loadgen import cli
+
+    def boom(args):
+        raise RuntimeError("something\nbroke")
+
+    monkeypatch.setattr(cli.estimate, "run", boom)
+    assert cli.main(["estimate", "--pace", "1"]) == cli.INTERNAL_ERROR == 3
+    err = capsys.readouterr().err
+    assert err == "loadgen: internal error: RuntimeError: something\\nbroke (--debug shows where)\n"
+    with pytest.raises(RuntimeError):
+        cli.main(["--debug", "estimate", "--pace", "1"])
 
 
 @pytest.mark.subprocess

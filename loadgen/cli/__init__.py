@@ -10,6 +10,7 @@ from loadgen import __version__
 from loadgen.cli import devnet, estimate, imports, report, run, search, sweep
 from loadgen.errors import UserError
 
+INTERNAL_ERROR = 3
 COMMANDS = {"run": run, "search": search, "sweep": sweep, "report": report, "estimate": estimate, "import": imports, "devnet": devnet}
 
 
@@ -26,6 +27,7 @@ def one_line(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="loadgen", description="Distributed load testing for GoQuorum and other Ethereum-compatible permissioned chains.")
     parser.add_argument("--version", action="version", version=f"loadgen {__version__}")
+    parser.add_argument("--debug", action="store_true", help="on an unexpected error, show the traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, module in COMMANDS.items():
         module.add_parser(sub, name)
@@ -46,3 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("loadgen: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug or an unforeseen failure: one line and its own code (1 means "below threshold")
+        if args.debug:
+            raise
+        print(f"loadgen: internal error: {type(e).__name__}: {one_line(str(e))[:300]} (--debug shows where)", file=sys.stderr)
+        return INTERNAL_ERROR
