@@ -47,6 +47,7 @@ def test_quickstart_end_to_end_on_the_embedded_geth_network(tmp_path):
     assert summary["commit_ratio"] == 1.0
     assert summary["submitted"] == summary["committed"] == 2 * 3 * (1 + 10)
     (run_dir,) = tmp_path.iterdir()
+    assert f"; next: loadgen report {run_dir}\n" in result.stderr  # whole, on one line, though the log is 80 columns wide
     table = pq.read_table(run_dir / "transactions.parquet")
     assert table.num_rows == summary["submitted"]
     keys = list(zip(*(table.column(c).to_pylist() for c in ("worker", "phase", "chunk_index", "attempt")), strict=True))

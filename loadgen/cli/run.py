@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -103,12 +104,15 @@ def run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         metrics_addr=args.metrics_bind,
     )
+    started = time.monotonic()
     try:
         result = runner.execute()
     finally:
         display.stop()
     console.print(summary_table(result.summary))
-    console.print(f"transactions: {result.run_dir / 'transactions.parquet'}")
+    # soft_wrap: a path is never broken across lines, whatever the width (a CI log is 80 columns)
+    console.print(f"transactions: {result.run_dir / 'transactions.parquet'}", soft_wrap=True)
+    console.print(f"done in {time.monotonic() - started:.0f} s; next: loadgen report {result.run_dir}", soft_wrap=True)
     if result.summary["schedule_lag_p99_s"] and result.summary["schedule_lag_p99_s"] > 0.1:
         console.print(
             f"[bold red]warning: the generator fell behind its schedule (lag p99 {result.summary['schedule_lag_p99_s']:.3f} s)[/bold red]"
