@@ -17,6 +17,12 @@ from dataclasses import dataclass
 from actors.rpc import RpcClient, RpcError
 
 
+def in_turn(urls: list[str], first: str) -> list[str]:
+    """The run's endpoints from ``first`` on, wrapping round: the order a stand-in is sought in."""
+    i = urls.index(first)
+    return urls[i:] + urls[:i]
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointEvent:
     t: float
@@ -48,9 +54,7 @@ class Endpoints:
         off), else the first endpoint up after it in the run's order, else home all the same."""
         if not self.is_down(home) or not self.failover:
             return home
-        urls = list(self.clients)
-        start = urls.index(home)
-        for url in urls[start + 1 :] + urls[:start]:
+        for url in in_turn(list(self.clients), home)[1:]:
             if not self.is_down(url):
                 return url
         return home

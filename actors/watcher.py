@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import ray
 
-from actors.endpoints import EndpointEvent
+from actors.endpoints import EndpointEvent, in_turn
 from actors.rpc import RpcClient, RpcError
 
 # Inclusions kept for senders that read late: they read within a second, and one that falls
@@ -140,7 +140,7 @@ class BlockWatcher:
     async def _follow_next(self) -> None:
         lost = self.rpc
         await lost.close()
-        url = self.endpoints[(self.endpoints.index(lost.url) + 1) % len(self.endpoints)]
+        url = in_turn(self.endpoints, lost.url)[1]
         self.rpc = RpcClient(url)
         self._failing, self._progress_at = 0, time.monotonic()
         start = "its next block" if self._next_block is None else f"block {self._next_block}"

@@ -39,7 +39,7 @@ from functools import partial
 import ray
 
 from actors.collector import Collector, TxRow
-from actors.endpoints import EndpointEvent, Endpoints
+from actors.endpoints import EndpointEvent, Endpoints, in_turn
 from actors.recovery import Resume, look_up, next_slot
 from actors.rpc import RpcClient, RpcError, SendResult
 from actors.signer import SignedTx, Signer
@@ -158,7 +158,7 @@ class Sender:
         for home in urls:
             mine = [w for w in self.workers if w.rpc.url == home]
             error: RpcError | None = None
-            for url in urls[urls.index(home) :] + urls[: urls.index(home)] if mine else []:
+            for url in in_turn(urls, home) if mine else []:
                 try:
                     answers = await self.clients[url].batch([("eth_getTransactionCount", [w.signer.address, "pending"]) for w in mine])
                     nonces = [int(a, 16) for a in answers if not isinstance(a, RpcError)]

@@ -13,7 +13,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from web3 import Web3
 
-from actors.endpoints import EndpointEvent
+from actors.endpoints import EndpointEvent, in_turn
 from actors.watcher import BlockRow, WatcherActor
 from actors.worker import SenderActor
 from loadgen.accounts import MnemonicSource
@@ -109,8 +109,8 @@ class SenderFleet:
         return addresses
 
     def _new_watcher(self, node_id: str) -> ray.actor.ActorHandle:
-        own = len(self.watchers) % len(self.endpoints)  # the others, in order, are where it goes when its own stops answering
-        followed = self.endpoints[own:] + self.endpoints[:own]
+        # its own endpoint first; the others, in turn, are where it goes when that one stops answering
+        followed = in_turn(self.endpoints, self.endpoints[len(self.watchers) % len(self.endpoints)])
         strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
         # (@ray.remote made both actor classes ActorClasses, but mypy does not apply class decorators)
         return WatcherActor.options(scheduling_strategy=strategy).remote(followed, WATCH_POLL_S, self.sending.failover_after)  # type: ignore[attr-defined]

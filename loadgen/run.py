@@ -246,23 +246,23 @@ class Run:
                 try:
                     s.bind((self.metrics_addr, self.metrics_port))
                 except OSError as e:
-                    raise UserError(
-                        f"cannot serve metrics on {self.metrics_addr}:{self.metrics_port} ({e.strerror}): "
-                        "pass --metrics-port with a free port (0 picks one)"
-                    ) from None
+                    raise self._port_taken(e) from None
         if not ray.is_initialized():
             reachable(self.ray_address)
+
+    def _port_taken(self, e: OSError) -> UserError:
+        return UserError(
+            f"cannot serve metrics on {self.metrics_addr}:{self.metrics_port} ({e.strerror}): "
+            "pass --metrics-port with a free port (0 picks one)"
+        )
 
     def _serve_metrics(self, stack: contextlib.ExitStack, interval_s: float | None) -> None:
         if self.metrics_port is None:
             return
         try:
             port = self.metrics.serve(self.metrics_port, self.metrics_addr)
-        except OSError as e:
-            raise UserError(
-                f"cannot serve metrics on {self.metrics_addr}:{self.metrics_port} ({e.strerror}): "
-                "pass --metrics-port with a free port (0 picks one)"
-            ) from None
+        except OSError as e:  # taken since the check at the start
+            raise self._port_taken(e) from None
         stack.callback(self.metrics.close)
         # stays up a moment after the last update, so Prometheus scrapes the final counts
         stack.callback(time.sleep, self.metrics_linger_s)
