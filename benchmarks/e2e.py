@@ -102,7 +102,7 @@ def run_measured(exp: config.Experiment) -> None:
     actors = sum(samples.get(p, 0.0) for p in actor_pids)
     anvil = sum(v for p, v in samples.items() if "anvil" in names.get(p, ""))
     ray_daemons = sum(samples.values()) - actors - anvil
-    n = s["submitted"]
+    n = s["scheduled"]
     print(f"{n:,} transactions, {s['committed']:,} committed ({s['commit_ratio']:.1%}), throughput {s['throughput_tps']:.0f} tx/s")
     print(f"loadgen CPU: driver {driver:.2f} s + actors {actors:.2f} s = {(driver + actors) / n * 1e3:.3f} ms per transaction")
     for kind in ("sender", "watcher"):

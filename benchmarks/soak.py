@@ -116,7 +116,7 @@ def report(samples: Samples, run_dir: Path, seconds: float, summary: dict) -> No
     t = np.array(samples.t)
     warm = min(300.0, seconds / 6)
     after = t >= warm
-    print(f"\n{summary['submitted']:,} transactions, {summary['committed']:,} committed ({summary['commit_ratio']:.2%})")
+    print(f"\n{summary['scheduled']:,} transactions, {summary['committed']:,} committed ({summary['commit_ratio']:.2%})")
     for name, mb in samples.rss.items():
         series = np.array(mb)
         cpu = np.array(samples.cpu[name])

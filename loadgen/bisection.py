@@ -26,17 +26,17 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def verdict(committed: int, submitted: int, threshold: float, pooled_trials: int) -> tuple[str, float, float]:
+def verdict(committed: int, scheduled: int, threshold: float, pooled_trials: int) -> tuple[str, float, float]:
     """'pass', 'fail' or 'undecided', with the interval the rule used."""
     if pooled_trials >= 2:
-        lower, upper = wilson(committed, submitted)
+        lower, upper = wilson(committed, scheduled)
         if lower >= threshold:
             return "pass", lower, upper
         if upper < threshold:
             return "fail", lower, upper
         return "undecided", lower, upper
-    ratio = committed / submitted if submitted else 0.0
-    if submitted * (1 - threshold) < 20:
+    ratio = committed / scheduled if scheduled else 0.0
+    if scheduled * (1 - threshold) < 20:
         return "undecided", ratio, ratio
     return ("pass" if ratio >= threshold else "fail"), ratio, ratio
 
@@ -58,7 +58,7 @@ class Trial:
     repeat: int
     run_id: str
     run_dir: str
-    submitted: int
+    scheduled: int
     committed: int
     commit_ratio: float
     latency_p50_s: float | None
@@ -138,13 +138,13 @@ class Bisection:
 
     def _judge(self, value: float, trials: list[Trial]) -> Probe:
         committed = sum(t.committed for t in trials)
-        submitted = sum(t.submitted for t in trials)
+        scheduled = sum(t.scheduled for t in trials)
         stopped = any(t.stopped_early for t in trials)
-        v, lower, upper = verdict(committed, submitted, self.state.threshold, len(trials))
+        v, lower, upper = verdict(committed, scheduled, self.state.threshold, len(trials))
         if stopped:
             v = "fail"  # it was already certain to miss the threshold
         indexes = [self.state.trials.index(t) for t in trials]
-        return Probe(value, v, committed / submitted if submitted else 0.0, lower, upper, indexes)
+        return Probe(value, v, committed / scheduled if scheduled else 0.0, lower, upper, indexes)
 
     def _bisect(self, lo: float, hi: float) -> tuple[float, float]:
         while (hi - lo) / hi > self.state.tolerance:

@@ -76,7 +76,7 @@ class _Totals:
             throughput = latency.size / (self.end - self.start) if self.end > self.start else None
         ratio = self.counts["committed"] / self.rows if self.rows else 0.0
         return {
-            "submitted": self.rows,
+            "scheduled": self.rows,
             **self.counts,
             "commit_ratio": ratio,
             "threshold": threshold,
@@ -159,7 +159,7 @@ def figures(table: pa.Table, summary: dict[str, Any], out: Path, manifest: dict[
 
 
 SUMMARY_ROWS = (
-    ("submitted", "submitted", "{:,}"),
+    ("scheduled", "scheduled", "{:,}"),
     ("committed", "committed", "{:,}"),
     ("reverted", "reverted", "{:,}"),
     ("rejected", "rejected", "{:,}"),

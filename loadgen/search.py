@@ -124,16 +124,16 @@ class Search:
         experiment = self.experiment.with_overrides(overrides)
         run_id = f"trial-{index:03d}-{self.state.param.rsplit('.', 1)[-1]}-{value:g}-r{repeat}"
         run_dir, s = self.run_trial(experiment, run_id, index)
-        single, _, _ = verdict(s["committed"], s["submitted"], self.state.threshold, 1)
+        single, _, _ = verdict(s["committed"], s["scheduled"], self.state.threshold, 1)
         trial = Trial(
-            value, repeat, run_id, str(run_dir), s["submitted"], s["committed"], s["commit_ratio"],
+            value, repeat, run_id, str(run_dir), s["scheduled"], s["committed"], s["commit_ratio"],
             s["latency_p50_s"], s["latency_p95_s"], s["latency_p99_s"], s.get("stopped_early"),
             "fail" if s.get("stopped_early") else single,
         )  # fmt: skip
         self.state.trials.append(trial)
         self._save()
         early = f", stopped early: {trial.stopped_early}" if trial.stopped_early else ""
-        self.on_event(f"trial {index}: {self.state.param}={value:g} → commit ratio {trial.commit_ratio:.1%} of {trial.submitted}{early}")
+        self.on_event(f"trial {index}: {self.state.param}={value:g} → commit ratio {trial.commit_ratio:.1%} of {trial.scheduled}{early}")
         return trial
 
     def run_trial(self, experiment: Experiment, run_id: str, index: int) -> tuple[Path, dict[str, Any]]:

@@ -102,9 +102,9 @@ class Sweep:
                     **self.run_options,
                 )
                 s = run.execute().summary
-                n = s["submitted"] or 1
+                n = s["scheduled"] or 1
                 points[(value, repeat)] = {
-                    "value": value, "repeat": repeat, "submitted": s["submitted"],
+                    "value": value, "repeat": repeat, "scheduled": s["scheduled"],
                     "committed_pct": 100 * s["committed"] / n,
                     "committed_or_reverted_pct": 100 * (s["committed"] + s["reverted"]) / n,
                     "run_dir": str(run.dir),

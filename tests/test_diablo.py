@@ -57,7 +57,7 @@ def test_import_keeps_the_files_counts(tmp_path):
     table = pq.read_table(run_dir / "transactions.parquet")
     summary = json.loads((run_dir / "summary.json").read_text())
     expected = direct_counts(locations)
-    assert table.num_rows == 2 * 3 * 50 == summary["submitted"]
+    assert table.num_rows == 2 * 3 * 50 == summary["scheduled"]
     for status, n in expected.items():
         assert summary[status] == n
     assert summary["reverted"] == 0  # Diablo cannot tell them apart

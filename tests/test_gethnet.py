@@ -185,7 +185,7 @@ def test_overflowing_small_pools_is_counted_exactly(tight_network, tmp_path):
     assert errors and all("underpriced" in e or "txpool is full" in e for e in errors), errors
     assert_one_row_per_attempt(table, planned=8 * (1 + 20))
     assert_the_chain_agrees(connect(tight_network.urls[0]), table)
-    assert result.summary["submitted"] == table.num_rows
+    assert result.summary["scheduled"] == table.num_rows
 
 
 @pytest.mark.usefixtures("tight_network")  # for its Ray and mnemonic

@@ -128,7 +128,7 @@ def test_counters_match_the_parquet_rows(scraped_run):
     assert summary["rejected"] > 0
     for outcome in ("committed", "rejected", "reverted", "dropped", "unsent"):
         assert by_outcome[outcome] == summary[outcome]
-    assert by_outcome["scheduled"] == summary["submitted"]
+    assert by_outcome["scheduled"] == summary["scheduled"]
     ratio = query(scraped_run["prom"], f'loadgen_commit_ratio{{run_id="{rid}"}}', at)
     assert float(ratio[0]["value"][1]) == pytest.approx(summary["commit_ratio"])
 

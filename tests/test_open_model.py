@@ -73,7 +73,7 @@ def test_late_refusals_are_sent_again_and_every_count_matches_the_chain(chain, t
     assert counts.get("rejected", 0) == faults.rejected > 0
     assert counts["committed"] == PLANNED  # every refused chunk went again and landed
     assert_one_row_per_attempt(table, PLANNED)
-    assert result.summary["submitted"] == table.num_rows == PLANNED + faults.rejected
+    assert result.summary["scheduled"] == table.num_rows == PLANNED + faults.rejected
     # nothing lost, nothing counted twice: per worker the committed nonces are contiguous and
     # the chain's nonce is one past the last
     assert_the_chain_agrees(connect(chain.url), table)

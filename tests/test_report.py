@@ -101,7 +101,7 @@ def test_not_a_run_folder_is_a_clear_error(tmp_path, bad):
 def test_summary_counts_attempts(tmp_path):
     _, table = make_run(tmp_path, "s", seed=3)
     s = summarize(table, 0.85)
-    assert s["submitted"] == 400
+    assert s["scheduled"] == 400
     assert sum(s[k] for k in ("committed", "reverted", "rejected", "dropped", "unsent")) == 400
     assert s["commit_ratio"] == pytest.approx(s["committed"] / 400)
     assert json.dumps(s)  # JSON-ready

@@ -45,11 +45,11 @@ def test_quickstart_end_to_end_on_the_embedded_geth_network(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
     assert summary["commit_ratio"] == 1.0
-    assert summary["submitted"] == summary["committed"] == 2 * 3 * (1 + 10)
+    assert summary["scheduled"] == summary["committed"] == 2 * 3 * (1 + 10)
     (run_dir,) = tmp_path.iterdir()
     assert f"; next: loadgen report {run_dir}\n" in result.stderr  # whole, on one line, though the log is 80 columns wide
     table = pq.read_table(run_dir / "transactions.parquet")
-    assert table.num_rows == summary["submitted"]
+    assert table.num_rows == summary["scheduled"]
     keys = list(zip(*(table.column(c).to_pylist() for c in ("worker", "phase", "chunk_index", "attempt")), strict=True))
     assert len(set(keys)) == len(keys)  # one row per scheduled transaction
     assert set(table.column("status").to_pylist()) == {"committed"}
@@ -210,7 +210,7 @@ def test_ctrl_c_stops_the_run_and_leaves_a_complete_file(tmp_path):
     assert table.num_rows == 6 * (1 + 200)  # still one row for every scheduled transaction
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["interrupted"] is True
-    assert summary["submitted"] == table.num_rows
+    assert summary["scheduled"] == table.num_rows
 
 
 @pytest.mark.chaos

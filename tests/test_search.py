@@ -133,7 +133,7 @@ class ScriptedChain(Search):
         self.key_offsets.append(experiment.run.key_offset)
         ratio = self.response(pace, self.calls.count(pace))
         n = 1_000
-        s = {"submitted": n, "committed": round(ratio * n), "commit_ratio": round(ratio * n) / n}
+        s = {"scheduled": n, "committed": round(ratio * n), "commit_ratio": round(ratio * n) / n}
         return self.dir / run_id, s | {"latency_p50_s": 1.0, "latency_p95_s": 2.0, "latency_p99_s": 3.0}
 
 
