@@ -39,6 +39,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def threads_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds by thread name (threads of one name summed): where an actor's time goes."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
 def descendants(root: int) -> dict[int, str]:
     parents: dict[int, int] = {}
     names: dict[int, str] = {}
@@ -76,6 +89,7 @@ def run_measured(exp: config.Experiment) -> None:
     names: dict[int, str] = {}
     kinds: dict[int, str] = {}
     actor_pids: set[int] = set()
+    threads: dict[int, dict[str, float]] = {}
     holder: dict[str, Run] = {}
 
     def on_progress(_p) -> None:
@@ -91,6 +105,8 @@ def run_measured(exp: config.Experiment) -> None:
         for pid, name in descendants(os.getpid()).items():
             samples[pid] = cpu_seconds(pid)
             names[pid] = name
+        for pid in actor_pids:
+            threads[pid] = threads_cpu(pid)
 
     driver0 = time.process_time()
     run = Run(exp, Path(tempfile.mkdtemp()), on_progress=on_progress)
@@ -107,6 +123,12 @@ def run_measured(exp: config.Experiment) -> None:
     print(f"loadgen CPU: driver {driver:.2f} s + actors {actors:.2f} s = {(driver + actors) / n * 1e3:.3f} ms per transaction")
     for kind in ("sender", "watcher"):
         print(f"  {kind} actors: {sum(samples.get(p, 0.0) for p in actor_pids if kinds[p] == kind):.2f} s")
+        by_thread: dict[str, float] = {}
+        for pid in (p for p in actor_pids if kinds[p] == kind):
+            for name, cpu in threads.get(pid, {}).items():
+                by_thread[name] = by_thread.get(name, 0.0) + cpu
+        top = sorted(by_thread.items(), key=lambda kv: -kv[1])[:6]
+        print("    by thread: " + ", ".join(f"{name} {cpu:.2f} s" for name, cpu in top))
     print(f"not loadgen: Ray daemons {ray_daemons:.2f} s ({ray_daemons / n * 1e3:.3f} ms/tx), Anvil {anvil:.2f} s")
     print(f"latency p50 {s['latency_p50_s']:.3f} s p99 {s['latency_p99_s']:.3f} s, schedule lag p99 {s['schedule_lag_p99_s'] * 1e3:.2f} ms")
     print(f"driver peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")

@@ -66,6 +66,7 @@ class Trial:
     latency_p99_s: float | None
     stopped_early: str | None = None
     verdict: str = ""  # this trial alone, by the one-trial rule; the probe's verdict pools its trials
+    generator_bound: str | None = None  # why the generator, not the chain, limited the trial
 
 
 @dataclass
@@ -108,6 +109,11 @@ class SearchState:
         return cls(**data, trials=trials, probes=probes)
 
 
+class _GeneratorBound(Exception):
+    """A trial measured the generator: no verdict on the chain can come from it, nor from a
+    faster probe."""
+
+
 class Bisection:
     """The search over ``state``: ``run_trial(value, repeat)`` runs (or finds) one trial and
     appends it to ``state.trials``; ``save`` persists the state after every step."""
@@ -124,6 +130,9 @@ class Bisection:
         repeats = self.state.repeats
         base = max((t.repeat + 1 for t in self.state.trials if t.value == value), default=0) if retest else 0
         trials = [self._trial(value, base + r) for r in range(repeats)]
+        bound = next((t for t in trials if t.generator_bound), None)
+        if bound is not None:
+            raise _GeneratorBound(f"{self.state.param}={value:g}: {bound.generator_bound}")
         result = self._judge(value, trials)
         if result.verdict == "undecided":
             trials.append(self._trial(value, base + repeats))
@@ -175,6 +184,18 @@ class Bisection:
         return check
 
     def search(self) -> None:
+        try:
+            self._search()
+        except _GeneratorBound as e:
+            state = self.state
+            state.status = "generator-bound"
+            passed = [p.value for p in state.probes if p.verdict == "pass"]
+            state.min_value = min(passed) if passed else None
+            at_most = f"; the minimum is at most {state.min_value:g}" if passed else ""
+            state.notes.append(f"stopped: the answer is limited by the generator at {e}{at_most}")
+            self.on_event(state.notes[-1])
+
+    def _search(self) -> None:
         state = self.state
         lo, hi = state.bracket
         top = hi

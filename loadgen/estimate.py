@@ -39,6 +39,25 @@ def training_seconds(row: ModelRow, pace_s: float, chunk_size: int, commit_phase
     return row.epochs * (commit_phase_s + chunk_count(row.parameters, chunk_size) * pace_s)
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """One row of the table (and of `loadgen estimate --json`)."""
+
+    model: str
+    parameters: int
+    epochs: int
+    chunks_per_epoch: int
+    training_s: float
+    training: str
+    study_says: str | None
+
+
+def estimate(row: ModelRow, pace_s: float, chunk_size: int, commit_phase_s: float = 0.0) -> Estimate:
+    seconds = training_seconds(row, pace_s, chunk_size, commit_phase_s)
+    chunks = chunk_count(row.parameters, chunk_size)
+    return Estimate(row.name, row.parameters, row.epochs, chunks, seconds, human(seconds), row.study_says or None)
+
+
 def human(seconds: float) -> str:
     for unit, size in (("years", YEAR), ("days", DAY), ("hours", HOUR), ("minutes", MINUTE)):
         if seconds >= size:

@@ -83,24 +83,45 @@ class SenderFleet:
         self.actors: list[ray.actor.ActorHandle] = []
         self.watchers: dict[str, ray.actor.ActorHandle] = {}  # Ray node id → the node's block watcher
         self.slots: list[str] = []  # actor → the Ray node it lives on
+        self.endpoints: list[str] = []
+        self._handed: dict[str, int] = {}  # watcher's node → the last block it handed over
+        self._last_block: int | None = None  # the newest block handed to the driver
+        self._new_run()
+
+    def _new_run(self) -> None:
         self.replaced = 0  # sender actors lost and replaced
         self._phase_refs: list[ray.ObjectRef] = []
         self._phase: _PhaseRun | None = None
         self._bases: dict[int, int] = {}
         self._stats_of: dict[int, dict[str, float]] = {}  # actor → its counters at the last collection
         self._lost_totals: dict[str, float] = {}  # the counters of actors lost and replaced
-        self._handed: dict[str, int] = {}  # watcher's node → the last block it handed over
-        self._last_block: int | None = None  # the newest block handed to the driver
+
+    def renew(self, run_id: str, fees: Fees) -> None:
+        """Readies the fleet for the next run of a series: each actor gets a fresh sender, and
+        what the watchers saw between the runs is nobody's."""
+        self.run_id, self.fees = run_id, fees
+        self._new_run()
+        _each([a.renew.remote(run_id, self.chain_id, fees, self.sending) for a in self.actors])
+        for node_id, taken in zip(list(self.watchers), _each([w.take_blocks.remote() for w in self.watchers.values()]), strict=True):
+            if taken:
+                self._handed[node_id] = taken[-1].number
+                self._last_block = max(self._last_block or 0, taken[-1].number)
+        _each([w.take_events.remote() for w in self.watchers.values()])
 
     def start(self, plan: RunPlan, endpoints: list[str], source: MnemonicSource) -> list[str]:
-        """Places the actors (one watcher per Ray node they use) and answers the workers' addresses."""
-        self.plan, self.endpoints, self.source = plan, endpoints, source
+        """Places the actors (one watcher per Ray node they use) and answers the workers'
+        addresses. Actors already placed as this plan needs are kept (a series of runs)."""
         n_actors = max(w.actor for w in plan.workers) + 1
-        self.slots = node_slots(n_actors)
-        for node_id in sorted(set(self.slots), key=self.slots.index):
-            self.watchers[node_id] = self._new_watcher(node_id)
-        ray.get([w.start.remote() for w in self.watchers.values()])
-        self.actors = [self._new_actor(a) for a in range(n_actors)]
+        slots = node_slots(n_actors)
+        if (slots, endpoints) != (self.slots, self.endpoints):
+            self.shutdown()
+            self.slots, self.endpoints = slots, endpoints
+            self.watchers, self._handed, self._last_block = {}, {}, None
+            for node_id in sorted(set(self.slots), key=self.slots.index):
+                self.watchers[node_id] = self._new_watcher(node_id)
+            ray.get([w.start.remote() for w in self.watchers.values()])
+            self.actors = [self._new_actor(a) for a in range(n_actors)]
+        self.plan, self.source = plan, source
         answers: list[list[str]] = ray.get(self._setups(range(n_actors)))
         addresses = [""] * len(plan.workers)
         for a, got in enumerate(answers):
@@ -126,6 +147,10 @@ class SenderFleet:
         # control store; a reference leaves the phrase in the object store of the nodes using it
         phrase = ray.put(self.source.phrase())
         return [self.actors[a].setup.remote(self.plan.workers_of(a), self.endpoints, phrase, self.watchers[self.slots[a]]) for a in actors]
+
+    @property
+    def actor_ids(self) -> list[str]:
+        return [a._actor_id.hex() for a in self.actors]
 
     @property
     def ray_nodes(self) -> int:
@@ -179,7 +204,7 @@ class SenderFleet:
         """A new actor ``a`` with the same workers, set up; its lost predecessor's counters are
         kept so that the run's totals do not lose them."""
         for k, v in self._stats_of.pop(a, {}).items():
-            if k not in _GAUGES:
+            if k not in _GAUGES and not k.startswith("max_"):
                 self._lost_totals[k] = self._lost_totals.get(k, 0) + v
         alive = node_slots(None)
         if self.slots[a] not in alive:
@@ -256,3 +281,4 @@ class SenderFleet:
         for handle in self.actors + list(self.watchers.values()):
             with contextlib.suppress(Exception):
                 ray.kill(handle)
+        self.actors, self.watchers, self.slots = [], {}, []

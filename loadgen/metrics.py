@@ -1,13 +1,14 @@
 """Live Prometheus metrics of a run, served by the driver: one scrape target per run.
 
 The driver feeds what it collects every second (final transaction rows, the actors' counters,
-the watcher's blocks, the nodes' txpools). Every series carries the run's id so a Grafana
-variable can pick a run; no label is per worker or per transaction, and no address or key of a
-worker appears anywhere.
+the watcher's blocks, the nodes' txpools) and marks when each phase starts and ends. Every series
+carries the run's id so a Grafana variable can pick a run; no label is per worker or per
+transaction, and no address or key of a worker appears anywhere.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from wsgiref.simple_server import WSGIServer
 
@@ -27,6 +28,13 @@ class RunMetrics:
         run = ["run_id"]
         self.info = Info("loadgen_run", "The run: its id, name and workload.", run, registry=r)
         self.info.labels(run_id).info({"name": name, "workload": workload})
+        # run ids need not sort by time (search trials, sweeps): the dashboards order runs by this
+        self.started = Gauge("loadgen_run_start_timestamp_seconds", "When the run started (Unix time).", run, registry=r)
+        self.started.labels(run_id).set(time.time())
+        self.phases = Gauge(
+            "loadgen_phase", "1 while a phase of an epoch runs (from its first send until its transactions are final), 0 after.",
+            [*run, "phase", "epoch"], registry=r,
+        )  # fmt: skip
         self.transactions = Counter(
             "loadgen_transactions", "Transactions by outcome: scheduled, sent, then one of committed, reverted, rejected, dropped, unsent.",
             [*run, "outcome", "phase", "endpoint"], registry=r,
@@ -41,7 +49,7 @@ class RunMetrics:
         )  # fmt: skip
         self.answer = Histogram(
             "loadgen_node_answer_seconds", "Time the node took to answer eth_sendRawTransaction (t_acked - t_sent).",
-            run, buckets=LAG_BUCKETS, registry=r,
+            [*run, "endpoint"], buckets=LAG_BUCKETS, registry=r,
         )  # fmt: skip
         self.in_flight = Gauge("loadgen_in_flight_transactions", "Sent, accepted, not yet in a block nor timed out.", run, registry=r)
         self.rpc_errors = Counter(
@@ -75,6 +83,14 @@ class RunMetrics:
         self.pace = Gauge("loadgen_pace_seconds", "Pace under test: seconds between a worker's two transactions.", run, registry=r)
         self.threshold = Gauge("loadgen_threshold_ratio", "Commit ratio a run must reach.", run, registry=r)
         self.commit_ratio = Gauge("loadgen_commit_ratio", "Committed / transactions final so far.", run, registry=r)
+        self.sender_busy = Gauge(
+            "loadgen_sender_cpu_busy_ratio", "The busiest sender actor's share of one core over the last collection (1 = no CPU left).",
+            run, registry=r,
+        )  # fmt: skip
+        self.generator_bound = Gauge(
+            "loadgen_generator_bound", "1 when the run ended with its senders behind schedule or out of CPU: it measured the generator.",
+            run, registry=r,
+        )  # fmt: skip
         self.threshold.labels(run_id).set(threshold)
         self._final = 0
         self._committed = 0
@@ -103,14 +119,20 @@ class RunMetrics:
             for kind in ("rpc", "http", "timeout", "connection"):
                 self.rpc_errors.labels(rid, endpoint, kind)
             self.endpoint_up.labels(rid, endpoint).set(1)
+            self.answer.labels(rid, endpoint)
         for phase in phases:
             self.latency.labels(rid, phase)
         self.lag.labels(rid)
-        self.answer.labels(rid)
         self.gaps.labels(rid)
         self.failovers.labels(rid)
         self.in_flight.labels(rid)
         self.commit_ratio.labels(rid)
+        self.sender_busy.labels(rid)
+        self.generator_bound.labels(rid)
+
+    def phase(self, name: str, epoch: int, running: bool) -> None:
+        """Marks a phase of an epoch as started (``running``) or ended."""
+        self.phases.labels(self.run_id, name, str(epoch)).set(1 if running else 0)
 
     def set_trial(self, trial: int, pace_s: float | None) -> None:
         self.trial.labels(self.run_id).set(trial)
@@ -131,20 +153,14 @@ class RunMetrics:
         status = table.column("status").to_numpy(zero_copy_only=False)
         committed = status == "committed"
         latency = table.column("latency_s").to_numpy(zero_copy_only=False)
-        phases = table.column("phase").to_numpy(zero_copy_only=False)
-        for phase in np.unique(phases[committed]):
-            hist = self.latency.labels(rid, phase)
-            for v in latency[committed & (phases == phase)]:
-                hist.observe(v)
+        self._observe(self.latency, table.column("phase").to_numpy(zero_copy_only=False), latency, committed)
         sent = table.column("t_sent").to_numpy(zero_copy_only=False)
         lag = sent - table.column("t_scheduled").to_numpy(zero_copy_only=False)
         hist = self.lag.labels(rid)
         for v in lag[~np.isnan(lag)]:
             hist.observe(v)
         answer = table.column("t_acked").to_numpy(zero_copy_only=False) - sent
-        hist = self.answer.labels(rid)
-        for v in answer[~np.isnan(answer)]:
-            hist.observe(v)
+        self._observe(self.answer, table.column("endpoint").to_numpy(zero_copy_only=False), answer, ~np.isnan(answer))
         rejected = table.filter(pa.compute.equal(table.column("status"), "rejected"))
         for endpoint, error in zip(rejected.column("endpoint").to_pylist(), rejected.column("error").to_pylist(), strict=True):
             self.rpc_errors.labels(rid, endpoint, (error or "rpc").split(":", 1)[0]).inc()
@@ -152,13 +168,24 @@ class RunMetrics:
         self._committed += int(committed.sum())
         self.commit_ratio.labels(rid).set(self._committed / self._final)
 
+    def _observe(self, metric: Histogram, keys: np.ndarray, values: np.ndarray, mask: np.ndarray) -> None:
+        """Observes the masked values into the run's series of ``metric`` labelled by their key."""
+        for key in np.unique(keys[mask]):
+            hist = metric.labels(self.run_id, key)
+            for v in values[mask & (keys == key)]:
+                hist.observe(v)
+
     def actor_stats(self, stats: dict[str, float]) -> None:
         self.in_flight.labels(self.run_id).set(stats.get("inflight", 0))
+        self.sender_busy.labels(self.run_id).set(stats.get("max_busy", 0.0))
         for key, counter in (("gaps_recovered", self.gaps), ("failovers", self.failovers)):
             more = stats.get(key, 0) - self._stats.get(key, 0)
             if more > 0:
                 counter.labels(self.run_id).inc(more)
         self._stats = dict(stats)
+
+    def generator(self, bound: bool) -> None:
+        self.generator_bound.labels(self.run_id).set(1 if bound else 0)
 
     def endpoints(self, events: Iterable) -> None:
         """Endpoint ups and downs, oldest first: the last word on each endpoint stands."""

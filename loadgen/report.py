@@ -1,10 +1,9 @@
-"""What a run's rows add up to (counts by status, commit ratio, latency, lag), as a terminal
-table, PNG figures and one self-contained HTML page."""
+"""What a run's rows add up to (counts by status, commit ratio, latency, lag) and the terminal
+table of it. The report's series and breakdowns are in report_data, its figures in plots, its
+page in report_html."""
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 from pathlib import Path
@@ -77,6 +76,7 @@ class _Totals:
         ratio = self.counts["committed"] / self.rows if self.rows else 0.0
         return {
             "scheduled": self.rows,
+            "sent": self.rows - self.counts["unsent"],
             **self.counts,
             "commit_ratio": ratio,
             "threshold": threshold,
@@ -128,6 +128,9 @@ def load_run(run_dir: Path) -> tuple[pa.Table, dict[str, Any], dict[str, Any]]:
     manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").is_file() else {}
     if (run_dir / "summary.json").is_file():
         summary = json.loads((run_dir / "summary.json").read_text())
+        if "submitted" in summary:  # written before the count of all rows was renamed
+            summary.setdefault("scheduled", summary.pop("submitted"))
+        summary.setdefault("sent", summary["scheduled"] - summary["unsent"])
     else:
         threshold = manifest.get("config", {}).get("run", {}).get("threshold", 0.85)
         summary = summarize(table, threshold) | {"run_id": run_dir.name, "rounds": [], "incomplete": True}
@@ -144,22 +147,9 @@ def planned_rate(manifest: dict[str, Any]) -> RateProfile | None:
         return None
 
 
-def figures(table: pa.Table, summary: dict[str, Any], out: Path, manifest: dict[str, Any] | None = None) -> dict[str, Path]:
-    from loadgen import plots  # matplotlib: only for reports, not on the run's path
-
-    out.mkdir(parents=True, exist_ok=True)
-    if not table.num_rows:
-        return {}
-    return {
-        "Offered and committed rate": plots.rates(table, out / "rates.png", planned_rate(manifest or {})),
-        "Inclusion latency": plots.latency(table, out / "latency.png"),
-        "Commit ratio over time": plots.commit_ratio(table, out / "commit_ratio.png", summary["threshold"]),
-        "Outcomes": plots.outcomes(table, out / "outcomes.png"),
-    }
-
-
 SUMMARY_ROWS = (
     ("scheduled", "scheduled", "{:,}"),
+    ("sent", "sent", "{:,}"),
     ("committed", "committed", "{:,}"),
     ("reverted", "reverted", "{:,}"),
     ("rejected", "rejected", "{:,}"),
@@ -169,19 +159,31 @@ SUMMARY_ROWS = (
     ("latency p50", "latency_p50_s", "{:.3f} s"),
     ("latency p95", "latency_p95_s", "{:.3f} s"),
     ("latency p99", "latency_p99_s", "{:.3f} s"),
-    ("throughput", "throughput_tps", "{:.1f} tx/s"),
+    ("committed rate", "throughput_tps", "{:.1f} tx/s"),
     ("schedule lag p99", "schedule_lag_p99_s", "{:.4f} s"),
     ("node answer p50", "answer_p50_s", "{:.4f} s"),
     ("node answer p99", "answer_p99_s", "{:.4f} s"),
 )
 
 
-def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    rows = [(label, "–" if summary.get(key) is None else fmt.format(summary[key])) for label, key, fmt in SUMMARY_ROWS]
-    rows.append(("verdict", f"{'PASS' if summary.get('passed') else 'FAIL'} (threshold {summary.get('threshold', 0):.0%})"))
+def metric_rows(summary: dict[str, Any], keys: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
+    """SUMMARY_ROWS formatted (those of ``keys`` only, when given); "–" where the run has no value."""
+    return [
+        (label, "–" if summary.get(key) is None else fmt.format(summary[key]))
+        for label, key, fmt in SUMMARY_ROWS
+        if keys is None or key in keys
+    ]
+
+
+def note_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the numbers alone do not say: the rounds' elections, interruptions, the generator, caveats."""
+    rows = []
     for r in summary.get("rounds", []):
         ok = sum(p["expected"] for p in r["pools"])
         rows.append((f"round {r['round_id']}", f"{ok}/{len(r['pools'])} pools elected their model"))
+    if summary.get("generator_bound"):
+        reason = (summary.get("generator") or {}).get("reason")
+        rows.append(("generator-bound", reason or "the senders could not keep their schedule: this run measured the generator"))
     if summary.get("interrupted"):
         rows.append(("note", "the run was interrupted"))
     if summary.get("incomplete"):
@@ -191,26 +193,9 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _img(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+def verdict(summary: dict[str, Any]) -> str:
+    return f"{'PASS' if summary.get('passed') else 'FAIL'} (threshold {summary.get('threshold', 0):.0%})"
 
 
-def html_report(run_dir: Path, summary: dict[str, Any], manifest: dict[str, Any], figs: dict[str, Path]) -> Path:
-    """One self-contained HTML file: the summary, the figures inlined, the configuration."""
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in summary_rows(summary))
-    images = "".join(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='{_img(p)}'>" for title, p in figs.items())
-    chain = manifest.get("chain", {})
-    config = html.escape(json.dumps(manifest.get("config", {}), indent=2))
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>loadgen run {html.escape(summary["run_id"])}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse}}th,td{{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:left}}
-img{{max-width:100%}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head>
-<body><h1>loadgen run {html.escape(summary["run_id"])}</h1>
-<p>chain id {html.escape(str(chain.get("chain_id", "?")))} · {html.escape(str(chain.get("client_version", "?")))} ·
-started {html.escape(str(manifest.get("started", "?")))} · ended {html.escape(str(manifest.get("ended", "?")))}</p>
-<table>{rows}</table>{images}<h2>Configuration</h2><pre>{config}</pre></body></html>
-"""
-    path = run_dir / "report.html"
-    path.write_text(page)
-    return path
+def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    return [*metric_rows(summary), ("verdict", verdict(summary)), *note_rows(summary)]

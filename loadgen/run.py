@@ -18,11 +18,15 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import ray
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -32,6 +36,7 @@ from web3.types import TxReceipt
 from loadgen import __version__
 from loadgen import config as config_mod
 from loadgen.accounts import MnemonicSource
+from loadgen.capacity import GeneratorLoad, judge
 from loadgen.chain import send_transaction
 from loadgen.config import Experiment
 from loadgen.contracts import Artifact, deploy
@@ -44,11 +49,13 @@ from loadgen.metrics import DEFAULT_PORT, RunMetrics
 from loadgen.plan import PhaseSpec, RunPlan
 from loadgen.preflight import check_phase
 from loadgen.report import summarize_file
+from loadgen.rig import Rig
 from loadgen.session import ChainSession
-from loadgen.store import RunStore, blocks_table
+from loadgen.store import RunStore, blocks_table, txpool_table
 from loadgen.workloads.base import Payload
 
 COLLECT_EVERY_S = 1.0
+RECENT_S = 5.0  # what the live display calls "now"
 
 
 @dataclass
@@ -56,20 +63,59 @@ class Progress:
     """A snapshot for the live display, summed over actors."""
 
     phase: str
-    epoch: int
-    planned: int
-    stats: dict[str, float]
+    epoch: int  # from 0, as in the rows and in summary.json's rounds
+    planned: int  # the whole run's: every phase of every epoch
+    stats: dict[str, float]  # the actors' counters, over the whole run so far
     elapsed_s: float
-    phase_eta_s: float
+    phase_left_s: float  # until the phase's last scheduled send
     lagging: bool = False
     fixed_slots: bool = False  # a refused slot is lost rather than retried (rate-driven workloads)
     interval_s: float | None = None  # a worker's time between two slots, when it is one number
+    epochs: int = 1
+    run_left_s: float = 0.0  # until the run's last scheduled send: the rest of this phase and every later one
+    tx_per_s: float = 0.0  # committed per second over the last RECENT_S
+    latency_p95_s: float | None = None  # of what committed in the last RECENT_S; None: nothing did
+
+    @property
+    def done(self) -> int:
+        """Planned transactions that reached their end. A refused one is sent again (one more
+        row), unless slots are fixed: then the refusal is its end."""
+        s = self.stats
+        ended = s.get("committed", 0) + s.get("reverted", 0) + s.get("dropped", 0) + s.get("unsent", 0)
+        if self.fixed_slots:
+            ended += s.get("rejected", 0)
+        return min(int(ended), self.planned)
 
     @property
     def slow_answers(self) -> bool:
         """The node takes longer to answer a send than a worker waits between two: a closed-loop
         tool would fall behind here; an open one keeps its schedule."""
         return self.interval_s is not None and self.stats.get("max_answer_s", 0.0) > self.interval_s
+
+
+class RecentCommits:
+    """What committed in the last ``window_s``, by when its block was seen: the rate and the
+    latency the live display shows as "now" (the run's whole percentiles come at the end)."""
+
+    def __init__(self, window_s: float = RECENT_S) -> None:
+        self.window_s = window_s
+        self._included = np.empty(0)
+        self._latency = np.empty(0)
+
+    def add(self, table: pa.Table) -> None:
+        committed = table.filter(pc.equal(table.column("status"), "committed"))
+        if committed.num_rows:
+            included = committed.column("t_included").to_numpy(zero_copy_only=False).astype(float)
+            latency = committed.column("latency_s").to_numpy(zero_copy_only=False).astype(float)
+            self._included = np.concatenate([self._included, included])
+            self._latency = np.concatenate([self._latency, latency])
+
+    def now(self, t: float) -> tuple[float, float | None]:
+        """Committed per second and the latency p95 over the window that ends at ``t``."""
+        keep = self._included >= t - self.window_s  # rows come in batches, not in inclusion order
+        self._included, self._latency = self._included[keep], self._latency[keep]
+        latency = self._latency[~np.isnan(self._latency)]
+        return self._included.size / self.window_s, float(np.percentile(latency, 95)) if latency.size else None
 
 
 class _StopEarly(Exception):
@@ -142,6 +188,7 @@ class Run:
         metrics_linger_s: float = 2.0,
         mnemonic: MnemonicSource | None = None,
         should_stop: Callable[[Progress], str | None] | None = None,
+        rig: Rig | None = None,
     ) -> None:
         self.experiment = experiment
         self.run_id = run_id or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{experiment.name}-{secrets.token_hex(2)}"
@@ -155,6 +202,7 @@ class Run:
         self.metrics_linger_s = metrics_linger_s
         self.mnemonic = mnemonic
         self.should_stop = should_stop or (lambda p: None)
+        self.rig = rig  # a series' actors and contracts, kept from run to run
         self.stopped_early: str | None = None
         self.metrics = RunMetrics(self.run_id, experiment.name, experiment.workload.kind, experiment.run.threshold)
         self.store: RunStore | None = None
@@ -174,6 +222,8 @@ class Run:
         self._ledger = PhaseLedger(-1, "")  # what is stored of the phase that runs (none yet)
         self._phase_blocks: list[BlockRow] = []  # the blocks seen while it runs
         self._totals: dict[str, float] = {}  # the actors' counters at the last collection
+        self._recent = RecentCommits()
+        self._load = _LoadTally()  # what the senders spent in the phases, for the generator's verdict
 
     # the whole run ------------------------------------------------------------------------
     def execute(self) -> RunResult:
@@ -185,7 +235,12 @@ class Run:
                 ChainSession(self.experiment.chain, name=self.run_id, mnemonic=self.mnemonic, on_event=self.on_event)
             )
             self.session = session
+            starts_ray = not ray.is_initialized()  # Ray takes seconds to start and to stop: said before each
+            if starts_ray:
+                self.on_event(f"joining the Ray cluster at {self.ray_address}…" if self.ray_address else "starting a local Ray…")
             stack.enter_context(ray_session(self.ray_address))
+            if starts_ray:
+                stack.callback(self.on_event, "stopping Ray" + (" and the devnet…" if session.embedded else "…"))
             plan = self.experiment.plan(session.endpoints, len(node_slots(self.experiment.run.actors)))
             self.plan = plan
             self._check_gas(plan)
@@ -196,10 +251,15 @@ class Run:
             self.manifest = self._manifest(session, plan)
             self.store.write_json("manifest.json", self.manifest)
             run = self.experiment.run
-            fleet = SenderFleet(self.run_id, session.info.chain_id, session.fees, run.sending)
+            chain_id = session.info.chain_id
+            if self.rig is not None:
+                fleet = self.rig.fleet_for(self.run_id, chain_id, session.fees, run.sending)
+            else:
+                fleet = SenderFleet(self.run_id, chain_id, session.fees, run.sending)
             self.fleet = fleet
             try:
                 self.addresses = fleet.start(plan, session.endpoints, session.source)
+                self.manifest["sender_actors"] = fleet.actor_ids  # the same ones across a search's trials
                 self.on_event(f"{len(plan.workers)} workers in {len(fleet.actors)} actors on {fleet.ray_nodes} Ray node(s)")
                 if session.fees.worst_case_per_gas() or any(p.value_wei for p in plan.phases):
                     self._fund(plan)
@@ -217,11 +277,14 @@ class Run:
                 self.store.write_json("manifest.json", self.manifest | {"ended": _iso(time.time()), "failed": repr(e)})
                 raise
             finally:
-                fleet.shutdown()
+                if self.rig is None:
+                    fleet.shutdown()
+            self.on_event("writing the run folder…")
             self.store.close()
             summary = summarize_file(self.dir / "transactions.parquet", self.experiment.run.threshold)
             summary |= {"run_id": self.run_id, "rounds": self.records.pop("rounds", [])} | self.records
             summary["interrupted"] = self.interrupted
+            self._judge_generator(summary)
             summary["stopped_early"] = self.stopped_early
             self.store.write_json("summary.json", summary)
             self.manifest |= {"ended": _iso(time.time()), "interrupted": self.interrupted}
@@ -294,7 +357,8 @@ class Run:
             "devnet": session.devnet,
             "chain": session.info.to_dict(),
             "fees": session.fees.to_dict(),
-            "keys": f"derived from the mnemonic of {session.source.origin}, path m/44'/60'/0'/0/i",
+            "keys": f"derived from the mnemonic of {session.source.origin}, path m/44'/60'/0'/0/<index>: "
+            "0 the coordinator, 1 + run.key_offset + i worker i",
             "ray_nodes": sorted(set(node_slots(None))),
             "actors": len({w.actor for w in plan.workers}),
             "workers": len(plan.workers),
@@ -350,10 +414,26 @@ class Run:
 
     def deploy(self, artifact: Artifact, *args: Any) -> Contract:
         assert self.store is not None
-        contract = deploy(self.w3, self.coordinator, artifact, *args, fees=self.fees)
+        key = self._contract_key(artifact, args)
+        known = self.rig.deployed(key) if self.rig and key else None
+        address = Web3.to_checksum_address(known) if known else None
+        if address is not None and self.w3.eth.get_code(address):
+            self.on_event(f"{artifact.name} at {address}, deployed by an earlier run of the series")
+            contract = self.w3.eth.contract(address=address, abi=artifact.abi)
+        else:
+            self.on_event(f"deploying {artifact.name}…")
+            contract = deploy(self.w3, self.coordinator, artifact, *args, fees=self.fees)
+            if self.rig and key:
+                self.rig.remember(key, contract.address)
         self.manifest.setdefault("contracts", {})[artifact.name] = contract.address
         self.store.write_json("manifest.json", self.manifest)
         return contract
+
+    def _contract_key(self, artifact: Artifact, args: tuple[Any, ...]) -> str | None:
+        """What names a contract the series' runs may share (see Rig); None: this run's own."""
+        if self.rig is None or not self.workload.shares_contracts or self.session is None:
+            return None
+        return Rig.contract_key(self.session.info.chain_id, artifact.name, artifact.bytecode, args)
 
     def transact(self, contract: Contract, function: str, *args: Any) -> TxReceipt:
         data = bytes.fromhex(contract.encode_abi(function, list(args)).removeprefix("0x"))
@@ -380,7 +460,9 @@ class Run:
         self._ledger = PhaseLedger(payload.epoch, phase.name, self.fleet.bases)
         self._phase_blocks = []
         before = dict(self._totals)
+        self.metrics.phase(phase.name, payload.epoch, running=True)
         pending = self.fleet.run_phase(phase, payload, t0, run.commit_timeout_s, self.trial)
+        draining = False
         while pending:
             done, pending = ray.wait(pending, num_returns=len(pending), timeout=COLLECT_EVERY_S)
             stats = self._collect()
@@ -389,23 +471,46 @@ class Run:
                 self.on_event(f"sender actor {a} was lost: a new one takes its {workers} workers over, from what the chain holds")
                 pending.append(self.fleet.replace(a, self._ledger))
                 self.records["actors_replaced"] = self.fleet.replaced
-            eta = max(t0 + phase.duration_s - time.time(), 0.0)
-            progress = Progress(
-                phase.name, payload.epoch, self.plan.transactions, stats, time.time() - self.started, eta,
-                stats.get("max_lag_s", 0.0) > 1.0, self.plan.fixed_slots, self.workload.interval_s,
-            )  # fmt: skip
+            progress = self._progress(phase, payload.epoch, t0, stats)
+            if not draining and progress.phase_left_s == 0 and stats.get("inflight", 0):
+                draining = True  # what remains of the phase is waiting for inclusion: up to commit_timeout_s
+                self.on_event(f"{phase.name}: draining {int(stats['inflight'])} in flight (up to {run.commit_timeout_s:g} s)…")
             self.on_progress(progress)
+            self._load.busy.append(stats.get("max_busy", 0.0))
             reason = self.should_stop(progress)
             if reason:
                 self.stopped_early = reason
                 raise _StopEarly
         totals = self._collect(final=True)
+        self.metrics.phase(phase.name, payload.epoch, running=False)
+        self._load.add(phase, before, totals, len(self.fleet.actors))
         stranded = int(totals.get("stranded", 0))  # the actors count the whole run's
         for key in ("failovers", "odd_answers", "unconfirmed"):
             self.records[key] = int(totals.get(key, 0))
         left = self.session.wait_for_empty_pools(stranded=queued_before + stranded - self._stranded)
         self._stranded = stranded
         self._diagnose(phase, payload, totals, before, left)
+
+    def _judge_generator(self, summary: dict[str, Any]) -> None:
+        """Marks a run whose senders could not keep their schedule (loadgen/capacity.py): its
+        commit ratio measured the generator, not the chain."""
+        load = self._load
+        verdict = judge(
+            GeneratorLoad(
+                first_send_lag_p99(self.dir / "transactions.parquet"),
+                self.workload.interval_s,
+                tuple(load.busy),
+                load.actors,
+                load.cpu_s,
+                load.sent,
+                load.phase_s,
+            )
+        )
+        summary["generator_bound"] = verdict.bound
+        summary["generator"] = verdict.to_dict()
+        self.metrics.generator(verdict.bound)
+        if verdict.reason:
+            self.on_event(verdict.reason)
 
     def _diagnose(self, phase: PhaseSpec, payload: Payload, totals: dict[str, float], before: dict[str, float], left: int) -> None:
         """Says why, when the nodes lost most of what they had accepted in the phase."""
@@ -438,12 +543,30 @@ class Run:
             self._fund(replace(self.plan, phases=tuple(checked.phase if p.name == phase.name else p for p in self.plan.phases)))
         return checked.phase
 
+    def _progress(self, phase: PhaseSpec, epoch: int, t0: float, stats: dict[str, float]) -> Progress:
+        assert self.plan is not None
+        now = time.time()
+        lead = self.experiment.run.lead_time_s
+        phases = self.plan.phases
+        # a plug-in may play a phase that is not in its plan: then none is counted after it
+        later = next((phases[i + 1 :] for i, p in enumerate(phases) if p.name == phase.name), ())
+        phase_left = max(t0 + phase.duration_s - now, 0.0)
+        epochs_after = self.plan.epochs - epoch - 1
+        run_left = phase_left + sum(lead + p.duration_s for p in later) + epochs_after * sum(lead + p.duration_s for p in phases)
+        rate, p95 = self._recent.now(now)
+        return Progress(
+            phase.name, epoch, self.plan.transactions, stats, now - self.started, phase_left,
+            stats.get("max_lag_s", 0.0) > 1.0, self.plan.fixed_slots, self.workload.interval_s,
+            self.plan.epochs, run_left, rate, p95,
+        )  # fmt: skip
+
     def _collect(self, final: bool = False) -> dict[str, float]:
         assert self.fleet is not None and self.store is not None and self.session is not None
         got = self.fleet.collect()
         for table in got.tables:
             self._ledger.add(table)
             self.store.transactions.append(table)
+            self._recent.add(table)
             self.metrics.rows(table)
         self.metrics.actor_stats(got.totals)
         self.metrics.endpoints(got.events)
@@ -455,11 +578,42 @@ class Run:
         if got.blocks:
             self.store.blocks.append(blocks_table(self.run_id, self.trial, got.blocks))
             self.metrics.blocks(got.blocks)
-        self.metrics.txpools(self.session.txpools())
+        pools = self.session.txpools()
+        self.metrics.txpools(pools)
+        if pools:
+            self.store.txpool.append(txpool_table(self.run_id, self.trial, time.time(), pools))
         if final:
             self.store.transactions.flush()
             self.store.blocks.flush()
+            self.store.txpool.flush()
         return got.totals
+
+
+def first_send_lag_p99(path: Path) -> float | None:
+    """Schedule lag of first attempts only: a refused transaction's next attempt leaves when the
+    refusal is known, which measures the node's answer, not whether the generator kept time."""
+    lags = []
+    for batch in pq.ParquetFile(path).iter_batches(columns=["t_scheduled", "t_sent", "attempt"]):
+        first = pc.and_(pc.equal(batch.column("attempt"), 1), pc.is_valid(batch.column("t_sent")))
+        sent = batch.filter(first)
+        lags.append(sent.column("t_sent").to_numpy(zero_copy_only=False) - sent.column("t_scheduled").to_numpy(zero_copy_only=False))
+    joined = np.concatenate(lags) if lags else np.array([])
+    return float(np.percentile(joined, 99)) if joined.size else None
+
+
+@dataclass
+class _LoadTally:
+    busy: list[float] = field(default_factory=list)
+    cpu_s: float = 0.0
+    sent: int = 0
+    phase_s: float = 0.0
+    actors: int = 0
+
+    def add(self, phase: PhaseSpec, before: dict[str, float], after: dict[str, float], actors: int) -> None:
+        self.actors = actors
+        self.cpu_s += after.get("cpu_s", 0.0) - before.get("cpu_s", 0.0)
+        self.sent += int(after.get("sent", 0) - before.get("sent", 0))
+        self.phase_s += phase.duration_s
 
 
 def _iso(t: float) -> str:

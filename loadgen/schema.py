@@ -43,6 +43,18 @@ TX_SCHEMA = pa.schema(
     ]
 )
 
+# each node's transaction pool (txpool_status) as the driver sampled it, about once a second
+TXPOOL_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("trial", pa.int32()),
+        ("t", pa.float64()),
+        ("endpoint", pa.string()),
+        ("pending", pa.int64()),
+        ("queued", pa.int64()),
+    ]
+)
+
 BLOCK_SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),

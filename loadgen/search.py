@@ -41,6 +41,7 @@ from loadgen.bisection import Bisection, SearchState, Trial, can_still_pass, ver
 from loadgen.config import Experiment
 from loadgen.errors import UserError
 from loadgen.jsonfile import read_json, write_json
+from loadgen.rig import Rig
 from loadgen.run import Progress, Run, ray_session
 from loadgen.session import shared
 
@@ -73,6 +74,7 @@ class Search:
         run_options: dict[str, Any] | None = None,
         ray_address: str | None = None,
         mnemonic: MnemonicSource | None = None,
+        rig: Rig | None = None,
     ) -> None:
         if not 0 < lo < hi:
             raise UserError(f"--lo {lo:g} and --hi {hi:g}: the search needs 0 < lo < hi")
@@ -87,6 +89,7 @@ class Search:
         self.dir = out_dir
         self.on_event = on_event or (lambda m: None)
         self.run_options = run_options or {}
+        self.rig = rig  # a sweep's; else the search brings its own
         self.ray_address = ray_address or os.environ.get("RAY_ADDRESS")
         threshold = experiment.run.threshold if threshold is None else threshold
         self.state = self._resume() or SearchState(
@@ -128,7 +131,7 @@ class Search:
         trial = Trial(
             value, repeat, run_id, str(run_dir), s["scheduled"], s["committed"], s["commit_ratio"],
             s["latency_p50_s"], s["latency_p95_s"], s["latency_p99_s"], s.get("stopped_early"),
-            "fail" if s.get("stopped_early") else single,
+            "fail" if s.get("stopped_early") else single, s["generator"]["reason"] if s.get("generator_bound") else None,
         )  # fmt: skip
         self.state.trials.append(trial)
         self._save()
@@ -145,7 +148,7 @@ class Search:
 
         run = Run(
             experiment, self.dir / "trials", run_id=run_id, trial=index, mnemonic=self._mnemonic,
-            should_stop=hopeless, on_event=lambda m: None, **self.run_options,
+            should_stop=hopeless, on_event=lambda m: None, rig=self.rig, **self.run_options,
         )  # fmt: skip
         result = run.execute()
         if result.interrupted:
@@ -154,8 +157,14 @@ class Search:
 
     @contextlib.contextmanager
     def environment(self) -> Iterator[tuple[Experiment, MnemonicSource | None]]:
-        """Ray and the chain for every trial: one of each for the whole search."""
-        with ray_session(self.ray_address), shared(self.experiment, f"search-{os.getpid()}") as pinned:
+        """Ray, the chain and the rig (actors, contracts) for every trial: one of each for the
+        whole search, or the sweep's."""
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(ray_session(self.ray_address))
+            pinned = stack.enter_context(shared(self.experiment, f"search-{os.getpid()}"))
+            if self.rig is None:
+                self.rig = stack.enter_context(Rig())
+                stack.callback(setattr, self, "rig", None)
             yield pinned
 
     # the search ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loadgen.jsonfile import write_json
-from loadgen.schema import BLOCK_SCHEMA, TX_SCHEMA
+from loadgen.schema import BLOCK_SCHEMA, TX_SCHEMA, TXPOOL_SCHEMA
 
 MAX_PENDING_ROWS = 50_000
 
@@ -86,7 +86,7 @@ def merge_parts(path: Path, schema: pa.Schema) -> None:
 def finalize(run_dir: Path) -> bool:
     """Merges what a killed run left in part files. True when there was something to merge."""
     merged = False
-    for name, schema in (("transactions", TX_SCHEMA), ("blocks", BLOCK_SCHEMA)):
+    for name, schema in (("transactions", TX_SCHEMA), ("blocks", BLOCK_SCHEMA), ("txpool", TXPOOL_SCHEMA)):
         path = run_dir / f"{name}.parquet"
         if parts_dir(path).is_dir():
             merge_parts(path, schema)
@@ -100,6 +100,7 @@ class RunStore:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.transactions = _Writer(run_dir / "transactions.parquet", TX_SCHEMA, flush_s)
         self.blocks = _Writer(run_dir / "blocks.parquet", BLOCK_SCHEMA, flush_s)
+        self.txpool = _Writer(run_dir / "txpool.parquet", TXPOOL_SCHEMA, flush_s)
 
     def write_json(self, name: str, data: dict[str, Any]) -> Path:
         return write_json(self.dir / name, data)
@@ -107,6 +108,22 @@ class RunStore:
     def close(self) -> None:
         self.transactions.close()
         self.blocks.close()
+        self.txpool.close()
+
+
+def txpool_table(run_id: str, trial: int, t: float, pools: dict[str, tuple[int, int]]) -> pa.Table:
+    n = len(pools)
+    return pa.table(
+        {
+            "run_id": [run_id] * n,
+            "trial": [trial] * n,
+            "t": [t] * n,
+            "endpoint": list(pools),
+            "pending": [pending for pending, _ in pools.values()],
+            "queued": [queued for _, queued in pools.values()],
+        },
+        schema=TXPOOL_SCHEMA,
+    )
 
 
 def blocks_table(run_id: str, trial: int, rows: list) -> pa.Table:

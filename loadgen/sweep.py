@@ -18,6 +18,7 @@ from typing import Any
 from loadgen.config import Experiment
 from loadgen.errors import UserError
 from loadgen.jsonfile import read_json, write_json
+from loadgen.rig import Rig
 from loadgen.run import Run, ray_session
 from loadgen.search import KEYS_PER_TRIAL, Search, trial_key_offset
 from loadgen.session import shared
@@ -58,18 +59,18 @@ class Sweep:
         state: dict[str, Any] = read_json(path) if path.is_file() else {}
         state |= {"vary": self.param, "values": self.values, "kind": self.experiment.workload.kind, "mode": self.experiment.plugin.sweep}
         try:
-            with ray_session(self.ray_address), shared(self.experiment, f"sweep-{os.getpid()}") as (experiment, mnemonic):
+            with ray_session(self.ray_address), shared(self.experiment, f"sweep-{os.getpid()}") as (experiment, mnemonic), Rig() as rig:
                 if experiment.plugin.sweep == "search":
-                    self._searches(experiment, mnemonic, state, path, event)
+                    self._searches(experiment, mnemonic, rig, state, path, event)
                 else:
-                    self._repeats(experiment, mnemonic, state, path, event)
+                    self._repeats(experiment, mnemonic, rig, state, path, event)
         finally:
             write_json(path, state)
         state["figures"] = self._figures(state)
         write_json(path, state)
         return state
 
-    def _searches(self, experiment: Experiment, mnemonic, state: dict, path: Path, event) -> None:
+    def _searches(self, experiment: Experiment, mnemonic, rig: Rig, state: dict, path: Path, event) -> None:
         searches = {s["value"]: s for s in state.get("searches", [])}
         for n, value in enumerate(self.values):
             folder = self.out / f"{self.param.rsplit('.', 1)[-1]}-{value}"
@@ -78,13 +79,13 @@ class Sweep:
             varied = experiment.with_overrides({self.param: value, "run.key_offset": keys})
             event(f"{self.param}={value}: searching")
             result = Search(
-                varied, folder, on_event=event, run_options=self.run_options, mnemonic=mnemonic, **self.search_options
+                varied, folder, on_event=event, run_options=self.run_options, mnemonic=mnemonic, rig=rig, **self.search_options
             ).execute()
             searches[value] = {"value": value, "min_pace_s": result.min_value, "status": result.status, "folder": str(folder)}
             state["searches"] = [searches[v] for v in self.values if v in searches]
             write_json(path, state)
 
-    def _repeats(self, experiment: Experiment, mnemonic, state: dict, path: Path, event) -> None:
+    def _repeats(self, experiment: Experiment, mnemonic, rig: Rig, state: dict, path: Path, event) -> None:
         repeats = self.search_options.get("repeats", 1)
         points = {(p["value"], p["repeat"]): p for p in state.get("points", [])}
         for n, value in enumerate(self.values):
@@ -99,6 +100,7 @@ class Sweep:
                     run_id=f"{self.param.rsplit('.', 1)[-1]}-{value}-r{repeat}",
                     trial=repeat,
                     mnemonic=mnemonic,
+                    rig=rig,
                     **self.run_options,
                 )
                 s = run.execute().summary

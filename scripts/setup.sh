@@ -15,6 +15,7 @@ command -v npm >/dev/null || apt_packages+=(npm)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
 # the metrics tests scrape a live run with a real Prometheus and check configs with promtool
 command -v prometheus >/dev/null && command -v promtool >/dev/null || apt_packages+=(prometheus)
+command -v chromium >/dev/null || apt_packages+=(chromium)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "setup: apt-get install ${apt_packages[*]}"
   $SUDO apt-get update -qq

@@ -9,7 +9,7 @@ from loadgen.bisection import Bisection, SearchState, Trial, verdict
 pytestmark = pytest.mark.unit
 
 
-def search(response, lo=0.05, hi=1.6, repeats=1) -> tuple[SearchState, list[float]]:
+def search(response, lo=0.05, hi=1.6, repeats=1, bound_at=lambda pace: False) -> tuple[SearchState, list[float]]:
     state = SearchState("workload.pace_s", lo, hi, 0.85, 0.05, repeats, {}, bracket=[lo, hi])
     calls: list[float] = []
 
@@ -20,7 +20,8 @@ def search(response, lo=0.05, hi=1.6, repeats=1) -> tuple[SearchState, list[floa
         calls.append(value)
         n = 1_000
         committed = round(response(value, calls.count(value)) * n)
-        trial = Trial(value, repeat, "", "", n, committed, committed / n, None, None, None, None, verdict(committed, n, 0.85, 1)[0])
+        bound = "schedule lag p99 0.400 s > 0.100 s" if bound_at(value) else None
+        trial = Trial(value, repeat, "", "", n, committed, committed / n, None, None, None, None, verdict(committed, n, 0.85, 1)[0], bound)
         state.trials.append(trial)
         return trial
 
@@ -47,3 +48,22 @@ def test_pooled_repeats_decide_on_the_wilson_interval():
 def test_a_passing_lo_ends_the_search_at_lo():
     state, calls = search(lambda pace, _: 1.0)
     assert (state.status, state.min_value, calls) == ("lo-passes", 0.05, [1.6, 0.05])
+
+
+def test_a_trial_the_generator_limited_stops_the_search_without_blaming_the_chain():
+    # the chain passes everywhere; below 0.3 s the generator cannot keep the pace
+    state, calls = search(lambda pace, _: 1.0 if pace >= 0.3 else 0.2, bound_at=lambda pace: pace < 0.3)
+    assert state.status == "generator-bound"
+    assert calls == [1.6, 0.05]  # lo was generator-bound: nothing faster is probed, no failure is bisected on
+    assert not any(p.verdict == "fail" for p in state.probes)
+    assert state.min_value == 1.6  # what the chain was seen to pass: an upper bound, not the answer
+    assert "limited by the generator at workload.pace_s=0.05" in state.notes[-1]
+
+
+def test_a_generator_bound_trial_mid_search_keeps_what_passed_above_it():
+    # lo fails on the chain's account; the first midpoints pass until one lands where the generator fell behind
+    state, calls = search(lambda pace, _: min(1.0, pace / 0.4), bound_at=lambda pace: 0.1 < pace < 0.35)
+    assert state.status == "generator-bound"
+    assert calls == [1.6, 0.05, 0.282843]  # √(0.05·1.6): bound, so the search stops there
+    assert state.min_value == 1.6
+    assert [p.verdict for p in state.probes] == ["pass", "fail"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -83,6 +84,7 @@ def test_what_this_machine_cannot_do_is_refused_in_seconds_before_a_chain_or_ray
         for args, says in cases:
             started = time.monotonic()
             extra = [] if "--out" in args else ["--out", str(tmp_path / "runs")]
+            extra += [] if "--metrics-port" in args else ["--metrics-port", "0"]  # 9464 may be another run's
             result = run("run", "configs/quickstart.yaml", *args, *extra, timeout=60)
             assert result.returncode == 2, (args, result.stderr)
             assert says in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
@@ -167,22 +169,55 @@ def test_foreground_devnet_prints_its_url_and_stops_on_sigint():
     assert proc.returncode == 0, err
 
 
+def _subcommands(parser: argparse.ArgumentParser, prog: str = "loadgen") -> dict[str, argparse.ArgumentParser]:
+    """Every parser under the top one, nested ones (``import diablo``) included, by their prog."""
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found[f"{prog} {name}"] = sub
+                found |= _subcommands(sub, f"{prog} {name}")
+    return found
+
+
+MINE = ("loadgen run", "loadgen search", "loadgen sweep", "loadgen devnet", "loadgen import", "loadgen import diablo")
+
+
 @pytest.mark.unit
-def test_the_display_says_when_the_node_answers_more_slowly_than_the_pace():
-    from io import StringIO
+@pytest.mark.parametrize("prog", MINE)
+def test_every_option_says_its_default_and_the_help_ends_with_examples(prog, monkeypatch):
+    from loadgen.cli import build_parser
 
-    from rich.console import Console
+    monkeypatch.setenv("COLUMNS", "80")
+    parser = _subcommands(build_parser())[prog]
+    formatter = parser.formatter_class(prog)
+    for action in parser._actions:
+        flag = isinstance(action, argparse._StoreTrueAction | argparse._HelpAction)
+        if action.option_strings and not flag and not action.required:
+            said = formatter._get_help_string(action)
+            assert "(default" in said, (action.option_strings, said)
+    text = parser.format_help()
+    assert "\nexamples:\n  loadgen " in text
+    assert all(len(line) <= 80 for line in text.splitlines()), [line for line in text.splitlines() if len(line) > 80]
 
-    from loadgen.cli.run import Display
-    from loadgen.run import Progress
 
-    out = StringIO()
-    display = Display(Console(file=out, width=200, force_terminal=False))
-    stats = {"scheduled": 10, "sent": 10, "max_answer_s": 0.3, "max_lag_s": 0.001}
-    display.progress(Progress("reveal", 0, 100, stats, 6.0, 3.0, interval_s=0.1))
-    assert "node answers in 0.30s > pace 0.1s" in out.getvalue()
-    quiet = StringIO()
-    Display(Console(file=quiet, width=200, force_terminal=False)).progress(
-        Progress("reveal", 0, 100, stats | {"max_answer_s": 0.05}, 6.0, 3.0, interval_s=0.1)
-    )
-    assert quiet.getvalue() and "node answers" not in quiet.getvalue()
+@pytest.mark.unit
+def test_set_and_the_metrics_options_read_the_same_wherever_they_are():
+    from loadgen.cli import build_parser
+
+    subs = _subcommands(build_parser())
+    helps = {}
+    for prog in ("loadgen run", "loadgen search", "loadgen sweep"):
+        helps[prog] = {a.option_strings[0]: a.help for a in subs[prog]._actions if a.option_strings}
+    for option in ("--set", "--endpoints", "--ray-address", "--metrics-port", "--metrics-bind"):
+        assert len({h[option] for h in helps.values()}) == 1, option
+
+
+@pytest.mark.subprocess
+def test_a_bad_option_points_to_its_subcommand_s_help():
+    result = run("search", "configs/quickstart.yaml", "--metrics-bind")
+    assert result.returncode == 2
+    assert result.stderr.startswith("loadgen search: error: argument --metrics-bind: expected one argument")
+    assert result.stderr.rstrip().endswith("(see `loadgen search --help`)")
+    result = run("import", "diablo")
+    assert "(see `loadgen import diablo --help`)" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -68,3 +69,30 @@ def test_cli_prints_the_table():
     result = subprocess.run([sys.executable, "-m", "loadgen", "estimate", "--pace", "0.5"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "13.9 hours" in result.stdout  # CNN: 100 × 1,000 × 0.5 s
+
+
+@pytest.mark.subprocess
+def test_piped_output_keeps_every_value_whole():
+    result = subprocess.run(
+        [sys.executable, "-m", "loadgen", "estimate", "--model", "A very long model name for a pipe:3e12:12345"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "60"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout
+    assert "175,000,000,000" in result.stdout and "3,000,000,000,000" in result.stdout
+    assert "A very long model name for a pipe" in result.stdout
+
+
+@pytest.mark.subprocess
+def test_json_gives_the_rows():
+    result = subprocess.run(
+        [sys.executable, "-m", "loadgen", "estimate", "--json", "--pace", "0.5", "--only", "--model", "R:2500:3", "--commit-phase", "2"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert (data["pace_s"], data["chunk_size"], data["commit_phase_s"]) == (0.5, 1_000, 2.0)
+    assert data["rows"] == [
+        {"model": "R", "parameters": 2_500, "epochs": 3, "chunks_per_epoch": 3, "training_s": 3 * (2.0 + 3 * 0.5),
+         "training": "10.5 seconds", "study_says": None}
+    ]  # fmt: skip

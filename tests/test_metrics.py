@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -16,6 +18,7 @@ import yaml
 
 from loadgen.devnet import DEV_MNEMONIC, free_port
 from loadgen.gethnet import GethNetwork, GethNetworkSettings
+from loadgen.metrics import RunMetrics
 from loadgen.run import Run
 from tests.engine import fl_experiment, local_ray
 from tests.faults import FaultProxy, Faults
@@ -26,12 +29,37 @@ sys.path.insert(0, str(GRAFANA))
 import build as dashboards  # noqa: E402
 
 
-def query(prom: str, expr: str, at: float) -> list:
-    url = f"{prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr, "time": f"{at:.3f}"})
+def query(prom: str, expr: str, at: float, until: float | None = None) -> list:
+    """An instant query at ``at``, or a range query from ``at`` to ``until`` a second apart."""
+    args = (
+        {"query": expr, "time": f"{at:.3f}"} if until is None else {"query": expr, "start": f"{at:.3f}", "end": f"{until:.3f}", "step": "1"}
+    )
+    url = f"{prom}/api/v1/{'query' if until is None else 'query_range'}?" + urllib.parse.urlencode(args)
     with urllib.request.urlopen(url, timeout=10) as response:
         answer = json.load(response)
     assert answer["status"] == "success", answer
     return answer["data"]["result"]
+
+
+BUILT = {name.removesuffix(".json"): json.loads(text) for name, text in dashboards.render().items()}
+# what Grafana puts in place of its variables, for a run scraped within the last hour
+GRAFANA_VARIABLES = {"$__rate_interval": "20s", "$__interval": "10s", "$__range": "1h", "$node": ".+"}
+
+
+def concrete(expr: str, run_id: str) -> str:
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    return expr.replace("$run_id", run_id)
+
+
+def variable_query(d: dict) -> str:
+    """The PromQL inside the dashboard's variable query (label_values and query_result)."""
+    (variable,) = d["templating"]["list"]
+    definition = variable["definition"]
+    if definition.startswith("label_values("):
+        metric, _, _ = definition.removeprefix("label_values(").rpartition(",")
+        return metric
+    return definition.removeprefix("query_result(").removesuffix(")")
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +67,16 @@ def scraped_run(tmp_path_factory):
     """A run on a 2-node geth network with some refused sends, the run and the nodes scraped
     every second by Prometheus from start to end."""
     tmp = tmp_path_factory.mktemp("prom")
-    metrics_port, prom_port = free_port(), free_port()
+    metrics_port, earlier_port, prom_port = free_port(), free_port(), free_port()
+    # a run that started before the one under test, with an id that sorts after it
+    earlier = RunMetrics("zz-earlier-run", "earlier", "transfer", 0.5)
+    earlier.serve(earlier_port, "127.0.0.1")
     (tmp / "prometheus.yml").write_text(
         yaml.safe_dump(
             {
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                 "scrape_configs": [
-                    {"job_name": "loadgen", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]},
+                    {"job_name": "loadgen", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}", f"127.0.0.1:{earlier_port}"]}]},
                     # the chain's nodes, found the way grafana/prometheus/prometheus.yml finds them
                     {
                         "job_name": "loadgen-nodes",
@@ -84,33 +115,113 @@ def scraped_run(tmp_path_factory):
             done = threading.Event()
             watcher = threading.Thread(target=scrape_while_running, daemon=True)
             watcher.start()
+            started = time.time()
             result = run.execute()
             ended = time.time()
             done.set()
         time.sleep(1.5)
         # the endpoint lingered 2 s after the final update: the last scrape holds the final counts
-        yield {"prom": f"http://127.0.0.1:{prom_port}", "run": run, "result": result, "at": ended - 0.5, "scrapes": scrapes}
+        yield {
+            "prom": f"http://127.0.0.1:{prom_port}", "run": run, "result": result, "started": started, "at": ended - 0.5,
+            "scrapes": scrapes,
+        }  # fmt: skip
     finally:
         prom.terminate()
         prom.wait(10)
+        earlier.close()
 
 
-def panel_queries():
-    for uid, (_, panels) in dashboards.DASHBOARDS.items():
-        for title, _, targets in panels:
-            for legend, expr in targets:
-                yield pytest.param(expr, id=f"{uid}:{title}:{legend}")
+def query_result_text(row: dict) -> str:
+    """A query_result row as Grafana writes it before it applies the variable's regex."""
+    labels = ",".join(f'{k}="{v}"' for k, v in row["metric"].items() if k != "__name__")
+    return f"{row['metric'].get('__name__', '')}{{{labels}}} {row['value'][1]} {row['value'][0] * 1000}"
 
 
-@pytest.mark.parametrize("expr", list(panel_queries()))
+def dashboard_queries():
+    """Every query the dashboards send: the panels', the annotations' and the variables'."""
+    for uid, d in BUILT.items():
+        for p in d["panels"]:
+            for t in p["targets"]:
+                yield pytest.param(t["expr"], id=f"{uid}:{p['title']}:{t['refId']}")
+        for a in d["annotations"]["list"]:
+            yield pytest.param(a["expr"], id=f"{uid}:annotation:{a['name']}")
+        yield pytest.param(variable_query(d), id=f"{uid}:variable")
+
+
+@pytest.mark.parametrize("expr", list(dashboard_queries()))
 @pytest.mark.chain
 @pytest.mark.ray
 @pytest.mark.chaos
 @pytest.mark.slow
 def test_every_panel_query_returns_data(scraped_run, expr):
-    concrete = expr.replace("$run_id", scraped_run["run"].run_id).replace("$__rate_interval", "20s").replace("$node", ".+")
-    result = query(scraped_run["prom"], concrete, scraped_run["at"])
-    assert result, f"no data for {concrete}"
+    promql = concrete(expr, scraped_run["run"].run_id)
+    result = query(scraped_run["prom"], promql, scraped_run["at"])
+    assert result, f"no data for {promql}"
+
+
+@pytest.mark.chain
+@pytest.mark.ray
+@pytest.mark.chaos
+@pytest.mark.slow
+def test_the_run_variable_lists_the_newest_run_first(scraped_run):
+    rid = scraped_run["run"].run_id
+    assert rid < "zz-earlier-run"  # sorting the ids would put the earlier run first
+    (variable,) = BUILT["loadgen-overview"]["templating"]["list"]
+    answer = query(scraped_run["prom"], concrete(variable_query(BUILT["loadgen-overview"]), rid), scraped_run["at"])
+    # Grafana applies the regex to each result written as `{labels} value`, in the order Prometheus gives
+    regex = re.compile(variable["regex"].strip("/"))
+    listed = [regex.search(query_result_text(r))[1] for r in answer]
+    assert listed == [rid, "zz-earlier-run"]
+
+
+@pytest.mark.chain
+@pytest.mark.ray
+@pytest.mark.chaos
+@pytest.mark.slow
+def test_phases_were_marked_one_after_the_other(scraped_run):
+    run, prom = scraped_run["run"], scraped_run["prom"]
+    series = query(prom, f'loadgen_phase{{run_id="{run.run_id}"}}', scraped_run["started"], scraped_run["at"])
+    running = {(s["metric"]["phase"], s["metric"]["epoch"]): [float(t) for t, v in s["values"] if v == "1"] for s in series}
+    assert {phase for phase, _ in running} == {p.name for p in run.plan.phases}
+    spans = sorted((min(ts), max(ts)) for ts in running.values())
+    assert all(first_end < second_start for (_, first_end), (second_start, _) in itertools.pairwise(spans))
+    final = query(prom, f'loadgen_phase{{run_id="{run.run_id}"}}', scraped_run["at"])
+    assert {r["value"][1] for r in final} == {"0"}  # all of them ended
+
+
+@pytest.mark.chain
+@pytest.mark.ray
+@pytest.mark.chaos
+@pytest.mark.slow
+def test_the_commit_ratio_stat_gets_its_threshold_steps(scraped_run):
+    (panel,) = (p for p in BUILT["loadgen-overview"]["panels"] if p["title"] == "Commit ratio")
+    (config,) = (t for t in panel["targets"] if t["refId"] == panel["transformations"][0]["options"]["configRefId"])
+    (row,) = query(scraped_run["prom"], concrete(config["expr"], scraped_run["run"].run_id), scraped_run["at"])
+    # Grafana reads the table's columns in order: `below` becomes the red base, the value the green step
+    mapped = [m["fieldName"] for m in panel["transformations"][0]["options"]["mappings"]]
+    assert mapped == ["below", "Value"]
+    assert row["metric"] == {"below": "0"}
+    assert float(row["value"][1]) == scraped_run["run"].experiment.run.threshold
+
+
+@pytest.mark.chain
+@pytest.mark.ray
+@pytest.mark.chaos
+@pytest.mark.slow
+def test_the_endpoint_table_has_every_column_for_every_endpoint(scraped_run):
+    (panel,) = (p for p in BUILT["loadgen-endpoints"]["panels"] if p["type"] == "table")
+    rid = scraped_run["run"].run_id
+    columns = {}
+    for t in panel["targets"]:
+        rows = query(scraped_run["prom"], concrete(t["expr"], rid), scraped_run["at"])
+        columns[t["refId"]] = {(r["metric"]["run_id"], r["metric"]["endpoint"]): float(r["value"][1]) for r in rows}
+    endpoints = {(rid, e) for e in scraped_run["run"].manifest["endpoints"]}
+    assert all(set(rows) == endpoints for rows in columns.values())  # Grafana's merge makes one full row per endpoint
+    sent, committed, failing, _, up = columns.values()
+    summary = scraped_run["result"].summary
+    assert sum(committed.values()) == summary["committed"]
+    assert sum(failing.values()) == sum(summary[k] for k in ("reverted", "rejected", "dropped", "unsent"))
+    assert all(sent[k] >= committed[k] for k in endpoints) and set(up.values()) == {1.0}
 
 
 @pytest.mark.chain
@@ -205,3 +316,62 @@ def test_dashboards_have_what_grafana_provisioning_needs():
             assert set(p["gridPos"]) == {"h", "w", "x", "y"}
             assert p["targets"] and all(t["expr"] and t["refId"] for t in p["targets"])
             assert all(f'{variable}=~"${variable}"' in t["expr"] for t in p["targets"])
+
+
+AGGREGATION = re.compile(r"\b(sum|avg|min|max|count)\s*(by\s*\(([^)]*)\))?\s*\(")
+COUNTS_TRANSACTIONS = re.compile(
+    r"\brate\((loadgen_transactions_total|loadgen_chain_transactions_total|loadgen_rpc_errors_total|txpool_\w+)"
+)
+
+
+@pytest.mark.unit
+def test_every_panel_says_what_it_shows_per_run_and_in_which_unit():
+    for uid, d in BUILT.items():
+        per_run = uid != "loadgen-nodes"
+        for p in d["panels"]:
+            where = f"{uid}: {p['title']}"
+            assert len(p.get("description", "")) > 20, f"{where} has no description"
+            unit = p["fieldConfig"]["defaults"].get("unit")
+            assert unit and unit != "reqps", f"{where}: unit {unit!r}"
+            config = {tr["options"]["configRefId"] for tr in p.get("transformations", []) if tr["id"] == "configFromData"}
+            shown = [t for t in p["targets"] if t["refId"] not in config]
+            for t in shown:
+                if COUNTS_TRANSACTIONS.search(t["expr"]) and " / " not in t["expr"]:
+                    assert unit == "suffix:tx/s", f"{where} counts transactions per second in {unit!r}"
+                if not per_run:
+                    continue
+                assert "{{run_id}}" in t["legendFormat"], f"{where}: legend {t['legendFormat']!r} blends runs"
+                for m in AGGREGATION.finditer(t["expr"]):
+                    assert m[2] and "run_id" in m[3].split(", "), f"{where}: {m[0]!r} sums runs together"
+
+
+@pytest.mark.unit
+def test_run_dashboards_open_on_the_newest_run_with_its_phases_marked():
+    for uid, d in BUILT.items():
+        (variable,) = d["templating"]["list"]
+        if uid == "loadgen-nodes":
+            assert not d["annotations"]["list"]
+            continue
+        # no All option and no saved choice: Grafana selects the first option, the query's first row
+        assert (variable["includeAll"], variable["current"], variable["sort"]) == (False, {}, 0)
+        assert "sort_desc" in variable["definition"] and "loadgen_run_start_timestamp_seconds" in variable["definition"]
+        names = {a["name"]: a for a in d["annotations"]["list"]}
+        assert set(names) == {"Run", "Phases"}
+        assert all('run_id=~"$run_id"' in a["expr"] for a in names.values())
+        assert "loadgen_phase" in names["Phases"]["expr"] and "{{phase}}" in names["Phases"]["titleFormat"]
+
+
+@pytest.mark.unit
+def test_phase_marks_and_per_endpoint_answers_in_the_registry():
+    from prometheus_client import generate_latest
+
+    m = RunMetrics("r1", "n", "transfer", 0.9)
+    m.init_series(["http://a", "http://b"], ["commit"])
+    m.phase("commit", 0, running=True)
+    text = generate_latest(m.registry).decode()
+    assert 'loadgen_phase{epoch="0",phase="commit",run_id="r1"} 1.0' in text
+    assert 'loadgen_node_answer_seconds_count{endpoint="http://b",run_id="r1"} 0.0' in text
+    start = float(next(line for line in text.splitlines() if line.startswith("loadgen_run_start_timestamp_seconds{")).split()[-1])
+    assert abs(start - time.time()) < 60
+    m.phase("commit", 0, running=False)
+    assert 'loadgen_phase{epoch="0",phase="commit",run_id="r1"} 0.0' in generate_latest(m.registry).decode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import pytest
 from matplotlib import image
 
 from loadgen.report import summarize, summary_rows
+from loadgen.report_data import MIN_WINDOWS, TARGET_WINDOWS, choose_window, clock_of, flatten_config, series_of
 from loadgen.store import RunStore, parts_dir
 from tests.engine import synthetic_rows
 
@@ -50,7 +52,7 @@ def test_one_run_gives_table_figures_and_a_self_contained_page(tmp_path):
     committed = int((table.column("status").to_numpy(zero_copy_only=False) == "committed").sum())
     assert f"{committed:,}" in result.stdout and "commit ratio" in result.stdout
     plots = {p.name: p for p in (run_dir / "plots").glob("*.png")}
-    assert set(plots) == {"rates.png", "latency.png", "commit_ratio.png", "outcomes.png"}
+    assert set(plots) == {"rates.png", "latency.png", "commit_ratio.png", "schedule_lag.png"}  # no blocks recorded: no block chart
     for png in plots.values():
         pixels = image.imread(png)
         assert pixels.shape[0] > 300 and pixels.shape[1] > 500
@@ -62,6 +64,8 @@ def test_one_run_gives_table_figures_and_a_self_contained_page(tmp_path):
     assert page.count("data:image/png;base64,") == 4
     assert "src='http" not in page and 'href="http' not in page
     assert "run-a" in page and f"{committed:,}" in page
+    assert page.count("<h2>") == len(set(re.findall(r"<h2>([^<]*)</h2>", page)))  # no heading twice
+    assert "<td>run.threshold</td><td>0.85</td>" in page  # the config as key → value rows, not JSON
 
 
 @pytest.mark.subprocess
@@ -84,6 +88,23 @@ def test_several_runs_side_by_side(tmp_path):
     compare = image.imread(tmp_path / "cmp" / "compare.png")
     assert compare.shape[1] > 800
     assert has_color(tmp_path / "cmp" / "compare.png", COMMITTED_RGB)
+    assert has_color(tmp_path / "cmp" / "compare.png", THRESHOLD_RGB)  # each run's threshold over its bar
+
+
+@pytest.mark.subprocess
+def test_a_run_without_rows_gives_a_page_without_figures(tmp_path):
+    run_dir = tmp_path / "nothing"
+    store = RunStore(run_dir, flush_s=0)
+    empty = synthetic_rows("nothing").slice(0, 0)
+    store.transactions.append(empty)
+    store.write_json("manifest.json", {"run_id": "nothing", "config": {"run": {"threshold": 0.85}}})
+    store.close()
+    store.write_json("summary.json", summarize(empty, 0.85) | {"run_id": "nothing", "rounds": []})
+    result = report(run_dir, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["headline"]["scheduled"] == 0
+    page = (run_dir / "report.html").read_text()
+    assert "data:image/png" not in page and "nothing to draw" in page
 
 
 @pytest.mark.parametrize("bad", ["nonexistent", "empty"])
@@ -102,6 +123,7 @@ def test_summary_counts_attempts(tmp_path):
     _, table = make_run(tmp_path, "s", seed=3)
     s = summarize(table, 0.85)
     assert s["scheduled"] == 400
+    assert s["sent"] == 400 - s["unsent"]
     assert sum(s[k] for k in ("committed", "reverted", "rejected", "dropped", "unsent")) == 400
     assert s["commit_ratio"] == pytest.approx(s["committed"] / 400)
     assert json.dumps(s)  # JSON-ready
@@ -140,3 +162,87 @@ def test_files_read_cleanly_in_pandas_polars_and_duckdb(tmp_path):
     assert pf.schema["t_scheduled"] == pl.Float64
     got = duckdb.sql(f"select count(*) from read_parquet('{path}') where status = 'committed'").fetchall()[0][0]
     assert got == committed
+
+
+@pytest.mark.subprocess
+def test_report_json_is_plain_json_with_the_headline(tmp_path):
+    run_dir, table = make_run(tmp_path, "j", seed=5)
+    result = report(run_dir, "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    status = table.column("status").to_numpy(zero_copy_only=False)
+    assert data["headline"]["committed"] == int((status == "committed").sum())
+    assert data["headline"]["sent"] == 400 - int((status == "unsent").sum())
+    assert data["by_phase"][0]["key"] == "reveal" and data["by_endpoint"][0]["scheduled"] == 400
+    assert data["blocks"] is None  # no block was recorded
+    assert "run j" in result.stderr  # the table went to stderr
+
+
+@pytest.mark.parametrize(
+    ("span_s", "window_s"),
+    [
+        (0.0, 1.0),
+        (0.5, 0.05),
+        (2.0, 0.2),
+        (5.0, 0.5),
+        (9.0, 0.5),
+        (10.0, 1.0),
+        (60.0, 1.0),
+        (300.0, 5.0),
+        (3_600.0, 60.0),
+        (86_400.0, 1_800.0),
+    ],
+)
+@pytest.mark.unit
+def test_windows_fit_the_runs_length(span_s, window_s):
+    assert choose_window(span_s) == window_s
+
+
+@pytest.mark.unit
+def test_windows_give_enough_points_and_never_a_flood():
+    for span in np.geomspace(0.3, 30 * 86_400, 400):
+        count = span / choose_window(span)
+        assert MIN_WINDOWS <= count <= 4 * TARGET_WINDOWS, (span, choose_window(span))
+        if span >= MIN_WINDOWS:
+            assert choose_window(span) >= 1.0  # finer than a block only when a second leaves too few points
+
+
+@pytest.mark.unit
+def test_series_count_every_row_once(tmp_path):
+    _, table = make_run(tmp_path, "w", seed=6)
+    clock = clock_of(table)
+    s = series_of(table, clock)
+    status = table.column("status").to_numpy(zero_copy_only=False)
+    assert round(s.scheduled_tps.sum() * clock.window_s) == 400
+    assert round(s.committed_tps.sum() * clock.window_s) == int((status == "committed").sum())
+    assert round(s.failing_tps.sum() * clock.window_s) == int((status != "committed").sum())
+    assert round(s.sent_tps.sum() * clock.window_s) == int((status != "unsent").sum())
+    last = clock.start + clock.span_s
+    assert clock.bins(np.array([clock.start, last, last + 1, clock.start - 1])).tolist() == [0, len(s.t_s) - 1, -1, -1]
+
+
+@pytest.mark.unit
+def test_config_reads_as_flat_key_value_rows():
+    config = {
+        "name": "q",
+        "chain": {
+            "endpoints": ["http://a", "http://b"],
+            "chain_id": None,
+            "devnet": {"txpool": {"lifetime_s": 10_800, "no_locals": False}},
+        },
+        "workload": {"profile": {"steps": [{"rate_tps": 5, "duration_s": 10}, {"rate_tps": 7.5, "duration_s": 20}]}, "setup": []},
+        "run": {"extra": {}},
+    }
+    assert flatten_config(config) == [
+        ("name", "q"),
+        ("chain.endpoints", "http://a, http://b"),
+        ("chain.chain_id", "–"),
+        ("chain.devnet.txpool.lifetime_s", "10,800"),
+        ("chain.devnet.txpool.no_locals", "false"),
+        ("workload.profile.steps[0].rate_tps", "5"),
+        ("workload.profile.steps[0].duration_s", "10"),
+        ("workload.profile.steps[1].rate_tps", "7.5"),
+        ("workload.profile.steps[1].duration_s", "20"),
+        ("workload.setup", "[]"),
+        ("run.extra", "{}"),
+    ]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from loadgen import config
@@ -88,6 +90,13 @@ def test_search_finds_the_known_minimum_pace_and_resumes(capped_chain, tmp_path)
     assert len(saved["trials"]) == len(state.trials) >= 4
     assert all(t["run_dir"] and (tmp_path / "trials").exists() for t in saved["trials"])
     assert (tmp_path / "search.png").is_file()
+    # the trials shared the sender actors and the contract (each opened its own round), with fresh keys
+    manifests = [json.loads((Path(t["run_dir"]) / "manifest.json").read_text()) for t in saved["trials"]]
+    assert len({tuple(m["sender_actors"]) for m in manifests}) == 1
+    assert len({m["contracts"]["FederatedLearning"] for m in manifests}) == 1
+    rounds = [set(pq.read_table(Path(t["run_dir"]) / "transactions.parquet").column("round_id").to_pylist()) for t in saved["trials"]]
+    assert all(len(r) == 1 for r in rounds) and len(set.union(*rounds)) == len(rounds)
+    assert all(t["generator_bound"] is None for t in saved["trials"])
     # the brackets were checked first
     assert [p["value"] for p in saved["probes"]][:2] == [0.8, 0.05]
     # resuming the finished search re-runs nothing

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from loadgen import __version__
 from loadgen.cli import devnet, estimate, imports, report, run, search, sweep
@@ -14,8 +14,36 @@ INTERNAL_ERROR = 3
 COMMANDS = {"run": run, "search": search, "sweep": sweep, "report": report, "estimate": estimate, "import": imports, "devnet": devnet}
 
 
+EXAMPLES = """examples:
+  loadgen run configs/quickstart.yaml       # a round on a local 4-node network
+  loadgen report runs/RUN_ID                # its tables, figures and report.html
+  loadgen COMMAND --help                    # a command's options and examples
+"""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it says it already. The description is
+    filled to the terminal's width; the examples (an epilog starting "examples:") keep their lines."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return text
+        return super()._fill_text(text, width, indent)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or not action.option_strings or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:  # one line and exit 2, like every other user error
+        # a subcommand's prog is "loadgen run": the pointer goes to the help that names the option
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)\n")
 
 
@@ -25,7 +53,11 @@ def one_line(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="loadgen", description="Distributed load testing for GoQuorum and other Ethereum-compatible permissioned chains.")
+    parser = _Parser(
+        prog="loadgen",
+        description="Distributed load testing for GoQuorum and other Ethereum-compatible permissioned chains.",
+        epilog=EXAMPLES,
+    )
     parser.add_argument("--version", action="version", version=f"loadgen {__version__}")
     parser.add_argument("--debug", action="store_true", help="on an unexpected error, show the traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

@@ -19,24 +19,52 @@ from loadgen.fees import Fees
 from loadgen.gethnet import TXPOOL_DEFAULTS, GethNetwork
 from loadgen.protocol import Coordinator, PoolMember, play_round
 
+EXAMPLES = r"""examples:
+  loadgen devnet                                 # one Anvil node on :8545
+  loadgen devnet --client geth                   # 4 geth nodes, RPC on 8545+i
+  loadgen devnet --client geth --nodes 8 --port 0 --txpool-global-slots 256 \
+      --txpool-no-locals
+  loadgen devnet --client geth \
+      --prometheus-targets grafana/prometheus/targets/devnet.json
+  LOADGEN_GOQUORUM=/opt/goquorum/geth \
+      loadgen devnet --client goquorum --consensus raft
+  loadgen devnet --client geth --port 0 --smoke  # deploy, play one round, exit
+
+Ctrl-C or SIGTERM stops the nodes and removes their data (unless --data-dir).
+"""
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    p = sub.add_parser(name, help="start a local chain: Anvil, or a multi-node geth/GoQuorum network", description=__doc__)
-    p.add_argument("--client", choices=("anvil", "geth", "goquorum"), default="anvil", help="anvil (default), geth (clique), goquorum")
-    p.add_argument("--nodes", type=int, default=4, help="geth, goquorum: nodes of the network (default 4)")
-    p.add_argument("--consensus", choices=("clique", "qbft", "raft"), help="geth: clique; goquorum: qbft (default) or raft")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=types.port, default=8545, help="RPC port (of the first node; node i uses PORT+i); 0 picks free ports")
+    p = sub.add_parser(name, help="start a local chain: Anvil, or a multi-node geth/GoQuorum network", description=__doc__, epilog=EXAMPLES)
+    p.add_argument("--client", choices=("anvil", "geth", "goquorum"), default="anvil", help="anvil, geth (clique) or goquorum")
+    p.add_argument("--nodes", type=int, default=4, metavar="N", help="geth, goquorum: nodes of the network")
+    p.add_argument("--consensus", choices=("clique", "qbft", "raft"), help="geth: clique; goquorum: qbft or raft (default: clique; qbft)")
+    p.add_argument("--host", default="127.0.0.1", help="address the nodes' RPC listens on")
+    p.add_argument("--port", type=types.port, default=8545, help="RPC port of the first node (node i uses PORT+i); 0 picks free ports")
     p.add_argument(
-        "--block-time", type=float, help="seconds between blocks (default 1; raft 0.05; Anvil: 0 mines one block per transaction)"
+        "--block-time",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between blocks; Anvil: 0 mines one block per transaction (default: 1; raft 0.05)",
     )
-    p.add_argument("--gas-limit", type=int, help="block gas limit (default: Anvil 1e9, geth 1e8, GoQuorum 7e8)")
-    p.add_argument("--chain-id", type=int, default=DEFAULT_CHAIN_ID, help=f"chain id (default {DEFAULT_CHAIN_ID})")
-    p.add_argument("--data-dir", type=Path, help="geth, goquorum: keep the nodes' data here (default: a temporary directory)")
+    p.add_argument("--gas-limit", type=int, metavar="GAS", help="block gas limit (default: Anvil 1e9, geth 1e8, GoQuorum 7e8)")
+    p.add_argument("--chain-id", type=int, default=DEFAULT_CHAIN_ID, metavar="ID", help="chain id")
+    p.add_argument(
+        "--data-dir", type=Path, metavar="DIR", help="geth, goquorum: keep the nodes' data here (default: a temporary directory)"
+    )
     for key, default in TXPOOL_DEFAULTS.items():
-        p.add_argument(f"--txpool-{key.replace('_', '-')}", type=int, dest=f"txpool_{key}", help=f"geth, goquorum (default {default})")
+        geth_flag = "lifetime, in seconds" if key == "lifetime_s" else key.replace("_", "")
+        p.add_argument(
+            f"--txpool-{key.replace('_', '-')}", type=int, dest=f"txpool_{key}", metavar="N",
+            help=f"geth, goquorum: --txpool.{geth_flag} (default: {default})",
+        )  # fmt: skip
     p.add_argument("--txpool-no-locals", action="store_true", help="apply the pool limits to what a node's own RPC received too")
-    p.add_argument("--prometheus-targets", type=Path, help="write the nodes' metrics ports to this Prometheus file_sd file while running")
+    p.add_argument(
+        "--prometheus-targets",
+        type=Path,
+        metavar="FILE",
+        help="write the nodes' metrics ports to this Prometheus file_sd file while running (default: none)",
+    )
     p.add_argument("--smoke", action="store_true", help="deploy the contracts, play one round with redundancy 3, print the result and exit")
 
 

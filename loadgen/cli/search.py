@@ -11,30 +11,39 @@ from pathlib import Path
 
 from rich.console import Console
 
-from loadgen.cli import types
-from loadgen.cli.run import load_experiment
-from loadgen.metrics import DEFAULT_PORT
+from loadgen.cli.run import add_experiment_options, load_experiment
 from loadgen.search import Search
+
+EXAMPLES = r"""examples:
+  loadgen search configs/quickstart.yaml
+  loadgen search configs/quickstart.yaml --lo 0.05 --hi 1 --repeats 3 \
+      --out searches/quick
+  loadgen search configs/quickstart.yaml --out searches/quick   # resumes it
+  loadgen search configs/paper/fig2-redundancy.yaml \
+      --set workload.redundancy=8 \
+      --endpoints http://10.0.0.11:8545,http://10.0.0.12:8545
+
+exit status: 0 a minimum was found, 1 none was (--hi failed), 2 bad input,
+130 interrupted (the same command resumes)
+"""
 
 
 def add_search_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--param", help="the parameter to minimise (default: the workload's own, e.g. workload.pace_s for fl-round)")
-    p.add_argument("--lo", type=float, default=0.01, help="lower bracket, expected to fail (default 0.01)")
-    p.add_argument("--hi", type=float, default=2.0, help="upper bracket, must pass (default 2)")
+    add_experiment_options(p)
+    p.add_argument(
+        "--param", metavar="KEY", help="the parameter to minimise (default: the workload's own, e.g. workload.pace_s for fl-round)"
+    )
+    p.add_argument("--lo", type=float, default=0.01, help="lower bracket, expected to fail")
+    p.add_argument("--hi", type=float, default=2.0, help="upper bracket, must pass")
     p.add_argument("--threshold", type=float, help="commit ratio to reach (default: run.threshold of the config)")
-    p.add_argument("--tolerance", type=float, default=0.05, help="stop when (hi − lo)/hi ≤ this (default 0.05)")
-    p.add_argument("--repeats", type=int, default=1, help="trials per probe; ≥ 2 judges by a 95%% confidence bound (default 1)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--endpoints", type=types.endpoint_list, help="comma-separated RPC URLs (overrides chain.endpoints)")
-    p.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--metrics-port", type=types.port, default=DEFAULT_PORT, help=f"Prometheus port for the trials (default {DEFAULT_PORT})")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--tolerance", type=float, default=0.05, help="stop when (hi − lo)/hi ≤ this")
+    p.add_argument("--repeats", type=int, default=1, help="trials per probe; ≥ 2 judges by a 95%% confidence bound")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    p = sub.add_parser(name, help="binary-search the minimum pace", description=__doc__)
-    p.add_argument("config", help="experiment YAML")
-    p.add_argument("--out", type=Path, help="search folder; an existing one is resumed (default searches/<time>-<name>)")
+    p = sub.add_parser(name, help="binary-search the minimum pace", description=__doc__, epilog=EXAMPLES)
+    p.add_argument("--out", type=Path, metavar="DIR", help="search folder; an existing one is resumed (default: searches/<time>-<name>)")
     add_search_options(p)
 
 
@@ -45,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     search = Search(
         experiment, out, param=args.param, lo=args.lo, hi=args.hi, threshold=args.threshold, tolerance=args.tolerance,
         repeats=args.repeats, on_event=lambda m: console.print(f"[dim]·[/dim] {m}"), ray_address=args.ray_address,
-        run_options={"metrics_port": args.metrics_port},
+        run_options={"metrics_port": args.metrics_port, "metrics_addr": args.metrics_bind},
     )  # fmt: skip
     state = search.execute()
     if state.min_value is not None:
@@ -53,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[bold]minimum {state.param} = {state.min_value:g}[/bold] ({state.status}; bracket {lo:g} … {hi:g})")
     for note in state.notes:
         console.print(f"note: {note}")
-    console.print(f"search: {out / 'search.json'}, plot: {out / 'search.png'}")
+    console.print(f"search: {out / 'search.json'}, plot: {out / 'search.png'}", soft_wrap=True)
     if args.json:
         json.dump(state.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -133,6 +133,9 @@ class Workload(ABC, Generic[C]):
     # sweep figures: published reference points per varied parameter, and file names
     references: ClassVar[dict[str, dict[float, float]]] = {}
     figure_names: ClassVar[dict[str, str]] = {}
+    # the runs of a search or sweep may share its contracts: each starts afresh on them (a new
+    # round, say) rather than on storage an earlier run filled
+    shares_contracts: ClassVar[bool] = False
 
     def __init__(self, config: C) -> None:
         self.config = config

@@ -107,6 +107,7 @@ class FlRound(Workload[FlRoundConfig]):
     config_model = FlRoundConfig
     search_param = "workload.pace_s"
     sweep = "search"
+    shares_contracts = True  # every epoch of every run opens a round of its own
     references: ClassVar[dict[str, dict[float, float]]] = STUDY
     figure_names: ClassVar[dict[str, str]] = {"workload.redundancy": "fig2-redundancy", "workload.model_length": "fig3-model-length"}
 
@@ -155,12 +156,14 @@ class FlRound(Workload[FlRoundConfig]):
         rounds = []
         for epoch in range(c.epochs):
             round_id = coordinator.open_round(chunks, c.redundancy, stage.addresses)
-            stage.event(f"epoch {epoch + 1}/{c.epochs}: round {round_id} opened for {c.workers} workers in {c.pools} pool(s)")
+            # epochs from 0, as in the rows, summary.json's rounds and the live display
+            stage.event(f"epoch {epoch}: round {round_id} opened for {c.workers} workers in {c.pools} pool(s)")
             common: dict[str, Any] = {"contract": fl.address, "epoch": epoch, "round_id": round_id, "seed": stage.seed}
             common |= {"model_length": c.model_length, "chunk_size": c.chunk_size}
             stage.phase(commit, Commit(**common))
             coordinator.close_commit_phase(round_id)
             stage.phase(reveal, Reveal(**common))
+            stage.event(f"round {round_id}: closing the reveal phase, electing {c.pools} pool(s)…")
             coordinator.close_reveal_phase(round_id)
             rounds.append(self._elect(stage, coordinator, round_id, epoch))
             stage.record("rounds", rounds)

@@ -1,0 +1,92 @@
+"""Whether a run measured the chain or the generator: a trial whose senders fell behind their
+schedule, or ran out of CPU, offered the chain less than planned, so its commit ratio says
+nothing about the pace. Pure: the run gathers the figures, this judges them.
+
+The lag bound scales with the pace: a transaction sent a quarter of a worker's interval late
+has changed the pace it was meant to test; below a floor the lag is the event loop's noise.
+A sender actor is one Python process: above ``BUSY_LIMIT`` of a core for most of the run it
+had no time left to keep the schedule, lag or not.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+LAG_FLOOR_S = 0.1
+LAG_SHARE_OF_INTERVAL = 0.25
+BUSY_LIMIT = 0.9  # of one core, the most a sender actor's process can use
+BUSY_TARGET = 0.5  # of one core: the load per actor to plan for, with room for bursts
+
+
+def lag_bound_s(interval_s: float | None) -> float:
+    return max(LAG_FLOOR_S, LAG_SHARE_OF_INTERVAL * interval_s) if interval_s else LAG_FLOOR_S
+
+
+@dataclass(frozen=True)
+class GeneratorLoad:
+    """What the senders did over a run's phases."""
+
+    lag_p99_s: float | None
+    interval_s: float | None  # a worker's time between two slots, when it is one number
+    busy: tuple[float, ...]  # the busiest actor's share of a core, one sample per collection
+    actors: int
+    cpu_s: float  # all sender actors' CPU time in the phases
+    sent: int
+    phase_s: float  # the phases' planned length, summed
+
+    @property
+    def cpu_per_tx_s(self) -> float | None:
+        return self.cpu_s / self.sent if self.sent else None
+
+    @property
+    def busy_share(self) -> float:
+        """How much of the run the busiest actor spent at its CPU limit."""
+        return sum(b >= BUSY_LIMIT for b in self.busy) / len(self.busy) if self.busy else 0.0
+
+
+@dataclass(frozen=True)
+class GeneratorVerdict:
+    bound: bool
+    lag_p99_s: float | None
+    lag_bound_s: float
+    busy_share: float
+    cpu_per_tx_ms: float | None
+    offered_tps: float | None
+    actors: int
+    actors_needed: int | None
+    reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def judge(load: GeneratorLoad) -> GeneratorVerdict:
+    bound_s = lag_bound_s(load.interval_s)
+    reasons = []
+    if load.lag_p99_s is not None and load.lag_p99_s > bound_s:
+        reasons.append(f"schedule lag p99 {load.lag_p99_s:.3f} s > {bound_s:.3f} s")
+    if load.busy_share > 0.5:
+        reasons.append(f"a sender actor at its CPU limit {load.busy_share:.0%} of the run")
+    offered = load.sent / load.phase_s if load.phase_s > 0 else None
+    per_tx = load.cpu_per_tx_s
+    needed = None
+    if offered and per_tx:
+        needed = max(1, math.ceil(offered * per_tx / BUSY_TARGET))
+    if reasons:
+        if load.busy_share > 0.5 and needed and needed > load.actors:
+            more = f"; this rate needs ≥ {needed} sender actors (run.actors), {load.actors} ran"
+        elif load.busy_share > 0.5:
+            more = "; give the senders cores of their own (more Ray nodes, or the chain on other machines)"
+        else:
+            more = (
+                "; the senders had CPU left: other processes held the cores, or (send_mode: closed) the node answered"
+                " more slowly than the pace"
+            )
+        reason = "the generator, not the chain, limited this run: " + ", ".join(reasons) + more
+    else:
+        reason = None
+    return GeneratorVerdict(
+        bool(reasons), load.lag_p99_s, bound_s, load.busy_share, per_tx * 1000 if per_tx else None, offered, load.actors, needed, reason
+    )
