@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import aiohttp
 import orjson
 
+from actors.http import Broken, HttpPool, NotSent
 from actors.signer import SEND_ID
 
 T = TypeVar("T")
@@ -51,25 +51,22 @@ class RpcClient:
         self.url = url
         self.failures = 0
         self.last_failure = ""
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout_s = timeout_s
         self._connections = connections
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: HttpPool | None = None
         self._free: asyncio.Semaphore | None = None  # sends waiting here have not left yet
         self._ids = itertools.count(1)
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, json_serialize=lambda o: orjson.dumps(o).decode()
-            )
-        return self._session
+    def pool(self) -> HttpPool:
+        if self._pool is None:
+            self._pool = HttpPool(self.url, self._connections)
+        return self._pool
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     async def _post(self, body: bytes, unpack: Callable[[Any], T]) -> T:
         """The answer to ``body``, unpacked; the endpoint's health follows what came back."""
@@ -87,17 +84,17 @@ class RpcClient:
 
     async def _exchange(self, body: bytes) -> Any:
         try:
-            async with self.session.post(self.url, data=body, headers={"Content-Type": "application/json"}) as response:
-                payload = await response.read()
-                if response.status != 200:
-                    text = f"HTTP {response.status} {payload[:200].decode(errors='replace')}".strip()
-                    raise RpcError("http", text, unhealthy=response.status >= 500 or response.status == 429)
+            async with asyncio.timeout(self._timeout_s):
+                status, payload = await self.pool.post(body)
         except TimeoutError:
             raise RpcError("timeout", f"no answer from {self.url}", unhealthy=True, maybe_delivered=True) from None
-        except aiohttp.ClientConnectorError as e:  # no connection: the request never left
-            raise RpcError("connection", f"{type(e).__name__}: {e}", unhealthy=True) from None
-        except aiohttp.ClientError as e:
-            raise RpcError("connection", f"{type(e).__name__}: {e}", unhealthy=True, maybe_delivered=True) from None
+        except NotSent as e:  # no connection: the request never left
+            raise RpcError("connection", str(e), unhealthy=True) from None
+        except Broken as e:
+            raise RpcError("connection", str(e), unhealthy=True, maybe_delivered=True) from None
+        if status != 200:
+            text = f"HTTP {status} {payload[:200].decode(errors='replace')}".strip()
+            raise RpcError("http", text, unhealthy=status >= 500 or status == 429)
         try:
             return orjson.loads(payload)
         except orjson.JSONDecodeError:

@@ -40,6 +40,7 @@ import ray
 
 from actors.collector import Collector, TxRow
 from actors.endpoints import EndpointEvent, Endpoints, in_turn
+from actors.profiling import profiled
 from actors.recovery import Resume, look_up, next_slot
 from actors.rpc import RpcClient, RpcError, SendResult
 from actors.signer import SignedTx, Signer
@@ -677,7 +678,8 @@ class SenderActor:
 
     async def run_phase(self, phase: PhaseSpec, payload: Payload, t0: float, commit_timeout_s: float, trial: int = 0) -> dict:
         self.sender.collector.trial = trial
-        return await self.sender.run_phase(phase, payload, t0, commit_timeout_s)
+        with profiled(f"sender-{phase.name}"):
+            return await self.sender.run_phase(phase, payload, t0, commit_timeout_s)
 
     async def recover_phase(
         self,

@@ -10,6 +10,7 @@ ships the binary.
 from __future__ import annotations
 
 import platform
+import random
 import shutil
 import socket
 from dataclasses import dataclass, field
@@ -41,9 +42,28 @@ def anvil_binary() -> Path:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port free now, below the kernel's ephemeral range: a port the kernel hands out is also
+    what every outgoing connection takes, and one of those (a sender's, among thousands) may
+    take it before the node that was meant to listen there starts."""
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = random.randrange(10_000, low) if low > 10_100 else 0
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 @dataclass

@@ -273,9 +273,15 @@ class SenderFleet:
             ray.get([a.stop.remote() for a in self.actors], timeout=10)
             ray.wait(self._phase_refs, num_returns=len(self._phase_refs), timeout=15)
 
-    def shutdown(self) -> None:
+    def idle(self) -> None:
+        """Between the runs of a series: the senders stop everything they do on their own (gap
+        checks re-sending what a node lost, following the watcher), so nothing of this run
+        reaches the chain while the next one sets up. The processes stay."""
         with contextlib.suppress(Exception):
             ray.get([a.close.remote() for a in self.actors], timeout=10)
+
+    def shutdown(self) -> None:
+        self.idle()
         with contextlib.suppress(Exception):
             ray.get([w.stop.remote() for w in self.watchers.values()], timeout=10)
         for handle in self.actors + list(self.watchers.values()):

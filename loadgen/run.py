@@ -279,6 +279,8 @@ class Run:
             finally:
                 if self.rig is None:
                     fleet.shutdown()
+                else:
+                    fleet.idle()
             self.on_event("writing the run folder…")
             self.store.close()
             summary = summarize_file(self.dir / "transactions.parquet", self.experiment.run.threshold)
