@@ -51,6 +51,8 @@ from loadgen.plan import PhaseSpec, WorkerSpec
 from loadgen.sending import Sending
 from loadgen.workloads.base import CallBuilder, Payload
 
+TIMER_TICK_S = 0.001  # a send may leave this much before its slot: lag is measured from the slot, negative then
+
 # Answers meaning the node already has this very transaction: accepted after all.
 ALREADY_THERE = ("already known", "known transaction", "already imported", "nonce too low")
 MAX_RESENDS = 5
@@ -493,7 +495,9 @@ class Sender:
     async def _sleep_until(self, t: float) -> bool:
         while not self.stopping:
             delay = t - time.time()
-            if delay <= 0:
+            # the event loop's timers tick in milliseconds (uvloop's clock): within one tick of
+            # the slot, another sleep would wake at once, again and again, until the slot passed
+            if delay <= TIMER_TICK_S:
                 return True
             await asyncio.sleep(min(delay, 0.5))
         return False
