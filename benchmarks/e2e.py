@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/e2e.py cpu        # CPU time of loadgen's processes per transaction
     .venv/bin/python benchmarks/e2e.py rate       # highest committed rate, 1,000-value chunks
     .venv/bin/python benchmarks/e2e.py memory     # driver peak memory for a 100,000-transaction run
+    .venv/bin/python benchmarks/e2e.py million    # 1,000,000 small transactions: wall time, peak RSS, CPU
     .venv/bin/python benchmarks/e2e.py startup    # `loadgen run` until the first transaction leaves
     .venv/bin/python benchmarks/e2e.py profile    # the cpu run, each sender actor's event loop under cProfile
     .venv/bin/python benchmarks/e2e.py ratio 400,800,1200  # loadgen against a bare pre-signed send loop, one devnet
@@ -49,6 +50,16 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def threads_cpu(pid: int) -> dict[str, float]:
@@ -115,6 +126,7 @@ def run_measured(exp: config.Experiment, env: dict[str, str] | None = None, mnem
     kinds: dict[int, str] = {}
     actor_pids: set[int] = set()
     threads: dict[int, dict[str, float]] = {}
+    peaks: dict[int, float] = {}  # actor → peak RSS (MB)
     holder: dict[str, Run] = {}
 
     def on_progress(p: Progress) -> None:
@@ -132,6 +144,7 @@ def run_measured(exp: config.Experiment, env: dict[str, str] | None = None, mnem
             names[pid] = name
         for pid in actor_pids:
             threads[pid] = threads_cpu(pid)
+            peaks[pid] = max(peaks.get(pid, 0.0), peak_rss_mb(pid))
         curve.append((p.stats.get("sent", 0.0), time.process_time() - driver0 + sum(samples.get(a, 0.0) for a in actor_pids)))
 
     driver0 = time.process_time()
@@ -157,7 +170,8 @@ def run_measured(exp: config.Experiment, env: dict[str, str] | None = None, mnem
         print("    by thread: " + ", ".join(f"{name} {cpu:.2f} s" for name, cpu in top))
     print(f"not loadgen: Ray daemons {ray_daemons:.2f} s ({ray_daemons / n * 1e3:.3f} ms/tx), Anvil {anvil:.2f} s")
     print(f"latency p50 {s['latency_p50_s']:.3f} s p99 {s['latency_p99_s']:.3f} s, schedule lag p99 {s['schedule_lag_p99_s'] * 1e3:.2f} ms")
-    print(f"driver peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    actor_peaks = ", ".join(f"{kinds[p]} {peaks[p]:.0f} MB" for p in sorted(peaks))
+    print(f"peak RSS: driver {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; {actor_peaks}")
     table = pq.read_table(result.run_dir / "transactions.parquet", filters=[("status", "=", "committed")])
     included = np.sort(table.column("t_included").to_numpy())
     if included.size:
@@ -176,10 +190,11 @@ def run_measured(exp: config.Experiment, env: dict[str, str] | None = None, mnem
 
 
 BARE_ACCOUNTS = 10
+BARE_PER_ACCOUNT = 400
 RATIO_WORKERS = 40
 
 
-def bare_bodies(per_account: int) -> list[list[bytes]]:
+def bare_bodies(per_account: int, first_nonce: int) -> list[list[bytes]]:
     """Pre-signed 1,000-value chunk transactions (the reveal's calldata) from the devnet's own
     accounts past the ones loadgen's workers use, each account's in nonce order."""
     source = MnemonicSource("devnet", DEV_MNEMONIC)
@@ -188,7 +203,8 @@ def bare_bodies(per_account: int) -> list[list[bytes]]:
     out = []
     for a in range(BARE_ACCOUNTS):
         signer = Signer(bytes(derive_account(source, 1 + RATIO_WORKERS + a).key), DEV_CHAIN_ID)
-        out.append([send_raw_body(signer.sign(nonce=i, gas_price=0, gas=800_000, to=bytes(20), data=data).raw) for i in range(per_account)])
+        nonces = range(first_nonce, first_nonce + per_account)
+        out.append([send_raw_body(signer.sign(nonce=i, gas_price=0, gas=800_000, to=bytes(20), data=data).raw) for i in nonces])
     return out
 
 
@@ -214,12 +230,12 @@ def ratio(rates: list[float]) -> None:
     on one devnet, one after the other."""
     with Devnet(DevnetSettings(accounts=1 + RATIO_WORKERS + BARE_ACCOUNTS)) as node:
         best_bare = 0.0
-        for concurrency in (8, 32, 128):
-            rate = asyncio.run(bare_loop(node.url, bare_bodies(400), concurrency))
+        for r, concurrency in enumerate((8, 32, 128)):
+            # each round's nonces start where the last round's ended
+            rate = asyncio.run(bare_loop(node.url, bare_bodies(BARE_PER_ACCOUNT, r * BARE_PER_ACCOUNT), concurrency))
             print(f"bare pre-signed loop, {concurrency} in the air: {rate:,.0f} accepted sends/s")
             best_bare = max(best_bare, rate)
-            # the next round's accounts start where this one's nonces ended: new keys would need funding, so wait for the pool
-            time.sleep(3)
+            time.sleep(3)  # the node mines what it took before loadgen's turn
         kept: list[float] = []
         for k, offered in enumerate(rates):
             print(f"\nloadgen at {offered:,.0f} chunk tx/s offered by {RATIO_WORKERS} workers:")
@@ -265,6 +281,10 @@ def main() -> None:
         run_measured(experiment(model_length=60_000, redundancy=workers // 10, pools=10, pace_s=workers / rate))
     elif mode == "memory":  # 100,000 small transactions (10-value chunks) at 1,000/s
         run_measured(experiment(model_length=5_000, chunk_size=10, redundancy=20, pools=10, pace_s=0.2))
+    elif mode == "million":  # 1,000,000 small transactions (10-value chunks) at 1,500/s from 200 workers
+        started = time.monotonic()
+        run_measured(experiment(model_length=50_000, chunk_size=10, redundancy=20, pools=10, pace_s=200 / 1_500))
+        print(f"wall time {time.monotonic() - started:.0f} s")
     elif mode == "ratio":
         ratio([float(r) for r in (sys.argv[2] if len(sys.argv) > 2 else "400,800,1200").split(",")])
     elif mode == "profile":
