@@ -5,6 +5,13 @@ Sender actors on the same host read the inclusions from here, so a block costs o
 ``eth_getTransactionReceipt`` on nodes without it) however many workers there are. The time a
 block is first seen is read on this host's clock, the same clock the senders schedule with.
 
+It hears of a new block by a ``newHeads`` subscription over WebSocket, on the endpoint's own
+address (Anvil, and geth and GoQuorum with ``--ws.port`` equal to ``--http.port``, as the
+embedded networks run): a block is seen when the node announces it, a few milliseconds after it
+is made. Where the endpoint offers no WebSocket it polls the head every 50 ms, and a block is
+seen up to one interval late. With a subscription it still polls once a second, so a lost
+notification costs a second at most.
+
 The watcher follows the first of its endpoints; when that one stops answering (``failover_after``
 unhealthy answers in a row) it follows the next, from the block after the last one it processed,
 so no block and no inclusion is missed.
@@ -17,6 +24,8 @@ import contextlib
 import time
 from dataclasses import dataclass
 
+import aiohttp
+import orjson
 import ray
 
 from actors.endpoints import EndpointEvent, in_turn
@@ -27,6 +36,13 @@ from actors.rpc import RpcClient, RpcError
 RETENTION_S = 120.0
 FAILOVER_AFTER_S = 1.0  # at least this long without a good round before following another endpoint
 RAFT_NANOSECONDS = 10**12  # a seconds timestamp stays below this until the year 33658
+HEADS_POLL_S = 1.0  # with a subscription: the poll that catches what a lost notification would miss
+SUBSCRIBE_TIMEOUT_S = 5.0
+
+
+def ws_url(url: str) -> str:
+    """The WebSocket address on the same host and port: http → ws, https → wss."""
+    return "ws" + url[4:] if url.startswith("http") else url
 
 
 def timestamp_seconds(raw: int) -> float:
@@ -92,6 +108,10 @@ class BlockWatcher:
         self.last_error = ""
         self._failing = 0  # rounds in a row that failed
         self._progress_at = time.monotonic()
+        self.subscribed = False  # newHeads notifications arrive (else: polling)
+        self._heads: asyncio.Task | None = None
+        self._head = asyncio.Event()
+        self._heard: dict[int, float] = {}  # block number → when the node announced it
 
     async def start(self, from_block: int | None = None) -> int:
         """Follows the chain from ``from_block`` (a lost watcher's successor), else from the next
@@ -105,14 +125,47 @@ class BlockWatcher:
                 await self._follow_next()
         head = int(await self.rpc.call("eth_blockNumber"), 16)
         self._next_block = head + 1 if from_block is None else from_block
+        self._listen(self.rpc.url)
         self._task = asyncio.create_task(self._loop())
         return head
 
+    def _listen(self, url: str) -> None:
+        if self._heads is not None:
+            self._heads.cancel()
+        self._heads = asyncio.create_task(self._subscribe(url))
+
+    async def _subscribe(self, url: str) -> None:
+        """Hears the node announce each new block; ends (and the watcher polls) when the
+        endpoint has no WebSocket or the connection drops."""
+        request = {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.ws_connect(ws_url(url), timeout=aiohttp.ClientWSTimeout(ws_close=2)) as ws,
+            ):
+                await ws.send_bytes(orjson.dumps(request))
+                answer = orjson.loads((await ws.receive(timeout=SUBSCRIBE_TIMEOUT_S)).data)
+                if not isinstance(answer, dict) or not answer.get("result"):
+                    return
+                self.subscribed = True
+                async for message in ws:
+                    heard = time.time()
+                    if message.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    number = int(orjson.loads(message.data)["params"]["result"]["number"], 16)
+                    self._heard[number] = heard
+                    self._head.set()
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+            pass  # no WebSocket here, or not a node's: polling does
+        finally:
+            self.subscribed = False
+
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._heads):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.rpc.close()
 
     async def _loop(self) -> None:
@@ -121,8 +174,10 @@ class BlockWatcher:
             try:
                 head = int(await self.rpc.call("eth_blockNumber"), 16)
                 while self._next_block <= head:
-                    await self._fetch(self._next_block, seen=time.time())
+                    await self._fetch(self._next_block, seen=self._heard.pop(self._next_block, time.time()))
                     self._next_block += 1
+                for number in [n for n in self._heard if n < self._next_block]:
+                    del self._heard[number]
             except RpcError as e:
                 self.errors += 1
                 self.last_error = str(e)
@@ -135,13 +190,21 @@ class BlockWatcher:
                     await self._follow_next()
             else:
                 self._failing, self._progress_at = 0, time.monotonic()
-            await asyncio.sleep(self.poll_interval_s)
+            await self._until_next_round()
+
+    async def _until_next_round(self) -> None:
+        """Until the node announces a block, or the next poll is due (a subscription that comes
+        up while the watcher waits ends the wait with its first block)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._head.wait(), HEADS_POLL_S if self.subscribed else self.poll_interval_s)
+        self._head.clear()
 
     async def _follow_next(self) -> None:
         lost = self.rpc
         await lost.close()
         url = in_turn(self.endpoints, lost.url)[1]
         self.rpc = RpcClient(url)
+        self._listen(url)
         self._failing, self._progress_at = 0, time.monotonic()
         start = "its next block" if self._next_block is None else f"block {self._next_block}"
         why = f"the block watcher follows {url} from {start}: {self.last_error}"

@@ -52,14 +52,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def peak_rss_mb(pid: int) -> float:
+def memory_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's memory from /proc: VmRSS now, VmHWM its peak; NaN once it is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return 0.0
+    return float("nan")
 
 
 def threads_cpu(pid: int) -> dict[str, float]:
@@ -144,7 +145,7 @@ def run_measured(exp: config.Experiment, env: dict[str, str] | None = None, mnem
             names[pid] = name
         for pid in actor_pids:
             threads[pid] = threads_cpu(pid)
-            peaks[pid] = max(peaks.get(pid, 0.0), peak_rss_mb(pid))
+            peaks[pid] = max(peaks.get(pid, 0.0), memory_mb(pid, "VmHWM"))
         curve.append((p.stats.get("sent", 0.0), time.process_time() - driver0 + sum(samples.get(a, 0.0) for a in actor_pids)))
 
     driver0 = time.process_time()

@@ -29,21 +29,11 @@ import pyarrow.parquet as pq
 import ray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.e2e import cpu_seconds
+from benchmarks.e2e import cpu_seconds, memory_mb
 from loadgen import config
 from loadgen.run import Progress, Run
 
 SAMPLE_S = 10.0
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 @dataclass
@@ -94,7 +84,7 @@ def main() -> None:
         next_sample[0] = now + SAMPLE_S
         samples.t.append(now - started)
         for name, pid in pids.items():
-            samples.rss.setdefault(name, []).append(rss_mb(pid))
+            samples.rss.setdefault(name, []).append(memory_mb(pid))
             samples.cpu.setdefault(name, []).append(cpu_seconds(pid))
         samples.inflight.append(p.stats.get("inflight", 0))
         samples.recent.append(p.stats.get("recent", 0))

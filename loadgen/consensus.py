@@ -39,8 +39,7 @@ TXN_SIZE_LIMIT_KB = 128
 
 @dataclass(frozen=True)
 class NodePorts:
-    http: int
-    ws: int
+    http: int  # JSON-RPC over HTTP and WebSocket both: geth serves the two on one port when told the same
     metrics: int
     p2p: int
     raft: int

@@ -115,7 +115,7 @@ class GethNetwork:
 
     @property
     def ws_urls(self) -> list[str]:
-        return [f"ws://{self.settings.host}:{p.ws}" for p in self.ports]
+        return [f"ws://{self.settings.host}:{p.http}" for p in self.ports]
 
     @property
     def metrics_urls(self) -> list[str]:
@@ -180,9 +180,9 @@ class GethNetwork:
     def _ports(self, i: int) -> NodePorts:
         base = self.settings.base_port
         if base is not None:
-            return NodePorts(base + i, base + 100 + i, base + 200 + i, base + 300 + i, base + 400 + i)
+            return NodePorts(base + i, base + 200 + i, base + 300 + i, base + 400 + i)
         host = self.settings.host
-        return NodePorts(free_port(host), free_port(host), free_port(host), free_port(host), free_port(host))
+        return NodePorts(free_port(host), free_port(host), free_port(host), free_port(host))
 
     def _env(self) -> dict[str, str]:
         return dict(os.environ) | self.consensus.env()
@@ -228,7 +228,7 @@ class GethNetwork:
             "--nodekey", str(d / "nodekey"),
             "--http", "--http.addr", s.host, "--http.port", str(p.http),
             "--http.api", self.consensus.apis, "--http.vhosts", "*",
-            "--ws", "--ws.addr", s.host, "--ws.port", str(p.ws), "--ws.api", "eth,net,web3,txpool", "--ws.origins", "*",
+            "--ws", "--ws.addr", s.host, "--ws.port", str(p.http), "--ws.api", "eth,net,web3,txpool", "--ws.origins", "*",
             "--rpc.txfeecap", "0",
             "--metrics", "--metrics.addr", s.host, "--metrics.port", str(p.metrics),
             "--verbosity", str(s.verbosity),

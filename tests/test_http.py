@@ -95,34 +95,26 @@ def test_a_chunked_answer_arriving_in_pieces():
     assert run(chunked, scenario)["connections"] == 1
 
 
-def test_an_answer_without_length_ends_with_the_connection_and_the_next_request_opens_another():
-    async def until_close(reader, writer, state) -> None:
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (b"HTTP/1.1 503 Service Unavailable\r\n\r\nbusy", (503, b"busy")),  # no length: the body ends with the connection
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", (200, b"ok")),  # told to close
+    ],
+)
+def test_a_connection_whose_answer_ends_it_is_not_used_again(answer, expected):
+    async def answer_then_linger(reader, writer, state) -> None:
         await read_request(reader)
-        writer.write(b"HTTP/1.1 503 Service Unavailable\r\n\r\nbusy")
+        writer.write(answer)
         await writer.drain()
+        await asyncio.sleep(0.2)  # told to close, the client must not wait for the server to
 
     async def scenario(url: str, state: dict) -> None:
         pool = HttpPool(url)
-        assert await pool.post(b"{}") == (503, b"busy")
-        assert await pool.post(b"{}") == (503, b"busy")
+        assert [await pool.post(b"{}") for _ in range(3)] == [expected] * 3
         pool.close()
 
-    assert run(until_close, scenario)["connections"] == 2
-
-
-def test_connection_close_is_obeyed():
-    async def closing(reader, writer, state) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()
-        await asyncio.sleep(0.2)  # the client must not wait for the close to use a new connection
-
-    async def scenario(url: str, state: dict) -> None:
-        pool = HttpPool(url)
-        assert [await pool.post(b"{}") for _ in range(3)] == [(200, b"ok")] * 3
-        pool.close()
-
-    assert run(closing, scenario)["connections"] == 3
+    assert run(answer_then_linger, scenario)["connections"] == 3
 
 
 def test_a_kept_alive_connection_the_server_closed_while_idle_is_replaced_and_the_request_sent_once():
