@@ -119,6 +119,10 @@ def _parse(buffer: bytearray, at_eof: bool) -> tuple[int, bytes, bool, int] | No
     keep = headers.get("connection", "").lower() != "close" and parts[0] != "HTTP/1.0"
     start = end + 4
     if "chunked" in headers.get("transfer-encoding", "").lower():
+        # a chunked answer ends with an empty line (after the last chunk, or its trailers), and
+        # JSON holds no bare CRLF: parse it once it can be whole, not at every read of a large one
+        if not buffer.endswith(b"\r\n\r\n"):
+            return None
         return _chunked(buffer, start, status, keep)
     length = headers.get("content-length")
     if length is not None:
@@ -167,6 +171,7 @@ class HttpPool:
         self._head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\nContent-Length: ".encode()
         self._idle: list[_Connection] = []
         self._all: set[_Connection] = set()
+        self.closed = False
         self._slots = asyncio.Semaphore(connections)
 
     async def post(self, body: bytes) -> tuple[int, bytes]:
@@ -178,7 +183,7 @@ class HttpPool:
                     status, answer, keep = await conn.exchange(request)
                 except Broken:
                     self._all.discard(conn)
-                    if conn.idle_and_lost:
+                    if conn.idle_and_lost and not self.closed:
                         continue  # the server had closed it while idle: this request never reached it
                     raise
                 except BaseException:  # a timeout or a cancel mid-answer leaves the connection unusable
@@ -194,6 +199,8 @@ class HttpPool:
             raise Broken("the server closed two connections in a row before answering")
 
     async def _connection(self) -> _Connection:
+        if self.closed:
+            raise NotSent("the client was closed")
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed:
@@ -208,6 +215,7 @@ class HttpPool:
         return conn
 
     def close(self) -> None:
+        self.closed = True
         for conn in self._all:
             conn.close()
         self._all.clear()

@@ -38,6 +38,8 @@ FAILOVER_AFTER_S = 1.0  # at least this long without a good round before followi
 RAFT_NANOSECONDS = 10**12  # a seconds timestamp stays below this until the year 33658
 HEADS_POLL_S = 1.0  # with a subscription: the poll that catches what a lost notification would miss
 SUBSCRIBE_TIMEOUT_S = 5.0
+RESUBSCRIBE_S = 10.0
+HEARTBEAT_S = 5.0
 
 
 def ws_url(url: str) -> str:
@@ -135,13 +137,19 @@ class BlockWatcher:
         self._heads = asyncio.create_task(self._subscribe(url))
 
     async def _subscribe(self, url: str) -> None:
-        """Hears the node announce each new block; ends (and the watcher polls) when the
-        endpoint has no WebSocket or the connection drops."""
+        """Hears the node announce each new block, connecting again after a drop (the watcher
+        polls meanwhile); an endpoint with no WebSocket is asked again every 10 s."""
+        while True:
+            await self._subscription(url)
+            await asyncio.sleep(RESUBSCRIBE_S)
+
+    async def _subscription(self, url: str) -> None:
         request = {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
         try:
             async with (
                 aiohttp.ClientSession() as session,
-                session.ws_connect(ws_url(url), timeout=aiohttp.ClientWSTimeout(ws_close=2)) as ws,
+                # the heartbeat finds a connection that went silent without closing
+                session.ws_connect(ws_url(url), timeout=aiohttp.ClientWSTimeout(ws_close=2), heartbeat=HEARTBEAT_S) as ws,
             ):
                 await ws.send_bytes(orjson.dumps(request))
                 answer = orjson.loads((await ws.receive(timeout=SUBSCRIBE_TIMEOUT_S)).data)
@@ -158,7 +166,8 @@ class BlockWatcher:
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
             pass  # no WebSocket here, or not a node's: polling does
         finally:
-            self.subscribed = False
+            if self._heads is asyncio.current_task():  # not a cancelled one's: its successor may be up
+                self.subscribed = False
 
     async def stop(self) -> None:
         for task in (self._task, self._heads):
@@ -174,7 +183,8 @@ class BlockWatcher:
             try:
                 head = int(await self.rpc.call("eth_blockNumber"), 16)
                 while self._next_block <= head:
-                    await self._fetch(self._next_block, seen=self._heard.pop(self._next_block, time.time()))
+                    # (get, not pop: a fetch that fails is tried again, and the block was still announced then)
+                    await self._fetch(self._next_block, seen=self._heard.get(self._next_block, time.time()))
                     self._next_block += 1
                 for number in [n for n in self._heard if n < self._next_block]:
                     del self._heard[number]
@@ -194,9 +204,11 @@ class BlockWatcher:
 
     async def _until_next_round(self) -> None:
         """Until the node announces a block, or the next poll is due (a subscription that comes
-        up while the watcher waits ends the wait with its first block)."""
+        up while the watcher waits ends the wait with its first block). After a failed round,
+        or with no subscription, the poll is due at the poll interval."""
+        patient = self.subscribed and not self._failing
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._head.wait(), HEADS_POLL_S if self.subscribed else self.poll_interval_s)
+            await asyncio.wait_for(self._head.wait(), HEADS_POLL_S if patient else self.poll_interval_s)
         self._head.clear()
 
     async def _follow_next(self) -> None:

@@ -657,14 +657,19 @@ class SenderActor:
     def __init__(self, run_id: str, chain_id: int, fees: Fees, sending: Sending) -> None:
         node = ray.get_runtime_context().get_node_id()[:12]
         self.sender = Sender(run_id, node, chain_id, fees, sending)
-        self._cpu_mark = (time.process_time(), time.monotonic())
+        self._cpu_base = time.process_time()  # the run's CPU counts from the actor's start, or its renewal
+        self._cpu_mark = (self._cpu_base, time.monotonic())
 
-    async def renew(self, run_id: str, chain_id: int, fees: Fees, sending: Sending) -> None:
+    async def renew(self, run_id: str, chain_id: int, fees: Fees, sending: Sending) -> bool:
         """A fresh sender for the next run of a series, in this same process: the process, its
         imports and its place in the cluster are what a search keeps from trial to trial."""
+        self.sender.stop()  # a phase of the last run still draining sends nothing more
         await self.sender.close()
         node = ray.get_runtime_context().get_node_id()[:12]
         self.sender = Sender(run_id, node, chain_id, fees, sending)
+        self._cpu_base = time.process_time()
+        self._cpu_mark = (self._cpu_base, time.monotonic())
+        return True
 
     async def setup(self, specs: list[WorkerSpec], endpoints: list[str], mnemonic: str, watcher: ray.actor.ActorHandle) -> list[str]:
         from loadgen.accounts import MnemonicSource, derive_account
@@ -707,7 +712,7 @@ class SenderActor:
         self.sender.max_lag_s = self.sender.max_answer_s = 0.0
         # the whole process's CPU (Ray's threads too): what the actor costs, and whether it had any left
         cpu, now = time.process_time(), time.monotonic()
-        stats["cpu_s"] = cpu
+        stats["cpu_s"] = cpu - self._cpu_base
         stats["max_busy"] = (cpu - self._cpu_mark[0]) / (now - self._cpu_mark[1]) if now > self._cpu_mark[1] else 0.0
         self._cpu_mark = (cpu, now)
         return self.sender.collector.take(), stats, self.sender.endpoints.take_events()

@@ -6,6 +6,11 @@ The lag bound scales with the pace: a transaction sent a quarter of a worker's i
 has changed the pace it was meant to test; below a floor the lag is the event loop's noise.
 A sender actor is one Python process: above ``BUSY_LIMIT`` of a core for most of the run it
 had no time left to keep the schedule, lag or not.
+
+Lag the node caused is the node's: in the open model a worker waits only when the node leaves
+too many of its sends unanswered (or holds every connection), so when the node's answers took
+longer than the lag bound and the senders had CPU to spare, the lag says the chain was slow, and
+the trial stands. A closed loop waits for every answer by design: its lag is the generator's.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ class GeneratorLoad:
     cpu_s: float  # all sender actors' CPU time in the phases
     sent: int
     phase_s: float  # the phases' planned length, summed
+    answer_p99_s: float | None = None  # how long the node took to answer a send
+    closed_loop: bool = False  # send_mode: closed
 
     @property
     def cpu_per_tx_s(self) -> float | None:
@@ -52,6 +59,7 @@ class GeneratorVerdict:
     lag_p99_s: float | None
     lag_bound_s: float
     busy_share: float
+    lag_from_node: bool  # the lag was over its bound, and the node's slow answers explain it
     cpu_per_tx_ms: float | None
     offered_tps: float | None
     actors: int
@@ -65,7 +73,10 @@ class GeneratorVerdict:
 def judge(load: GeneratorLoad) -> GeneratorVerdict:
     bound_s = lag_bound_s(load.interval_s)
     reasons = []
-    if load.lag_p99_s is not None and load.lag_p99_s > bound_s:
+    late = load.lag_p99_s is not None and load.lag_p99_s > bound_s
+    node_slow = load.answer_p99_s is not None and load.answer_p99_s > bound_s
+    from_node = late and node_slow and not load.closed_loop and load.busy_share <= 0.5
+    if late and not from_node:
         reasons.append(f"schedule lag p99 {load.lag_p99_s:.3f} s > {bound_s:.3f} s")
     if load.busy_share > 0.5:
         reasons.append(f"a sender actor at its CPU limit {load.busy_share:.0%} of the run")
@@ -88,5 +99,14 @@ def judge(load: GeneratorLoad) -> GeneratorVerdict:
     else:
         reason = None
     return GeneratorVerdict(
-        bool(reasons), load.lag_p99_s, bound_s, load.busy_share, per_tx * 1000 if per_tx else None, offered, load.actors, needed, reason
+        bool(reasons),
+        load.lag_p99_s,
+        bound_s,
+        load.busy_share,
+        from_node,
+        per_tx * 1000 if per_tx else None,
+        offered,
+        load.actors,
+        needed,
+        reason,
     )

@@ -101,12 +101,16 @@ class SenderFleet:
         what the watchers saw between the runs is nobody's."""
         self.run_id, self.fees = run_id, fees
         self._new_run()
-        _each([a.renew.remote(run_id, self.chain_id, fees, self.sending) for a in self.actors])
         for node_id, taken in zip(list(self.watchers), _each([w.take_blocks.remote() for w in self.watchers.values()]), strict=True):
-            if taken:
+            if taken is None:  # lost since the last run
+                self._replace_watcher(node_id)
+            elif taken:
                 self._handed[node_id] = taken[-1].number
                 self._last_block = max(self._last_block or 0, taken[-1].number)
         _each([w.take_events.remote() for w in self.watchers.values()])
+        renewed = _each([a.renew.remote(run_id, self.chain_id, fees, self.sending) for a in self.actors])
+        for a in [a for a, ok in enumerate(renewed) if ok is None]:  # lost since the last run: start sets the new one up
+            self._respawn(a)
 
     def start(self, plan: RunPlan, endpoints: list[str], source: MnemonicSource) -> list[str]:
         """Places the actors (one watcher per Ray node they use) and answers the workers'
@@ -203,6 +207,12 @@ class SenderFleet:
     def _revive(self, a: int) -> None:
         """A new actor ``a`` with the same workers, set up; its lost predecessor's counters are
         kept so that the run's totals do not lose them."""
+        self._respawn(a)
+        ray.get(self._setups([a]))
+
+    def _respawn(self, a: int) -> None:
+        """A new process for actor ``a``, on its node if that is alive (else on another), not
+        set up yet."""
         for k, v in self._stats_of.pop(a, {}).items():
             if k not in _GAUGES and not k.startswith("max_"):
                 self._lost_totals[k] = self._lost_totals.get(k, 0) + v
@@ -215,7 +225,6 @@ class SenderFleet:
         with contextlib.suppress(Exception):
             ray.kill(self.actors[a])
         self.actors[a] = self._new_actor(a)
-        ray.get(self._setups([a]))
         self.replaced += 1
 
     def collect(self) -> Collected:

@@ -260,6 +260,9 @@ class Run:
             try:
                 self.addresses = fleet.start(plan, session.endpoints, session.source)
                 self.manifest["sender_actors"] = fleet.actor_ids  # the same ones across a search's trials
+                if fleet.replaced:  # lost since the series' last run
+                    self.on_event(f"{fleet.replaced} sender actor(s) lost since the last run were replaced")
+                    self.records["actors_replaced"] = fleet.replaced
                 self.on_event(f"{len(plan.workers)} workers in {len(fleet.actors)} actors on {fleet.ray_nodes} Ray node(s)")
                 if session.fees.worst_case_per_gas() or any(p.value_wei for p in plan.phases):
                     self._fund(plan)
@@ -506,6 +509,8 @@ class Run:
                 load.cpu_s,
                 load.sent,
                 load.phase_s,
+                summary["answer_p99_s"],
+                self.experiment.run.sending.send_mode == "closed",
             )
         )
         summary["generator_bound"] = verdict.bound

@@ -5,6 +5,9 @@ watcher's successor starts from the block after the last one handed over."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections import Counter
 
 import pyarrow.compute as pc
@@ -14,7 +17,9 @@ import pytest
 from loadgen import config
 from loadgen.chain import connect
 from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from tests.engine import assert_the_chain_agrees, fl_experiment, local_ray, run_killing, statuses
+from loadgen.rig import Rig
+from loadgen.run import Run
+from tests.engine import assert_the_chain_agrees, fl_experiment, local_ray, pid_alive, pid_of, run_killing, statuses
 from tests.faults import FaultProxy, Faults
 
 pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.chaos]
@@ -82,3 +87,22 @@ def test_a_killed_watcher_s_successor_misses_no_inclusion(chain, tmp_path):
     assert_the_chain_agrees(connect(chain.url), table)
     blocks = pq.read_table(result.run_dir / "blocks.parquet").column("number").to_pylist()
     assert blocks == list(range(min(blocks), max(blocks) + 1))  # no block skipped, none twice
+
+
+def test_actors_lost_between_two_runs_of_a_series_are_replaced_before_the_next_one(chain, tmp_path):
+    # a search keeps its actors from trial to trial (the rig): one that died meanwhile must not end the search
+    with Rig() as rig:
+        first = Run(rate_experiment(chain.url, 60_000), tmp_path, metrics_port=0, metrics_linger_s=0, rig=rig).execute()
+        assert rig.fleet is not None
+        for handle in (rig.fleet.actors[1], next(iter(rig.fleet.watchers.values()))):
+            pid = pid_of(handle)
+            os.kill(pid, signal.SIGKILL)
+            while pid_alive(pid):
+                time.sleep(0.05)
+        second = Run(rate_experiment(chain.url, 61_000), tmp_path, metrics_port=0, metrics_linger_s=0, rig=rig).execute()
+    for result in (first, second):
+        table = pq.read_table(result.run_dir / "transactions.parquet")
+        assert statuses(table) == {"committed": 160}, statuses(table)
+        assert_the_chain_agrees(connect(chain.url), table)
+    assert second.summary["actors_replaced"] == 1
+    assert first.summary.get("actors_replaced") is None

@@ -51,3 +51,11 @@ def test_lag_with_actors_enough_points_at_what_else_held_the_senders():
     assert v.bound and "the senders had CPU left" in v.reason
     v = judge(load(lag_p99_s=1.0, busy=(1.0, 1.0), cpu_s=0.5))
     assert v.bound and "cores of their own" in v.reason
+
+
+def test_lag_a_slow_node_caused_in_the_open_model_is_the_chains_not_the_generators():
+    v = judge(load(lag_p99_s=0.8, answer_p99_s=2.0))  # the node left the sends unanswered; the senders idled
+    assert not v.bound and v.lag_from_node and v.reason is None
+    assert judge(load(lag_p99_s=0.8, answer_p99_s=0.01)).bound  # the node answered at once: the lag was the generator's
+    assert judge(load(lag_p99_s=0.8, answer_p99_s=2.0, closed_loop=True)).bound  # a closed loop's waits are its own
+    assert judge(load(lag_p99_s=0.8, answer_p99_s=2.0, busy=(1.0, 1.0, 1.0))).bound  # out of CPU all the same
