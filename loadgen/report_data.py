@@ -114,8 +114,9 @@ class Clock:
 def clock_of(table: pa.Table) -> Clock:
     if not table.num_rows:
         return Clock(0.0, 0.0, choose_window(0.0))
-    start = float(np.nanmin(_floats(table, "t_scheduled")))
     times = np.concatenate([_floats(table, c) for c in ("t_scheduled", "t_sent", "t_acked", "t_included")])
+    # (a send may leave up to a timer tick before its slot: the first one can precede the first slot)
+    start = float(np.nanmin(times))
     span = float(np.nanmax(times)) - start
     return Clock(start, span, choose_window(span))
 
