@@ -655,9 +655,12 @@ class SenderActor:
     """Hosts many workers. The driver sets it up, runs phases and collects rows in batches."""
 
     def __init__(self, run_id: str, chain_id: int, fees: Fees, sending: Sending) -> None:
+        self._new_sender(run_id, chain_id, fees, sending)
+
+    def _new_sender(self, run_id: str, chain_id: int, fees: Fees, sending: Sending) -> None:
         node = ray.get_runtime_context().get_node_id()[:12]
         self.sender = Sender(run_id, node, chain_id, fees, sending)
-        self._cpu_base = time.process_time()  # the run's CPU counts from the actor's start, or its renewal
+        self._cpu_base = time.process_time()  # the run's CPU counts from here
         self._cpu_mark = (self._cpu_base, time.monotonic())
 
     async def renew(self, run_id: str, chain_id: int, fees: Fees, sending: Sending) -> bool:
@@ -665,10 +668,7 @@ class SenderActor:
         imports and its place in the cluster are what a search keeps from trial to trial."""
         self.sender.stop()  # a phase of the last run still draining sends nothing more
         await self.sender.close()
-        node = ray.get_runtime_context().get_node_id()[:12]
-        self.sender = Sender(run_id, node, chain_id, fees, sending)
-        self._cpu_base = time.process_time()
-        self._cpu_mark = (self._cpu_base, time.monotonic())
+        self._new_sender(run_id, chain_id, fees, sending)
         return True
 
     async def setup(self, specs: list[WorkerSpec], endpoints: list[str], mnemonic: str, watcher: ray.actor.ActorHandle) -> list[str]:

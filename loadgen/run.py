@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -202,7 +201,7 @@ class Run:
         self.metrics_linger_s = metrics_linger_s
         self.mnemonic = mnemonic
         self.should_stop = should_stop or (lambda p: None)
-        self.rig = rig  # a series' actors and contracts, kept from run to run
+        self.rig = rig  # a series' actors and contracts, kept from run to run; else the run has its own
         self.stopped_early: str | None = None
         self.metrics = RunMetrics(self.run_id, experiment.name, experiment.workload.kind, experiment.run.threshold)
         self.store: RunStore | None = None
@@ -251,11 +250,9 @@ class Run:
             self.manifest = self._manifest(session, plan)
             self.store.write_json("manifest.json", self.manifest)
             run = self.experiment.run
-            chain_id = session.info.chain_id
-            if self.rig is not None:
-                fleet = self.rig.fleet_for(self.run_id, chain_id, session.fees, run.sending)
-            else:
-                fleet = SenderFleet(self.run_id, chain_id, session.fees, run.sending)
+            if self.rig is None:  # shut down as the run ends, before Ray
+                self.rig = stack.enter_context(Rig())
+            fleet = self.rig.fleet_for(self.run_id, session.info.chain_id, session.fees, run.sending)
             self.fleet = fleet
             try:
                 self.addresses = fleet.start(plan, session.endpoints, session.source)
@@ -280,10 +277,7 @@ class Run:
                 self.store.write_json("manifest.json", self.manifest | {"ended": _iso(time.time()), "failed": repr(e)})
                 raise
             finally:
-                if self.rig is None:
-                    fleet.shutdown()
-                else:
-                    fleet.idle()
+                fleet.idle()
             self.on_event("writing the run folder…")
             self.store.close()
             summary = summarize_file(self.dir / "transactions.parquet", self.experiment.run.threshold)
@@ -420,7 +414,7 @@ class Run:
     def deploy(self, artifact: Artifact, *args: Any) -> Contract:
         assert self.store is not None
         key = self._contract_key(artifact, args)
-        known = self.rig.deployed(key) if self.rig and key else None
+        known = self.rig.deployed(key) if self.rig and key else None  # (the rig is the run's by now)
         address = Web3.to_checksum_address(known) if known else None
         if address is not None and self.w3.eth.get_code(address):
             self.on_event(f"{artifact.name} at {address}, deployed by an earlier run of the series")
@@ -502,7 +496,7 @@ class Run:
         load = self._load
         verdict = judge(
             GeneratorLoad(
-                first_send_lag_p99(self.dir / "transactions.parquet"),
+                summary["schedule_lag_first_p99_s"],
                 self.workload.interval_s,
                 tuple(load.busy),
                 load.actors,
@@ -594,18 +588,6 @@ class Run:
             self.store.blocks.flush()
             self.store.txpool.flush()
         return got.totals
-
-
-def first_send_lag_p99(path: Path) -> float | None:
-    """Schedule lag of first attempts only: a refused transaction's next attempt leaves when the
-    refusal is known, which measures the node's answer, not whether the generator kept time."""
-    lags = []
-    for batch in pq.ParquetFile(path).iter_batches(columns=["t_scheduled", "t_sent", "attempt"]):
-        first = pc.and_(pc.equal(batch.column("attempt"), 1), pc.is_valid(batch.column("t_sent")))
-        sent = batch.filter(first)
-        lags.append(sent.column("t_sent").to_numpy(zero_copy_only=False) - sent.column("t_scheduled").to_numpy(zero_copy_only=False))
-    joined = np.concatenate(lags) if lags else np.array([])
-    return float(np.percentile(joined, 99)) if joined.size else None
 
 
 @dataclass
