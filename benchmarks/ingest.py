@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loadgen import run as _run_module  # noqa: F401 - the real driver's imports (Ray, web3), for a fair RSS
 from loadgen.devnet import free_port
-from loadgen.metrics import RunMetrics
+from loadgen.metrics import MetricsServer, RunMetrics
 from loadgen.report import summarize_file
 from loadgen.store import RunStore
 from tests.engine import synthetic_rows
@@ -31,7 +31,9 @@ BATCH = 5_000
 def ingest(total: int, serve: bool) -> tuple[float, float | None, Path]:
     out = Path(tempfile.mkdtemp())
     metrics = RunMetrics("bench", "bench", "fl-round", 0.85)
-    port = metrics.serve(free_port(), "127.0.0.1") if serve else None
+    server = MetricsServer(free_port(), "127.0.0.1", linger_s=0) if serve else None
+    if server is not None:
+        server.show(metrics)
     metrics.init_series(["http://a"], ["reveal"])
     store = RunStore(out / "run", flush_s=2.0)
     batch = synthetic_rows("bench", n=BATCH)
@@ -42,12 +44,12 @@ def ingest(total: int, serve: bool) -> tuple[float, float | None, Path]:
     store.close()
     elapsed = time.perf_counter() - started
     scrape = None
-    if port:
+    if server is not None:
         t = time.perf_counter()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics") as r:
             r.read()
         scrape = time.perf_counter() - t
-        metrics.close()
+        server.close()
     summarize_file(out / "run" / "transactions.parquet", 0.85)
     return total / elapsed, scrape, out
 

@@ -6,7 +6,8 @@
 Runs the sweep as `loadgen sweep` does, then reads every trial's rows: a trial's *gap* is from
 the last moment anything of the previous trial was final (its last inclusion or give-up, which
 is when its drain ended) to the first transaction the next one sent; *set-up* is from the
-trial's start to its first send. Prints the sweep's wall time and the gaps' distribution.
+trial's start to its first send. Prints the sweep's wall time and the gaps' distribution, apart
+for trials whose round the trial before opened (in the block that ended its own) and the rest.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import itertools
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -28,18 +30,37 @@ from loadgen.jsonfile import read_json
 from loadgen.sweep import Sweep
 
 
-def trial_times(folder: Path) -> list[tuple[str, float, float, float]]:
-    """(run id, started, first send, last final moment) of every trial under ``folder``."""
+@dataclass(frozen=True)
+class TrialTimes:
+    run_id: str
+    started: float
+    first_send: float
+    last_final: float  # the end of its drain
+    opened_ahead: bool  # its round was opened by the trial before it
+    stopped_early: bool
+
+
+def trial_times(folder: Path) -> list[TrialTimes]:
+    """Every trial under ``folder``, in the order they ran."""
     out = []
     for manifest in sorted(folder.rglob("trials/*/manifest.json")):
         run_dir = manifest.parent
         table = pq.read_table(run_dir / "transactions.parquet", columns=["t_sent", "t_included", "t_scheduled", "status"])
+        summary = read_json(run_dir / "summary.json")
         started = datetime.fromisoformat(read_json(manifest)["started"]).timestamp()
         first = pc.min(table.column("t_sent")).as_py()
-        # a dropped transaction is final when its commit timeout ran out: the drain's end
         last = max(v for v in (pc.max(table.column("t_included")).as_py(), pc.max(table.column("t_sent")).as_py()) if v is not None)
-        out.append((run_dir.name, started, first, last))
-    return sorted(out, key=lambda t: t[1])
+        if pc.any(pc.equal(table.column("status"), "dropped")).as_py():  # final when the commit timeout ran out: the drain's end
+            last = max(last, pc.max(table.column("t_sent")).as_py() + read_json(manifest)["config"]["run"]["commit_timeout_s"])
+        ahead = bool(summary.get("rounds_opened_ahead"))
+        out.append(TrialTimes(run_dir.name, started, first, last, ahead, bool(summary.get("stopped_early"))))
+    return sorted(out, key=lambda t: t.started)
+
+
+def _spread(label: str, values: list[float]) -> str:
+    if not values:
+        return f"{label}: none"
+    return f"{label} ({len(values)}): median {np.median(values):.2f} s, p90 {np.percentile(values, 90):.2f} s, max {max(values):.2f} s"
 
 
 def main() -> None:
@@ -60,12 +81,13 @@ def main() -> None:
         Sweep(experiment, out, "workload.redundancy", values, options, {"metrics_port": 0}).execute()
         wall = time.monotonic() - t0
         times = trial_times(out)
-    gaps = [nxt[2] - prev[3] for prev, nxt in itertools.pairwise(times)]
-    setups = [first - started for _, started, first, _ in times]
+    gaps = [(nxt.first_send - prev.last_final, nxt.opened_ahead) for prev, nxt in itertools.pairwise(times)]
+    setups = [t.first_send - t.started for t in times]
     print(f"sweep {args.config} redundancy={args.values}: {len(times)} trials in {wall:.0f} s")
     print(f"set-up, start of a trial to its first send: median {np.median(setups):.2f} s, max {max(setups):.2f} s")
-    print(f"gap, previous trial final to the next one's first send: median {np.median(gaps):.2f} s, "
-          f"p90 {np.percentile(gaps, 90):.2f} s, max {max(gaps):.2f} s")  # fmt: skip
+    print(_spread("gap, previous trial final to the next one's first send", [g for g, _ in gaps]))
+    print(_spread("  its round opened ahead by the trial before", [g for g, ahead in gaps if ahead]))
+    print(_spread("  opened at its start (the trial before stopped early, or a new sweep point)", [g for g, ahead in gaps if not ahead]))
 
 
 if __name__ == "__main__":

@@ -147,7 +147,7 @@ class RunConfig(Strict):
     commit_timeout_s: float = Field(60.0, gt=0, description="after the last send, how long a transaction may take to be included")
     threshold: float = Field(0.85, ge=0, le=1, description="commit ratio the run must reach")
     actors: int | None = Field(None, gt=0, description="sender actors; one per CPU of the cluster when absent")
-    lead_time_s: float = Field(1.0, ge=0, description="time between the start signal and the first slot")
+    lead_time_s: float = Field(0.3, ge=0, description="time between the start signal and the first slot (after signing ahead)")
     gap_check_s: float = Field(3.0, gt=0, description="age after which an accepted transaction not yet in a block is looked up")
     seed: int = 0
     send_mode: Literal["open", "closed"] = Field(

@@ -1,4 +1,5 @@
-"""Live Prometheus metrics of a run, served by the driver: one scrape target per run.
+"""Live Prometheus metrics of a run, served by the driver: one scrape target per run, or one for
+all the runs of a series (a search's trials, a sweep's points).
 
 The driver feeds what it collects every second (final transaction rows, the actors' counters,
 the watcher's blocks, the nodes' txpools) and marks when each phase starts and ends. Every series
@@ -9,16 +10,51 @@ transaction, and no address or key of a worker appears anywhere.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
 from wsgiref.simple_server import WSGIServer
 
 import numpy as np
 import pyarrow as pa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client.metrics_core import Metric
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120)
 LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 DEFAULT_PORT = 9464
+
+
+class MetricsServer(CollectorRegistry):
+    """The scrape target: the metrics of the run under way and of the one before it. A series
+    keeps one target (one port to scrape for a whole search), and a finished run's final counts
+    stay there while the next one runs, so Prometheus scrapes them without the series waiting."""
+
+    def __init__(self, port: int = DEFAULT_PORT, addr: str = "0.0.0.0", linger_s: float = 2.0) -> None:
+        super().__init__()
+        self.linger_s = linger_s  # how long the last run's final counts stay up after it ended
+        self._shown: deque[CollectorRegistry] = deque(maxlen=2)
+        self._server: WSGIServer
+        self._server, _ = start_http_server(port, addr=addr, registry=self)
+        self.port: int = self._server.server_port
+
+    def show(self, metrics: RunMetrics) -> None:
+        self._shown.append(metrics.registry)
+
+    def collect(self) -> Iterator[Metric]:
+        # one family per name, the runs' samples side by side (they differ by run_id): a name
+        # twice in one scrape fails it
+        families: dict[str, Metric] = {}
+        for registry in list(self._shown):
+            for family in registry.collect():
+                merged = families.setdefault(family.name, Metric(family.name, family.documentation, family.type, family.unit))
+                merged.samples += family.samples
+        yield from families.values()
+
+    def close(self) -> None:
+        """Stops serving, after the linger: the last run's final counts get their scrape."""
+        time.sleep(self.linger_s)
+        self._server.shutdown()
+        self._server.server_close()
 
 
 class RunMetrics:
@@ -96,18 +132,6 @@ class RunMetrics:
         self._committed = 0
         self._last_block_ts: float | None = None
         self._stats: dict[str, float] = {}
-        self.server: WSGIServer | None = None
-
-    def serve(self, port: int = DEFAULT_PORT, addr: str = "0.0.0.0") -> int:
-        server, _ = start_http_server(port, addr=addr, registry=self.registry)
-        self.server = server
-        return server.server_port
-
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
 
     def init_series(self, endpoints: list[str], phases: list[str]) -> None:
         """Creates every bounded series at zero, so rates and panels exist before the first event."""

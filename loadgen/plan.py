@@ -140,6 +140,11 @@ class RunPlan:
         return [w for w in self.workers if w.actor == actor]
 
 
+def key_index(key_offset: int, worker: int) -> int:
+    """The mnemonic index of worker ``worker``'s key (0 is the coordinator's)."""
+    return 1 + key_offset + worker
+
+
 def assign_workers(
     n_workers: int, pool_size: int | None, endpoints: list[str], n_actors: int, key_offset: int = 0
 ) -> tuple[WorkerSpec, ...]:
@@ -148,7 +153,7 @@ def assign_workers(
     return tuple(
         WorkerSpec(
             worker=i,
-            key_index=1 + key_offset + i,
+            key_index=key_index(key_offset, i),
             pool=i // pool_size if pool_size else -1,
             endpoint=endpoints[i % len(endpoints)],
             actor=i % n_actors,

@@ -17,7 +17,7 @@ import platform
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +34,7 @@ from web3.types import TxReceipt
 
 from loadgen import __version__
 from loadgen import config as config_mod
-from loadgen.accounts import MnemonicSource
+from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.capacity import GeneratorLoad, judge
 from loadgen.chain import send_transaction
 from loadgen.config import Experiment
@@ -45,7 +45,7 @@ from loadgen.fees import Fees
 from loadgen.fleet import BlockRow, SenderFleet, node_slots
 from loadgen.ledger import PhaseLedger
 from loadgen.metrics import DEFAULT_PORT, RunMetrics
-from loadgen.plan import PhaseSpec, RunPlan
+from loadgen.plan import PhaseSpec, RunPlan, key_index
 from loadgen.preflight import check_phase
 from loadgen.report import summarize_file
 from loadgen.rig import Rig
@@ -161,14 +161,37 @@ def ray_session(address: str | None) -> Iterator[None]:
         return
     # Token authentication stays on; only its notice is too loud for a command-line tool.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, configure_logging=True)
-    except (ConnectionError, ValueError) as e:
-        raise UserError(f"cannot connect to Ray at {address}: {e}") from None
+    with _token_auth(address):
+        try:
+            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, configure_logging=True)
+        except (ConnectionError, ValueError) as e:
+            raise UserError(
+                f"cannot connect to Ray at {address}: {e} (a cluster with token authentication needs its token: "
+                "~/.ray/auth_token, $RAY_AUTH_TOKEN or $RAY_AUTH_TOKEN_PATH; `ray get-auth-token` on the head prints it)"
+            ) from None
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def _token_auth(address: str | None) -> Iterator[None]:
+    """Sends this machine's Ray token to a cluster named by its address. Ray turns token
+    authentication on by itself for a cluster it finds (``auto``) but never for an explicit
+    address, while ``ray start --head`` turns it on whenever a token is at hand (any earlier
+    local Ray leaves one in ~/.ray): the documented ``--ray-address HEAD:6379`` was refused.
+    A cluster without authentication ignores the token; RAY_AUTH_MODE, when set, decides."""
+    if address in (None, "auto") or "RAY_AUTH_MODE" in os.environ:
+        yield
+        return
+    from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
     try:
         yield
     finally:
-        ray.shutdown()
+        os.environ.pop("RAY_AUTH_MODE", None)  # this process's next local Ray decides afresh
 
 
 class Run:
@@ -246,12 +269,12 @@ class Run:
             self.metrics.init_series(session.endpoints, [p.name for p in plan.phases])
             self.store = RunStore(self.dir)
             stack.callback(self.store.close)
-            self._serve_metrics(stack, workload.interval_s)
+            if self.rig is None:  # shut down as the run ends, before Ray
+                self.rig = stack.enter_context(Rig())
+            self._serve_metrics(self.rig, workload.interval_s)
             self.manifest = self._manifest(session, plan)
             self.store.write_json("manifest.json", self.manifest)
             run = self.experiment.run
-            if self.rig is None:  # shut down as the run ends, before Ray
-                self.rig = stack.enter_context(Rig())
             fleet = self.rig.fleet_for(self.run_id, session.info.chain_id, session.fees, run.sending)
             self.fleet = fleet
             try:
@@ -302,7 +325,7 @@ class Run:
             raise UserError(f"--out {out}: cannot create it ({e.strerror}): give a writable folder") from None
         if not os.access(out, os.W_OK | os.X_OK):
             raise UserError(f"--out {out} is not writable: give a writable folder")
-        if self.metrics_port:
+        if self.metrics_port and (self.rig is None or self.rig.metrics is None):  # (a series' own serves already)
             with socket.socket() as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
@@ -318,17 +341,15 @@ class Run:
             "pass --metrics-port with a free port (0 picks one)"
         )
 
-    def _serve_metrics(self, stack: contextlib.ExitStack, interval_s: float | None) -> None:
+    def _serve_metrics(self, rig: Rig, interval_s: float | None) -> None:
         if self.metrics_port is None:
             return
         try:
-            port = self.metrics.serve(self.metrics_port, self.metrics_addr)
+            server = rig.metrics_server(self.metrics_port, self.metrics_addr, self.metrics_linger_s)
         except OSError as e:  # taken since the check at the start
             raise self._port_taken(e) from None
-        stack.callback(self.metrics.close)
-        # stays up a moment after the last update, so Prometheus scrapes the final counts
-        stack.callback(time.sleep, self.metrics_linger_s)
-        self.metrics_url = f"http://{self.metrics_addr}:{port}/metrics"
+        server.show(self.metrics)
+        self.metrics_url = f"http://{self.metrics_addr}:{server.port}/metrics"
         self.on_event(f"Prometheus metrics at {self.metrics_url}")
         self.metrics.set_trial(self.trial, interval_s)
 
@@ -440,6 +461,18 @@ class Run:
         if receipt["status"] != 1:
             raise UserError(f"the set-up call {function} on {contract.address} reverted (transaction {receipt['transactionHash'].hex()})")
         return receipt
+
+    @property
+    def handover(self) -> dict[Hashable, Any]:
+        assert self.rig is not None
+        return self.rig.handover
+
+    def next_addresses(self) -> list[str] | None:
+        assert self.rig is not None and self.session is not None and self.plan is not None
+        offset = self.rig.next_key_offset
+        if offset is None:
+            return None
+        return [derive_account(self.session.source, key_index(offset, w.worker)).address for w in self.plan.workers]
 
     def event(self, message: str) -> None:
         self.on_event(message)

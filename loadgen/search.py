@@ -146,6 +146,8 @@ class Search:
         def hopeless(p: Progress) -> str | None:
             return None if can_still_pass(p, p.planned, p.fixed_slots, threshold) else f"can no longer reach {threshold:.0%}"
 
+        if self.rig is not None:  # the next trial's keys, whatever its value: its round opens ahead
+            self.rig.next_key_offset = trial_key_offset(self.experiment, index + 1)
         run = Run(
             experiment, self.dir / "trials", run_id=run_id, trial=index, mnemonic=self._mnemonic,
             should_stop=hopeless, on_event=lambda m: None, rig=self.rig, **self.run_options,

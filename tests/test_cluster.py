@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections import Counter
+from pathlib import Path
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import ray
+import yaml
 from ray.cluster_utils import Cluster
 
 from loadgen.chain import connect
@@ -17,6 +25,45 @@ from tests.engine import assert_the_chain_agrees, execute, fl_experiment, status
 from tests.faults import FaultProxy, Faults
 
 pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.chaos, pytest.mark.slow]
+
+
+def test_a_run_joins_a_cluster_started_by_ray_start_with_its_token(tmp_path):
+    """README's cluster set-up: `ray start --head` turns token authentication on whenever a token
+    is at hand, and Ray's driver sends it only to a cluster it finds by itself (auto), never to an
+    address: `--ray-address HEAD:PORT` must still get in. First in the module: its own Ray."""
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")} | {"HOME": str(tmp_path)}
+    subprocess.run([ray_cli, "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
+    assert (tmp_path / ".ray" / "auth_token").is_file()
+    # (Ray's worker ports take 10002-19999, where free_port finds its ports)
+    port = next(p for p in range(6380, 6480) if socket.socket().connect_ex(("127.0.0.1", p)) != 0)
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false", "--block"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 60
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            assert time.time() < deadline and head.poll() is None, "ray start --head did not come up"
+            time.sleep(0.2)
+        with Devnet(DevnetSettings(block_time_s=0.25)) as node:
+            experiment = {
+                "chain": {"endpoints": [node.url]},
+                "workload": {"kind": "transfer", "rate_tps": 10, "duration_s": 2, "workers": 2},
+            }
+            (tmp_path / "transfers.yaml").write_text(yaml.safe_dump(experiment))
+            result = subprocess.run(
+                [sys.executable, "-m", "loadgen", "run", str(tmp_path / "transfers.yaml"), "--ray-address", f"127.0.0.1:{port}",
+                 "--metrics-port", "0", "--json", "--out", str(tmp_path / "runs")],
+                env=env | {"LOADGEN_MNEMONIC": DEV_MNEMONIC}, capture_output=True, text=True, timeout=240,
+            )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"joining the Ray cluster at 127.0.0.1:{port}" in result.stderr
+        summary = json.loads(result.stdout)
+        assert summary["committed"] == summary["scheduled"] == 20
+    finally:
+        head.terminate()
+        head.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
-from loadgen import contracts, model
+from loadgen import contracts, model, protocol
 from loadgen.chain import send_transaction, wait_receipts
-from loadgen.protocol import play_round
+from loadgen.protocol import RoundShape, play_round
 
 REPO = Path(__file__).resolve().parent.parent
 CHUNK = 100
@@ -34,7 +34,9 @@ def refused_on_chain(w3, worker, data: bytes) -> str:
 
 
 def committed_round(w3, coordinator, workers, models, pool_size):
-    round_id = coordinator.open_round(model.chunk_count(len(models[0]) // 32, CHUNK), pool_size, [w.address for w in workers])
+    round_id = coordinator.open_round(
+        RoundShape(model.chunk_count(len(models[0]) // 32, CHUNK), pool_size, tuple(w.address for w in workers))
+    )
     hashes = [h for w, m in zip(workers, models, strict=True) for h in w.commit(round_id, model.model_digest(m, CHUNK))]
     assert all(r["status"] == 1 for r in wait_receipts(w3, hashes))
     return round_id
@@ -65,6 +67,38 @@ def test_pools_elect_independently(w3, coordinator, workers, fl):
     assert [r.digest for r in results] == [model.model_digest(models[0], CHUNK), model.model_digest(models[4], CHUNK)]
     assert [fl.functions.rewardOf(w.address).call() for w in six] == [1, 1, 0, 0, 1, 1]
     assert fl.functions.membersOf(round_id, 1).call() == [w.address for w in six[3:]]
+
+
+@pytest.mark.chain
+def test_the_election_gas_bound_covers_the_worst_case(w3, coordinator, workers, fl):
+    """Every member valid and agreeing, every reward a fresh slot: the dearest election of a pool."""
+    eight = workers[:8]
+    m = model.random_model(120, 1)
+    round_id = committed_round(w3, coordinator, eight, [m] * 8, 8)
+    coordinator.close_commit_phase(round_id)
+    wait_receipts(w3, [h for w in eight for h in w.reveal(round_id, model.split_chunks(m, CHUNK))])
+    nonce = w3.eth.get_transaction_count(coordinator.account.address)
+    (result,), _ = coordinator.finish_round(round_id, 1, 8)
+    assert result.votes == 8
+    # the close and the election, each sent once: the bound was enough
+    assert w3.eth.get_transaction_count(coordinator.account.address) == nonce + 2
+    (event,) = fl.events.ModelElected().get_logs(from_block=w3.eth.block_number)
+    assert w3.eth.get_transaction_receipt(event["transactionHash"])["gasUsed"] <= protocol.elect_gas_bound(8)
+
+
+@pytest.mark.chain
+def test_an_election_short_of_gas_is_sent_again_estimated(w3, coordinator, workers, fl, monkeypatch):
+    monkeypatch.setattr(protocol, "elect_gas_bound", lambda pool_size: 60_000)
+    six = workers[:6]
+    models = [model.random_model(120, s) for s in (1, 1, 2, 3, 3, 3)]
+    nonce = w3.eth.get_transaction_count(coordinator.account.address)
+    _, results = play_round(coordinator, six, models, pool_size=3, chunk_size=CHUNK)
+    assert [(r.pool, r.digest, r.votes) for r in results] == [
+        (0, model.model_digest(models[0], CHUNK), 2), (1, model.model_digest(models[3], CHUNK), 3)
+    ]  # fmt: skip
+    # open, close commits, close reveals, two elections out of gas, two again
+    assert w3.eth.get_transaction_count(coordinator.account.address) == nonce + 7
+    assert [fl.functions.rewardOf(w.address).call() for w in six] == [1, 1, 0, 1, 1, 1]
 
 
 @pytest.mark.chain
@@ -103,7 +137,7 @@ def test_each_protocol_violation_has_its_own_error(w3, coordinator, workers, fl)
     digest = model.model_digest(m, CHUNK)
     chunks = model.split_chunks(m, CHUNK)
     a, b, outsider = workers[0], workers[1], workers[5]
-    round_id = coordinator.open_round(len(chunks), 2, [a.address, b.address])
+    round_id = coordinator.open_round(RoundShape(len(chunks), 2, (a.address, b.address)))
     wait_receipts(w3, a.commit(round_id, digest))
 
     assert refused_on_chain(w3, a, contracts.reveal_chunk_calldata(round_id, 0, chunks[0])) == "RevealNotOpen"

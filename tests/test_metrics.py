@@ -18,7 +18,7 @@ import yaml
 
 from loadgen.devnet import DEV_MNEMONIC, free_port
 from loadgen.gethnet import GethNetwork, GethNetworkSettings
-from loadgen.metrics import RunMetrics
+from loadgen.metrics import MetricsServer, RunMetrics
 from loadgen.run import Run
 from tests.engine import fl_experiment, local_ray
 from tests.faults import FaultProxy, Faults
@@ -70,7 +70,8 @@ def scraped_run(tmp_path_factory):
     metrics_port, earlier_port, prom_port = free_port(), free_port(), free_port()
     # a run that started before the one under test, with an id that sorts after it
     earlier = RunMetrics("zz-earlier-run", "earlier", "transfer", 0.5)
-    earlier.serve(earlier_port, "127.0.0.1")
+    earlier_server = MetricsServer(earlier_port, "127.0.0.1", linger_s=0)
+    earlier_server.show(earlier)
     (tmp / "prometheus.yml").write_text(
         yaml.safe_dump(
             {
@@ -128,7 +129,7 @@ def scraped_run(tmp_path_factory):
     finally:
         prom.terminate()
         prom.wait(10)
-        earlier.close()
+        earlier_server.close()
 
 
 def query_result_text(row: dict) -> str:

@@ -8,6 +8,7 @@ from web3.logs import DISCARD
 
 from loadgen import model
 from loadgen.chain import wait_receipts
+from loadgen.protocol import RoundShape
 
 
 @pytest.mark.unit
@@ -58,7 +59,7 @@ def test_offchain_digest_equals_onchain(w3, coordinator, workers, length, chunk_
     m = model.random_model(length, seed=length * 31 + chunk_size)
     chunks = model.split_chunks(m, chunk_size)
     worker = workers[0]
-    round_id = coordinator.open_round(len(chunks), 1, [worker.address])
+    round_id = coordinator.open_round(RoundShape(len(chunks), 1, (worker.address,)))
     digest = model.model_digest(m, chunk_size)
     wait_receipts(w3, worker.commit(round_id, digest))
     coordinator.close_commit_phase(round_id)

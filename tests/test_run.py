@@ -82,6 +82,23 @@ def test_round_completes_on_chain_with_rewards(chain, tmp_path):
     assert all(sorted(n) == list(range(min(n), min(n) + 4)) for n in by_worker.values())
 
 
+def test_the_next_epochs_round_opens_in_the_block_that_ends_the_last(chain, tmp_path):
+    result, table = execute(fl_experiment([chain.url], epochs=2), tmp_path)
+    assert statuses(table) == {"committed": 2 * 4 * (1 + 3)}
+    first, second = result.summary["rounds"]
+    assert result.summary["rounds_opened_ahead"] == 1
+    assert [p["expected"] for r in (first, second) for p in r["pools"]] == [True] * 4
+    assert set(table.column("round_id").to_pylist()) == {first["round_id"], second["round_id"]}
+    w3 = connect(chain.url)
+    fl = w3.eth.contract(address=first["contract"], abi=contracts.load("FederatedLearning").abi)
+    (opened,) = fl.events.RoundOpened().get_logs(from_block=0, argument_filters={"roundId": second["round_id"]})
+    elected = fl.events.ModelElected().get_logs(from_block=0, argument_filters={"roundId": first["round_id"]})
+    # sent back to back: in the elections' block, or the next one when a block was sealed between
+    assert {e["blockNumber"] for e in elected} <= {opened["blockNumber"], opened["blockNumber"] - 1}
+    second_rows = table.filter(pc.equal(table.column("round_id"), second["round_id"]))
+    assert opened["blockNumber"] < pc.min(second_rows.column("block_number")).as_py()
+
+
 @pytest.mark.chaos
 def test_rejected_transactions_keep_their_nonce_and_are_counted_exactly(chain, tmp_path):
     faults = Faults(reject_every=5)

@@ -4,6 +4,7 @@ accepts at most R worker transactions a second and refuses the rest."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 from pathlib import Path
 
@@ -96,6 +97,11 @@ def test_search_finds_the_known_minimum_pace_and_resumes(capped_chain, tmp_path)
     assert len({m["contracts"]["FederatedLearning"] for m in manifests}) == 1
     rounds = [set(pq.read_table(Path(t["run_dir"]) / "transactions.parquet").column("round_id").to_pylist()) for t in saved["trials"]]
     assert all(len(r) == 1 for r in rounds) and len(set.union(*rounds)) == len(rounds)
+    # a trial that played to its end opened the next one's round in its own last block
+    summaries = [json.loads((Path(t["run_dir"]) / "summary.json").read_text()) for t in saved["trials"]]
+    assert summaries[0]["rounds_opened_ahead"] == 0
+    followed = [after["rounds_opened_ahead"] for before, after in itertools.pairwise(summaries) if not before["stopped_early"]]
+    assert followed and all(followed)
     assert all(t["generator_bound"] is None for t in saved["trials"])
     # the brackets were checked first
     assert [p["value"] for p in saved["probes"]][:2] == [0.8, 0.05]

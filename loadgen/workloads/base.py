@@ -18,6 +18,7 @@ Searches and sweeps ask ``search_param`` and ``sweep`` what their axis means.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
@@ -84,6 +85,17 @@ class Stage(Protocol):
 
     addresses: list[str]  # the workers' accounts, by worker index
     seed: int
+
+    @property
+    def handover(self) -> dict[Hashable, Any]:
+        """What a run leaves ready on the chain for the next run of its series (fl-round: the
+        next round, opened in the block that ends this one's), kept between the runs."""
+        ...
+
+    def next_addresses(self) -> list[str] | None:
+        """The workers' accounts of the series' next run, for as many workers as this one, when
+        the series foresees that run (a search's next trial); None otherwise."""
+        ...
 
     @property
     def w3(self) -> Web3: ...

@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from loadgen import contracts, model
 from loadgen.plan import PhaseSpec, WorkerSpec, paced
-from loadgen.protocol import Coordinator
+from loadgen.protocol import Coordinator, PoolResult, RoundShape
 from loadgen.workloads.base import MAX_WORKERS, MIN_INTERVAL_S, Call, Payload, Stage, Workload, WorkloadConfig, within_bounds
 from loadgen.workloads.registry import register
 
@@ -152,31 +152,48 @@ class FlRound(Workload[FlRoundConfig]):
         commit, reveal = stage.phases
         fl = stage.deploy(contracts.load("FederatedLearning"))
         coordinator = Coordinator(stage.w3, stage.coordinator, fl, stage.fees)
-        chunks = model.chunk_count(c.model_length, c.chunk_size)
+        shape = RoundShape(model.chunk_count(c.model_length, c.chunk_size), c.redundancy, tuple(stage.addresses))
+        round_id = stage.handover.pop((fl.address, shape), None)
+        ahead = round_id is not None and coordinator.still_open(round_id)
+        if not ahead:
+            round_id = coordinator.open_round(shape)
         rounds = []
+        opened_ahead = 0
         for epoch in range(c.epochs):
-            round_id = coordinator.open_round(chunks, c.redundancy, stage.addresses)
+            opened_ahead += ahead
+            stage.record("rounds_opened_ahead", opened_ahead)
             # epochs from 0, as in the rows, summary.json's rounds and the live display
-            stage.event(f"epoch {epoch}: round {round_id} opened for {c.workers} workers in {c.pools} pool(s)")
+            how = "opened ahead" if ahead else "opened"
+            stage.event(f"epoch {epoch}: round {round_id} {how} for {c.workers} workers in {c.pools} pool(s)")
             common: dict[str, Any] = {"contract": fl.address, "epoch": epoch, "round_id": round_id, "seed": stage.seed}
             common |= {"model_length": c.model_length, "chunk_size": c.chunk_size}
             stage.phase(commit, Commit(**common))
             coordinator.close_commit_phase(round_id)
             stage.phase(reveal, Reveal(**common))
             stage.event(f"round {round_id}: closing the reveal phase, electing {c.pools} pool(s)…")
-            coordinator.close_reveal_phase(round_id)
-            rounds.append(self._elect(stage, coordinator, round_id, epoch))
+            # the next epoch's round, or the series' next run's, opens in the same block
+            following = shape if epoch + 1 < c.epochs else self._next_run(stage, shape)
+            results, opened = coordinator.finish_round(round_id, c.pools, c.redundancy, following)
+            rounds.append(self._elected(stage, results, round_id, epoch, fl.address))
             stage.record("rounds", rounds)
+            if epoch + 1 < c.epochs:
+                round_id, ahead = opened, True
+            elif opened is not None:
+                stage.handover[(fl.address, following)] = opened
 
-    def _elect(self, stage: Stage, coordinator: Coordinator, round_id: int, epoch: int) -> dict:
+    @staticmethod
+    def _next_run(stage: Stage, shape: RoundShape) -> RoundShape | None:
+        addresses = stage.next_addresses()
+        return None if addresses is None else RoundShape(shape.num_chunks, shape.pool_size, tuple(addresses))
+
+    def _elected(self, stage: Stage, pools: list[PoolResult], round_id: int, epoch: int, contract: str) -> dict:
         c = self.config
         results: list[dict[str, Any]] = []
-        for pool in range(c.pools):
-            result = coordinator.elect(round_id, pool)
-            expected = model.pool_digest(stage.seed, epoch, pool, c.model_length, c.chunk_size)
+        for result in pools:
+            expected = model.pool_digest(stage.seed, epoch, result.pool, c.model_length, c.chunk_size)
             results.append(
-                {"pool": pool, "elected": "0x" + result.digest.hex(), "votes": result.votes, "expected": result.digest == expected}
+                {"pool": result.pool, "elected": "0x" + result.digest.hex(), "votes": result.votes, "expected": result.digest == expected}
             )
         elected = sum(r["expected"] for r in results)
         stage.event(f"round {round_id}: {elected}/{c.pools} pool(s) elected their model")
-        return {"epoch": epoch, "round_id": round_id, "contract": coordinator.contract.address, "pools": results}
+        return {"epoch": epoch, "round_id": round_id, "contract": contract, "pools": results}
