@@ -84,6 +84,8 @@ class SenderFleet:
         self.watchers: dict[str, ray.actor.ActorHandle] = {}  # Ray node id → the node's block watcher
         self.slots: list[str] = []  # actor → the Ray node it lives on
         self.endpoints: list[str] = []
+        self._watching: list[ray.ObjectRef] = []  # the watchers' starts, placed by ``start``
+        self._addresses: list[str] | None = None  # the workers', once ``ready`` set them up
         self._handed: dict[str, int] = {}  # watcher's node → the last block it handed over
         self._last_block: int | None = None  # the newest block handed to the driver
         self._new_run()
@@ -112,9 +114,10 @@ class SenderFleet:
         for a in [a for a, ok in enumerate(renewed) if ok is None]:  # lost since the last run: start sets the new one up
             self._respawn(a)
 
-    def start(self, plan: RunPlan, endpoints: list[str], source: MnemonicSource) -> list[str]:
-        """Places the actors (one watcher per Ray node they use) and answers the workers'
-        addresses. Actors already placed as this plan needs are kept (a series of runs)."""
+    def start(self, plan: RunPlan, endpoints: list[str], source: MnemonicSource) -> None:
+        """Places the actors (one watcher per Ray node they use) without waiting for their
+        processes, which start while the driver deploys and opens the round; ``ready`` sets the
+        workers up. Actors already placed as this plan needs are kept (a series of runs)."""
         n_actors = max(w.actor for w in plan.workers) + 1
         slots = node_slots(n_actors)
         if (slots, endpoints) != (self.slots, self.endpoints):
@@ -123,15 +126,24 @@ class SenderFleet:
             self.watchers, self._handed, self._last_block = {}, {}, None
             for node_id in sorted(set(self.slots), key=self.slots.index):
                 self.watchers[node_id] = self._new_watcher(node_id)
-            ray.get([w.start.remote() for w in self.watchers.values()])
+            self._watching = [w.start.remote() for w in self.watchers.values()]
             self.actors = [self._new_actor(a) for a in range(n_actors)]
         self.plan, self.source = plan, source
-        answers: list[list[str]] = ray.get(self._setups(range(n_actors)))
-        addresses = [""] * len(plan.workers)
-        for a, got in enumerate(answers):
-            for spec, address in zip(plan.workers_of(a), got, strict=True):
-                addresses[spec.worker] = Web3.to_checksum_address(address)
-        return addresses
+        self._addresses = None
+
+    def ready(self) -> list[str]:
+        """Waits for what ``start`` placed and sets the workers up, once a run: answers their
+        addresses, as the actors derived them."""
+        if self._addresses is None:
+            ray.get(self._watching)  # the senders follow their node's watcher from the start
+            self._watching = []
+            answers: list[list[str]] = ray.get(self._setups(range(len(self.actors))))
+            addresses = [""] * len(self.plan.workers)
+            for a, got in enumerate(answers):
+                for spec, address in zip(self.plan.workers_of(a), got, strict=True):
+                    addresses[spec.worker] = Web3.to_checksum_address(address)
+            self._addresses = addresses
+        return self._addresses
 
     def _new_watcher(self, node_id: str) -> ray.actor.ActorHandle:
         # its own endpoint first; the others, in turn, are where it goes when that one stops answering

@@ -240,6 +240,7 @@ class Run:
         self.seed = experiment.run.seed
         self.workload = experiment.plugin
         self._stranded = 0
+        self._ready = False  # the fleet's workers are set up (before the first phase)
         self._sized: dict[str, int] = {}  # phase name → the gas limit its transactions get
         self._ledger = PhaseLedger(-1, "")  # what is stored of the phase that runs (none yet)
         self._phase_blocks: list[BlockRow] = []  # the blocks seen while it runs
@@ -278,12 +279,8 @@ class Run:
             fleet = self.rig.fleet_for(self.run_id, session.info.chain_id, session.fees, run.sending)
             self.fleet = fleet
             try:
-                self.addresses = fleet.start(plan, session.endpoints, session.source)
-                self.manifest["sender_actors"] = fleet.actor_ids  # the same ones across a search's trials
-                if fleet.replaced:  # lost since the series' last run
-                    self.on_event(f"{fleet.replaced} sender actor(s) lost since the last run were replaced")
-                    self.records["actors_replaced"] = fleet.replaced
-                self.on_event(f"{len(plan.workers)} workers in {len(fleet.actors)} actors on {fleet.ray_nodes} Ray node(s)")
+                fleet.start(plan, session.endpoints, session.source)
+                self.addresses = self._addresses(run.key_offset)  # as the actors derive them (checked when they are ready)
                 if session.fees.worst_case_per_gas() or any(p.value_wei for p in plan.phases):
                     self._fund(plan)
                 workload.play(self)
@@ -468,11 +465,29 @@ class Run:
         return self.rig.handover
 
     def next_addresses(self) -> list[str] | None:
-        assert self.rig is not None and self.session is not None and self.plan is not None
+        assert self.rig is not None
         offset = self.rig.next_key_offset
-        if offset is None:
-            return None
-        return [derive_account(self.session.source, key_index(offset, w.worker)).address for w in self.plan.workers]
+        return None if offset is None else self._addresses(offset)
+
+    def _addresses(self, key_offset: int) -> list[str]:
+        """The workers' accounts with keys from ``key_offset`` on (0.3 ms a key)."""
+        assert self.session is not None and self.plan is not None
+        return [derive_account(self.session.source, key_index(key_offset, w.worker)).address for w in self.plan.workers]
+
+    def _fleet_ready(self) -> None:
+        """The sender actors set up, before the first phase is signed."""
+        assert self.fleet is not None and self.plan is not None
+        if self._ready:
+            return
+        self._ready = True
+        fleet = self.fleet
+        if fleet.ready() != self.addresses:
+            raise RuntimeError("the sender actors derived other worker addresses than the driver")
+        self.manifest["sender_actors"] = fleet.actor_ids  # the same ones across a search's trials
+        if fleet.replaced:  # lost since the series' last run
+            self.on_event(f"{fleet.replaced} sender actor(s) lost since the last run were replaced")
+            self.records["actors_replaced"] = fleet.replaced
+        self.on_event(f"{len(self.plan.workers)} workers in {len(fleet.actors)} actors on {fleet.ray_nodes} Ray node(s)")
 
     def event(self, message: str) -> None:
         self.on_event(message)
@@ -483,6 +498,7 @@ class Run:
     def phase(self, phase: PhaseSpec, payload: Payload) -> None:
         run = self.experiment.run
         assert self.fleet is not None and self.plan is not None and self.session is not None
+        self._fleet_ready()
         queued_before = self.session.queued()  # what earlier phases or runs left stranded stays
         phase = self._preflight(phase, payload)
         for a in self.fleet.prepare(phase, payload):
