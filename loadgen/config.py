@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from loadgen.consensus import CLIENT_CONSENSUS, CONSENSUS
 from loadgen.devnet import DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_CHAIN_ID, Devnet, DevnetSettings
-from loadgen.errors import ConfigError
+from loadgen.errors import ConfigError, UserError
 from loadgen.fees import TxType
 from loadgen.gethnet import (
     DEFAULT_GETH_BLOCK_GAS_LIMIT,
@@ -327,13 +327,13 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Experimen
     try:
         text = path.read_text()
     except OSError as e:
-        raise ConfigError(str(path), f"cannot read the experiment file ({e.strerror})", "check the path") from None
+        raise UserError(f"cannot read the experiment file {path} ({e.strerror}) — check the path") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(str(path), f"is not valid YAML{where}", "fix the syntax") from None
+        raise UserError(f"the experiment file {path} is not valid YAML{where} — fix the syntax") from None
     return from_dict(raw, overrides)
 
 

@@ -26,7 +26,8 @@ def _percentile(values: np.ndarray, q: float) -> float | None:
     return float(np.percentile(values, q)) if values.size else None
 
 
-def _floats(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def floats(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A numeric column as floats, nulls as NaN."""
     return array.to_numpy(zero_copy_only=False).astype(float, copy=False)
 
 
@@ -54,17 +55,17 @@ class _Totals:
         if "recovered" in batch.schema.names:  # files written before the column existed lack it
             self.recovered += int(pc.sum(batch.column("recovered")).as_py() or 0)
         committed = pc.equal(status, "committed")
-        self.latencies.append(_floats(pc.filter(batch.column("latency_s"), committed)))
+        self.latencies.append(floats(pc.filter(batch.column("latency_s"), committed)))
         sent = batch.column("t_sent")
         has_sent = pc.is_valid(sent)
-        lag = _floats(pc.filter(sent, has_sent)) - _floats(pc.filter(batch.column("t_scheduled"), has_sent))
+        lag = floats(pc.filter(sent, has_sent)) - floats(pc.filter(batch.column("t_scheduled"), has_sent))
         self.lags.append(lag)
         # a refused transaction's next attempt leaves when the refusal is known: that measures the
         # node's answer, not whether the generator kept time (loadgen/capacity.py)
-        self.first_lags.append(lag[_floats(pc.filter(batch.column("attempt"), has_sent)) == 1])
+        self.first_lags.append(lag[floats(pc.filter(batch.column("attempt"), has_sent)) == 1])
         acked = batch.column("t_acked")
         answered = pc.and_(has_sent, pc.is_valid(acked))
-        self.answers.append(_floats(pc.filter(acked, answered)) - _floats(pc.filter(sent, answered)))
+        self.answers.append(floats(pc.filter(acked, answered)) - floats(pc.filter(sent, answered)))
         if batch.num_rows:
             self.start = min(self.start, pc.min(batch.column("t_scheduled")).as_py())
         included = pc.max(pc.filter(batch.column("t_included"), committed)).as_py()

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loadgen.profile import RateProfile
-from loadgen.report import planned_rate, summarize
+from loadgen.report import floats, planned_rate, summarize
 
 TARGET_WINDOWS = 60
 MIN_WINDOWS = 10
@@ -78,10 +78,6 @@ def seconds(value: float | None) -> str:
     return f"{value:.3g} s" if value < 100 else f"{value:,.0f} s"
 
 
-def _floats(table: pa.Table, column: str) -> np.ndarray:
-    return table.column(column).to_numpy(zero_copy_only=False).astype(float)
-
-
 def _statuses(table: pa.Table) -> np.ndarray:
     return table.column("status").to_numpy(zero_copy_only=False).astype(str)
 
@@ -114,7 +110,7 @@ class Clock:
 def clock_of(table: pa.Table) -> Clock:
     if not table.num_rows:
         return Clock(0.0, 0.0, choose_window(0.0))
-    times = np.concatenate([_floats(table, c) for c in ("t_scheduled", "t_sent", "t_acked", "t_included")])
+    times = np.concatenate([floats(table.column(c)) for c in ("t_scheduled", "t_sent", "t_acked", "t_included")])
     # (a send may leave up to a timer tick before its slot: the first one can precede the first slot)
     start = float(np.nanmin(times))
     span = float(np.nanmax(times)) - start
@@ -166,12 +162,12 @@ def _percentiles(clock: Clock, t: np.ndarray, values: np.ndarray, qs: tuple[floa
 
 def series_of(table: pa.Table, clock: Clock) -> Series:
     status = _statuses(table)
-    scheduled, sent, included = _floats(table, "t_scheduled"), _floats(table, "t_sent"), _floats(table, "t_included")
+    scheduled, sent, included = floats(table.column("t_scheduled")), floats(table.column("t_sent")), floats(table.column("t_included"))
     ok = status == "committed"
     offered = _rate(clock, scheduled)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(offered > 0, _rate(clock, scheduled[ok]) / offered, np.nan)
-    latency = np.where(ok, _floats(table, "latency_s"), np.nan)
+    latency = np.where(ok, floats(table.column("latency_s")), np.nan)
     lat50, lat95, lat99 = _percentiles(clock, scheduled, latency, (50, 95, 99))
     lag50, lag99, lagmax = _percentiles(clock, scheduled, sent - scheduled, (50, 99, 100))
     return Series(
@@ -216,7 +212,7 @@ def breakdown(table: pa.Table, column: str, clock: Clock, threshold: float) -> l
     """The rows grouped by `endpoint` or `phase`, in the order they were first scheduled."""
     groups = []
     for key, rows in _grouped(table, column):
-        scheduled = _floats(rows, "t_scheduled") - clock.start
+        scheduled = floats(rows.column("t_scheduled")) - clock.start
         groups.append(Group(key, float(scheduled.min()), float(scheduled.max()), summarize(rows, threshold)))
     return sorted(groups, key=lambda g: (g.first_s, g.key))
 
@@ -279,15 +275,15 @@ def blocks_of(run_dir: Path, clock: Clock) -> Blocks | None:
     # several watchers may report the same block: one row per number, in order
     numbers, first = np.unique(table.column("number").to_numpy(zero_copy_only=False), return_index=True)
     table = table.take(pa.array(first))
-    stamp = _floats(table, "timestamp")
+    stamp = floats(table.column("timestamp"))
     interval = np.concatenate(([np.nan], np.diff(stamp)))
     # block timestamps are whole seconds on geth: a block in the run's first second may carry an earlier stamp
     keep = (stamp >= math.floor(clock.start)) & (stamp <= clock.start + clock.span_s)
     if not keep.any():
         return None
     return Blocks(
-        stamp[keep] - clock.start, numbers[keep], interval[keep], _floats(table, "gas_used")[keep],
-        _floats(table, "gas_limit")[keep], _floats(table, "tx_count")[keep],
+        stamp[keep] - clock.start, numbers[keep], interval[keep], floats(table.column("gas_used"))[keep],
+        floats(table.column("gas_limit"))[keep], floats(table.column("tx_count"))[keep],
     )  # fmt: skip
 
 
@@ -319,14 +315,14 @@ def txpool_of(run_dir: Path, clock: Clock) -> Txpool | None:
     table = pq.read_table(path, columns=["t", "endpoint", "pending", "queued"])
     if not table.num_rows:
         return None
-    t = _floats(table, "t")
+    t = floats(table.column("t"))
     times, column = np.unique(t, return_inverse=True)
     endpoints = sorted(set(table.column("endpoint").to_pylist()))
     row = np.array([endpoints.index(e) for e in table.column("endpoint").to_pylist()])
     pending = np.zeros((len(endpoints), times.size))
     queued = np.zeros_like(pending)
-    pending[row, column] = _floats(table, "pending")
-    queued[row, column] = _floats(table, "queued")
+    pending[row, column] = floats(table.column("pending"))
+    queued[row, column] = floats(table.column("queued"))
     return Txpool(times - clock.start, endpoints, pending, queued)
 
 
@@ -352,7 +348,7 @@ class Headline:
 
 
 def headline_of(summary: dict[str, Any], manifest: dict[str, Any], clock: Clock, table: pa.Table) -> Headline:
-    scheduled = _floats(table, "t_scheduled")
+    scheduled = floats(table.column("t_scheduled"))
     span = float(scheduled.max() - scheduled.min()) if scheduled.size else 0.0
     return Headline(
         duration_s=clock.span_s,
@@ -425,7 +421,7 @@ def build(run_dir: Path, table: pa.Table, summary: dict[str, Any], manifest: dic
         blocks=blocks_of(run_dir, clock),
         txpool=txpool_of(run_dir, clock),
         config=flatten_config(manifest.get("config", {})),
-        latencies_s=np.sort(_floats(table.filter(ok), "latency_s")),
+        latencies_s=np.sort(floats(table.filter(ok).column("latency_s"))),
         planned_tps=planned_series(planned_rate(manifest), clock),
     )
 
