@@ -376,3 +376,25 @@ def test_phase_marks_and_per_endpoint_answers_in_the_registry():
     assert abs(start - time.time()) < 60
     m.phase("commit", 0, running=False)
     assert 'loadgen_phase{epoch="0",phase="commit",run_id="r1"} 0.0' in generate_latest(m.registry).decode()
+
+
+@pytest.mark.unit
+def test_a_series_target_serves_the_run_under_way_and_the_one_before():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server = MetricsServer(free_port(), "127.0.0.1", linger_s=0)
+    try:
+        for n in (1, 2, 3):
+            m = RunMetrics(f"trial-{n}", "s", "fl-round", 0.85)
+            m.init_series(["http://a"], ["reveal"])
+            m.commit_ratio.labels(m.run_id).set(n / 10)
+            server.show(m)
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    finally:
+        server.close()
+    # one family per name (a name twice fails the whole scrape), both runs' samples in it
+    assert text.count("# TYPE loadgen_commit_ratio gauge") == 1
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    ratios = {s.labels["run_id"]: s.value for s in families["loadgen_commit_ratio"].samples}
+    assert ratios == {"trial-2": 0.2, "trial-3": 0.3}
