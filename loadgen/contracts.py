@@ -88,6 +88,11 @@ def deploy(w3: Web3, account: LocalAccount, artifact: Artifact | str, *args: Any
     return w3.eth.contract(address=address, abi=artifact.abi)
 
 
+def calldata(contract: Contract, function: str, *args: Any) -> bytes:
+    """A call of ``function`` on ``contract``, ABI-encoded by web3 (the coordinator's calls)."""
+    return bytes.fromhex(contract.encode_abi(function, list(args)).removeprefix("0x"))
+
+
 def _uint(value: int) -> bytes:
     return value.to_bytes(WORD, "big")
 

@@ -64,10 +64,7 @@ class Coordinator:
         self.fees = fees
 
     def _send(self, data: bytes) -> TxReceipt:
-        receipt = send_transaction(self.w3, self.account, to=self.contract.address, data=data, fees=self.fees)
-        if receipt["status"] != 1:
-            raise RoundFailed(f"coordinator transaction {receipt['transactionHash'].hex()} reverted")
-        return receipt
+        return _succeeded(send_transaction(self.w3, self.account, to=self.contract.address, data=data, fees=self.fees))
 
     def open_round(self, shape: RoundShape) -> int:
         return self._opened(self._send(self._open_calldata(shape)))
@@ -105,8 +102,7 @@ class Coordinator:
         receipts = wait_receipts(w3, [w3.eth.send_raw_transaction(raw) for raw in raws])
         closed, elections, opened = receipts[0], receipts[1 : 1 + pools], receipts[1 + pools :]
         for receipt in [closed, *opened]:
-            if receipt["status"] != 1:
-                raise RoundFailed(f"coordinator transaction {receipt['transactionHash'].hex()} reverted")
+            _succeeded(receipt)
         results = [self._elected(p, r) if r["status"] == 1 else self.elect(round_id, p) for p, r in enumerate(elections)]
         return results, self._opened(opened[0]) if opened else None
 
@@ -118,7 +114,7 @@ class Coordinator:
         return event["args"]["roundId"]
 
     def _calldata(self, function: str, *args: object) -> bytes:
-        return bytes.fromhex(self.contract.encode_abi(function, list(args)).removeprefix("0x"))
+        return contracts.calldata(self.contract, function, *args)
 
     def _elected(self, pool: int, receipt: TxReceipt) -> PoolResult:
         (event,) = self.contract.events.ModelElected().process_receipt(receipt, errors=DISCARD)
@@ -168,6 +164,12 @@ def play_round(
     coordinator.close_commit_phase(round_id)
     _all_succeed(w3, [h for w, m in zip(workers, models, strict=True) for h in w.reveal(round_id, model.split_chunks(m, chunk_size))])
     return round_id, coordinator.finish_round(round_id, len(workers) // pool_size, pool_size)[0]
+
+
+def _succeeded(receipt: TxReceipt) -> TxReceipt:
+    if receipt["status"] != 1:
+        raise RoundFailed(f"coordinator transaction {receipt['transactionHash'].hex()} reverted")
+    return receipt
 
 
 def _all_succeed(w3: Web3, hashes: list[HexBytes]) -> None:

@@ -38,7 +38,7 @@ from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.capacity import GeneratorLoad, judge
 from loadgen.chain import send_transaction
 from loadgen.config import Experiment
-from loadgen.contracts import Artifact, deploy
+from loadgen.contracts import Artifact, calldata, deploy
 from loadgen.diagnosis import PhaseOutcome, diagnose
 from loadgen.errors import ConfigError, UserError
 from loadgen.fees import Fees
@@ -453,7 +453,7 @@ class Run:
         return Rig.contract_key(self.session.info.chain_id, artifact.name, artifact.bytecode, args)
 
     def transact(self, contract: Contract, function: str, *args: Any) -> TxReceipt:
-        data = bytes.fromhex(contract.encode_abi(function, list(args)).removeprefix("0x"))
+        data = calldata(contract, function, *args)
         receipt = send_transaction(self.w3, self.coordinator, to=contract.address, data=data, fees=self.fees)
         if receipt["status"] != 1:
             raise UserError(f"the set-up call {function} on {contract.address} reverted (transaction {receipt['transactionHash'].hex()})")
