@@ -61,7 +61,6 @@ OPEN_CONNECTIONS = 256  # per endpoint and actor
 PRESIGN_BUDGET_BYTES = 64 * 1024 * 1024  # signed transactions held ahead, per actor
 RECENT_INCLUSIONS = 50_000
 LOG = logging.getLogger(__name__)
-STOP_GRACE_S = 3.0
 
 
 @dataclass
@@ -118,7 +117,7 @@ class Sender:
         # inclusions of hashes not (yet) in flight: a receipt can beat the node's answer
         self.recent: OrderedDict[bytes, Inclusion] = OrderedDict()
         self.stopping = False
-        self._stopped_at = math.inf
+        self._stop_deadline = math.inf  # what was sent before a stop may land until then
         self.sent = 0
         self.accepted = 0
         self.scheduled = 0
@@ -509,7 +508,7 @@ class Sender:
         deadline = self._last_send + commit_timeout_s
         while pending() and time.time() < deadline:
             if self.stopping:  # a stopped run still gives what it sent a moment to land
-                deadline = min(deadline, self._stopped_at + STOP_GRACE_S)
+                deadline = min(deadline, self._stop_deadline)
             await asyncio.sleep(0.05)
         stuck = {w.spec.worker: w for w in self.workers if w.stuck is not None}
         for row in pending():
@@ -524,9 +523,9 @@ class Sender:
                 why = f"not in a block {commit_timeout_s:g}s after the last send"
             self.collector.finish(row, "dropped", why)
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float) -> None:
         self.stopping = True
-        self._stopped_at = time.time()
+        self._stop_deadline = time.time() + grace_s
 
     # inclusion and gaps ---------------------------------------------------------------------
     def _finish_included(self, row: TxRow) -> None:
@@ -666,7 +665,7 @@ class SenderActor:
     async def renew(self, run_id: str, chain_id: int, fees: Fees, sending: Sending) -> bool:
         """A fresh sender for the next run of a series, in this same process: the process, its
         imports and its place in the cluster are what a search keeps from trial to trial."""
-        self.sender.stop()  # a phase of the last run still draining sends nothing more
+        self.sender.stop(grace_s=0)  # a phase of the last run still draining sends nothing more
         await self.sender.close()
         self._new_sender(run_id, chain_id, fees, sending)
         return True
@@ -717,8 +716,8 @@ class SenderActor:
         self._cpu_mark = (cpu, now)
         return self.sender.collector.take(), stats, self.sender.endpoints.take_events()
 
-    async def stop(self) -> None:
-        self.sender.stop()
+    async def stop(self, grace_s: float) -> None:
+        self.sender.stop(grace_s)
 
     async def close(self) -> None:
         await self.sender.close()

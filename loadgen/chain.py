@@ -6,6 +6,7 @@ the workers' sending path lives in ``actors/`` and does not go through web3.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, cast
@@ -14,7 +15,7 @@ import requests
 from eth_account.signers.local import LocalAccount
 from eth_typing import URI
 from web3 import HTTPProvider, Web3
-from web3.exceptions import TimeExhausted
+from web3.exceptions import TimeExhausted, Web3RPCError
 from web3.middleware import ExtraDataToPOAMiddleware
 from web3.types import RPCEndpoint, TxParams, TxReceipt
 
@@ -160,7 +161,36 @@ def send_transaction(
     if nonce is None:
         nonce = w3.eth.get_transaction_count(account.address, "pending")
     raw = build_transaction(w3, account, to=to, data=data, nonce=nonce, gas=gas, fees=fees, value=value)
-    return wait_receipts(w3, [w3.eth.send_raw_transaction(raw)], timeout_s)[0]
+    return wait_receipts(w3, [submit(w3, raw)], timeout_s)[0]
+
+
+def _pool_full(e: Web3RPCError) -> str | None:
+    """The node's words when it refused a transaction for a full pool."""
+    error = (e.rpc_response or {}).get("error")
+    message = str(error.get("message", "")) if isinstance(error, dict) else ""
+    # not "replacement transaction underpriced": that one is about a nonce, and waiting cannot help it
+    return message if message == "transaction underpriced" or message.startswith("txpool is full") else None
+
+
+def submit(w3: Web3, raw: bytes, timeout_s: float = 60.0) -> HexBytes:
+    """Sends one of loadgen's own transactions (funding, the coordinator's). A node whose pool is
+    full refuses it like any remote transaction that pays no more than the cheapest one there,
+    until blocks take the pending ones (what a heavy trial left behind): it is offered again
+    until ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return w3.eth.send_raw_transaction(raw)
+        except Web3RPCError as e:
+            refusal = _pool_full(e)
+            if refusal is None:
+                raise
+            if time.monotonic() > deadline:
+                raise ChainStalled(
+                    f"{_url(w3)} refused loadgen's own transactions (funding, the coordinator's) for {timeout_s:g}s "
+                    f"({refusal}): its pool stays full; wait for the network to drain, or raise its txpool slots"
+                ) from None
+            time.sleep(0.5)
 
 
 @dataclass(frozen=True)
@@ -191,7 +221,7 @@ def fund(w3: Web3, funder: LocalAccount, addresses: list[str], wei_each: int, fe
         hashes = []
         for address, value in short[i : i + batch]:
             tx = {"chainId": chain_id, "nonce": nonce, "gas": 21_000, "to": address, "value": value} | fee_fields(fees)
-            hashes.append(w3.eth.send_raw_transaction(funder.sign_transaction(tx).raw_transaction))
+            hashes.append(submit(w3, funder.sign_transaction(tx).raw_transaction))
             nonce += 1
         failed = [r for r in wait_receipts(w3, hashes, timeout_s=120) if r["status"] != 1]
         if failed:

@@ -37,6 +37,17 @@ SIGNER_PASSWORD = "loadgen-devnet"  # guards only a local network's throw-away s
 TXN_SIZE_LIMIT_KB = 128
 
 
+def keystore_json(key: bytes, password: str) -> dict:
+    """A v3 keystore file geth can unlock."""
+    # scrypt n=2: geth decrypts with the file's own parameters, so unlocking is instant
+    encrypted = Account.encrypt(key, password, kdf="scrypt", iterations=2)
+    # eth-keyfile writes the IV as an integer's bytes, so one time in 256 it loses a leading zero
+    # byte, and geth (Go >= 1.24's AES-CTR) panics on the 15-byte IV as it unlocks the signer
+    params = encrypted["crypto"]["cipherparams"]
+    params["iv"] = params["iv"].zfill(32)
+    return encrypted
+
+
 @dataclass(frozen=True)
 class NodePorts:
     http: int  # JSON-RPC over HTTP and WebSocket both: geth serves the two on one port when told the same
@@ -144,9 +155,7 @@ class Clique(Consensus):
         (datadir / "password").write_text(SIGNER_PASSWORD)
         keystore = datadir / "keystore"
         keystore.mkdir(exist_ok=True)
-        # scrypt n=2: geth decrypts with the file's own parameters, so unlocking is instant
-        encrypted = Account.encrypt(identity.signer_key, SIGNER_PASSWORD, kdf="scrypt", iterations=2)
-        (keystore / "signer.json").write_text(json.dumps(encrypted))
+        (keystore / "signer.json").write_text(json.dumps(keystore_json(identity.signer_key, SIGNER_PASSWORD)))
 
     def args(self, settings: GethNetworkSettings, identity: NodeIdentity, ports: NodePorts, datadir: Path) -> list[str]:
         return [

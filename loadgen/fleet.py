@@ -24,6 +24,7 @@ from loadgen.sending import Sending
 from loadgen.workloads.base import Payload
 
 WATCH_POLL_S = 0.05
+STOP_GRACE_S = 3.0  # an interrupted or failed run: what was sent gets this long to land
 
 
 def node_slots(n_wanted: int | None) -> list[str]:
@@ -288,11 +289,11 @@ class SenderFleet:
         ray.get(watcher.start.remote(None if last is None else last + 1))
         _each([self.actors[a].follow.remote(watcher) for a, n in enumerate(self.slots) if n == node_id])
 
-    def stop(self) -> None:
-        """Workers stop at their next slot; what they had sent gets a moment to land."""
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Workers stop at their next slot; what they had sent gets ``grace_s`` to land."""
         with contextlib.suppress(Exception):
-            ray.get([a.stop.remote() for a in self.actors], timeout=10)
-            ray.wait(self._phase_refs, num_returns=len(self._phase_refs), timeout=15)
+            ray.get([a.stop.remote(grace_s) for a in self.actors], timeout=10)
+            ray.wait(self._phase_refs, num_returns=len(self._phase_refs), timeout=grace_s + 12)
 
     def idle(self) -> None:
         """Between the runs of a series: the senders stop everything they do on their own (gap

@@ -19,7 +19,7 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from loadgen import contracts, model
-from loadgen.chain import build_transaction, send_transaction, wait_receipts
+from loadgen.chain import build_transaction, send_transaction, submit, wait_receipts
 from loadgen.fees import Fees
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class Coordinator:
         if open_next is not None:
             calls.append((self._open_calldata(open_next), None))
         raws = [build_transaction(w3, account, to=to, data=d, nonce=nonce + i, gas=g, fees=self.fees) for i, (d, g) in enumerate(calls)]
-        receipts = wait_receipts(w3, [w3.eth.send_raw_transaction(raw) for raw in raws])
+        receipts = wait_receipts(w3, [submit(w3, raw) for raw in raws])
         closed, elections, opened = receipts[0], receipts[1 : 1 + pools], receipts[1 + pools :]
         for receipt in [closed, *opened]:
             _succeeded(receipt)

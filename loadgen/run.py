@@ -42,7 +42,7 @@ from loadgen.contracts import Artifact, calldata, deploy
 from loadgen.diagnosis import PhaseOutcome, diagnose
 from loadgen.errors import ConfigError, UserError
 from loadgen.fees import Fees
-from loadgen.fleet import BlockRow, SenderFleet, node_slots
+from loadgen.fleet import STOP_GRACE_S, BlockRow, SenderFleet, node_slots
 from loadgen.ledger import PhaseLedger
 from loadgen.metrics import DEFAULT_PORT, RunMetrics
 from loadgen.plan import PhaseSpec, RunPlan, key_index
@@ -290,7 +290,10 @@ class Run:
                 self._stop()
             except _StopEarly:
                 self.on_event(f"stopped early: {self.stopped_early}")
-                self._stop()
+                # what was sent lands (or not) as in a run that went on: the rows stay the
+                # chain's, and the next run of a series does not start behind this one's load
+                self._stop(grace_s=run.commit_timeout_s)
+                session.wait_for_empty_pools(stranded=None, timeout_s=run.commit_timeout_s)
             except BaseException as e:
                 # keep what happened before the failure readable, then let it surface
                 self._stop()
@@ -398,12 +401,12 @@ class Run:
             f"{self.session.fees.tx_type} fees: the funder {funding.funder} topped up {funding.topped_up} of {len(self.addresses)} workers"
         )
 
-    def _stop(self) -> None:
-        """Workers stop at their next slot; what they had sent gets a moment to land, what they
+    def _stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Workers stop at their next slot; what they had sent gets ``grace_s`` to land, what they
         had not becomes ``unsent`` rows, and all of it is collected before the actors go."""
         if self.fleet is None or not self.fleet.actors:
             return
-        self.fleet.stop()
+        self.fleet.stop(grace_s)
         if self.store is not None:
             self._collect(final=True)
 

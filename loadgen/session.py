@@ -99,20 +99,23 @@ class ChainSession:
     def queued(self) -> int:
         return sum(q for _, q in self.txpools().values())
 
-    def wait_for_empty_pools(self, stranded: int = 0, timeout_s: float = 30.0) -> int:
+    def wait_for_empty_pools(self, stranded: int | None = 0, timeout_s: float = 30.0) -> int:
         """Nothing new is sent while a node still holds transactions of the last phase, except
         ``stranded`` queued ones: behind a nonce that was given up (in this phase or before it,
-        by this run or an earlier one on the same chain), they never leave. Answers how many
+        by this run or an earlier one on the same chain), they never leave. ``None``: however
+        many are queued (a stopped run's workers leave gaps nobody counted). Answers how many
         beyond those the pools still held when the wait ended."""
         deadline = time.time() + timeout_s
         pools: dict[str, tuple[int, int]] = {}
+        pending = queued = 0
         while time.time() < deadline:
             pools = self.txpools()
-            if sum(p for p, _ in pools.values()) == 0 and sum(q for _, q in pools.values()) <= stranded:
+            pending, queued = sum(p for p, _ in pools.values()), sum(q for _, q in pools.values())
+            if pending == 0 and (stranded is None or queued <= stranded):
                 return 0
             time.sleep(0.2)
         self.on_event(f"the nodes' pools still hold transactions after {timeout_s:g}s: {pools}")
-        return max(sum(p + q for p, q in pools.values()) - stranded, 0)
+        return max(pending + queued - (queued if stranded is None else stranded), 0)
 
 
 @contextlib.contextmanager

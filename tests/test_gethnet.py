@@ -4,20 +4,27 @@ started by loadgen, and the engine run against them."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 import rlp
+from eth_keyfile import keyfile
 from web3 import Web3
+from web3.exceptions import Web3RPCError
 
 from loadgen import clients, config, gethnet
-from loadgen.chain import connect, probe
+from loadgen.accounts import derive_account, mnemonic_source
+from loadgen.chain import build_transaction, connect, probe, submit, wait_receipts
 from loadgen.consensus import ISTANBUL_DIGEST, Clique, NodeIdentity, Qbft, Raft
 from loadgen.devnet import DEV_MNEMONIC
-from loadgen.errors import ToolMissing
+from loadgen.errors import ChainStalled, ToolMissing
+from loadgen.fees import Fees
 from loadgen.gethnet import GethNetwork, GethNetworkSettings, TxpoolSettings
 from loadgen.nodeproc import rpc_call
+from loadgen.run import Progress, Run
 from loadgen.search import Search
 from tests.engine import (
     assert_one_row_per_attempt,
@@ -78,6 +85,20 @@ def test_qbft_genesis_is_rlp_with_the_node_keys_as_validators():
     assert 32 <= cfg["txnSizeLimit"] <= 128  # KB, GoQuorum's allowed range: a 32 kB chunk fits
     raft = gethnet.genesis(GethNetworkSettings(consensus="raft", gas_price=0), Raft(), identities, [])
     assert raft["difficulty"] == "0x0" and "qbft" not in raft["config"] and raft["config"]["isQuorum"] is True
+
+
+@pytest.mark.chain
+def test_a_signer_whose_keystore_iv_starts_with_a_zero_byte_still_mines(monkeypatch):
+    # eth-keyfile draws the IV as 16 random bytes: force the leading zero it drops one time in 256
+    real = keyfile.Random.get_random_bytes
+    monkeypatch.setattr(keyfile.Random, "get_random_bytes", lambda n: b"\0" + real(n - 1) if n == 16 else real(n))
+    with GethNetwork(GethNetworkSettings(nodes=1)) as net:
+        w3 = connect(net.urls[0])
+        first = w3.eth.block_number
+        deadline = time.monotonic() + 10
+        while w3.eth.block_number <= first and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert w3.eth.block_number > first  # the node unlocked its signer key and seals blocks
 
 
 @pytest.mark.subprocess
@@ -186,6 +207,63 @@ def test_overflowing_small_pools_is_counted_exactly(tight_network, tmp_path):
     assert_one_row_per_attempt(table, planned=8 * (1 + 20))
     assert_the_chain_agrees(connect(tight_network.urls[0]), table)
     assert result.summary["scheduled"] == table.num_rows
+
+
+@pytest.mark.chain
+def test_loadgen_s_own_transactions_wait_for_room_in_a_full_pool(monkeypatch):
+    # room for 9 transactions on the node, whoever sent them
+    pool = TxpoolSettings(account_slots=1, global_slots=1, account_queue=4, global_queue=8, no_locals=True)
+    monkeypatch.delenv("LOADGEN_MNEMONIC", raising=False)
+    source = mnemonic_source(DEV_MNEMONIC)
+    accounts = [derive_account(source, i) for i in range(12)]
+    with GethNetwork(GethNetworkSettings(nodes=1, txpool=pool, block_time_s=2)) as net:
+        w3 = connect(net.urls[0])
+        fees = Fees.legacy(w3.eth.gas_price)
+
+        def tx(i: int, nonce: int, data: bytes = b"") -> bytes:
+            return build_transaction(w3, accounts[i], to=accounts[0].address, data=data, nonce=nonce, gas=50_000, fees=fees)
+
+        def sealed() -> int:
+            start = w3.eth.block_number
+            while w3.eth.block_number == start:
+                time.sleep(0.02)
+            return start + 1
+
+        # a block has just been sealed: nine transfers fill the pool until the next one takes them
+        full_in = sealed()
+        for i in range(1, 10):
+            w3.eth.send_raw_transaction(tx(i, 0))
+        with pytest.raises(ChainStalled, match=r"\(transaction underpriced\): its pool stays full"):
+            submit(w3, tx(10, 0), timeout_s=0.5)
+        receipt = wait_receipts(w3, [submit(w3, tx(10, 0))])[0]
+        assert receipt["status"] == 1 and receipt["blockNumber"] >= full_in + 2  # after the block that made room
+
+        # a nonce already taken at the same price: waiting cannot help, it fails at once
+        sealed()
+        w3.eth.send_raw_transaction(tx(11, 0, b"\1"))
+        with pytest.raises(Web3RPCError, match="replacement transaction underpriced"):
+            submit(w3, tx(11, 0, b"\2"))
+
+
+@pytest.mark.usefixtures("tight_network")  # for its Ray and mnemonic
+@pytest.mark.chain
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_run_stopped_early_lets_what_it_sent_land_before_it_ends(tmp_path):
+    # ten chunks a block: what 8 workers sent in the stop's first second takes several blocks to land
+    with GethNetwork(GethNetworkSettings(nodes=1, block_gas_limit=6_000_000)) as net:
+
+        def enough(p: Progress) -> str | None:
+            return "enough" if p.phase == "reveal" and p.stats.get("sent", 0) >= 8 + 24 else None
+
+        experiment = fl(net.urls, model_length=20_000, pace_s=0.05)
+        result = Run(experiment, tmp_path, metrics_port=0, metrics_linger_s=0, should_stop=enough).execute()
+        table = pq.read_table(result.run_dir / "transactions.parquet")
+        assert result.summary["stopped_early"] == "enough"
+        counts = statuses(table)
+        assert "dropped" not in counts and counts["committed"] >= 8 + 24, counts
+        assert rpc_call(net.urls[0], "txpool_status")["pending"] == "0x0"
+        assert_the_chain_agrees(connect(net.urls[0]), table)
 
 
 @pytest.mark.usefixtures("tight_network")  # for its Ray and mnemonic

@@ -23,7 +23,6 @@ import pytest
 import rlp
 from eth_hash.auto import keccak
 
-from actors import worker as worker_module
 from actors.rpc import SendResult
 from actors.signer import SignedTx
 from actors.watcher import Inclusion
@@ -419,10 +418,9 @@ def test_an_inclusion_reported_before_the_nodes_answer_still_commits_the_row():
     assert ran.finished - max(r.t_acked for r in rows) < 1  # the drain had nothing to wait for
 
 
-def test_a_stopped_run_leaves_the_rest_unsent_and_gives_what_it_sent_a_moment(monkeypatch):
-    monkeypatch.setattr(worker_module, "STOP_GRACE_S", 0.1)
+def test_a_stopped_run_leaves_the_rest_unsent_and_gives_what_it_sent_a_moment():
     node = FakeNode(mine=False)
-    node.on_receive = lambda tx: node.sender.stop() if len(node.sends) == 3 else None
+    node.on_receive = lambda tx: node.sender.stop(grace_s=0.1) if len(node.sends) == 3 else None
     ran = asyncio.run(drive(node, reveal(10), commit_timeout_s=30))
 
     assert len(node.sends) == 3
