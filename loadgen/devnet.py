@@ -44,10 +44,11 @@ def anvil_binary() -> Path:
 def free_port(host: str = "127.0.0.1") -> int:
     """A port free now, below the kernel's ephemeral range: a port the kernel hands out is also
     what every outgoing connection takes, and one of those (a sender's, among thousands) may
-    take it before the node that was meant to listen there starts."""
+    take it before the node that was meant to listen there starts. Above 20,000: Ray's workers
+    listen from 10,002 to 19,999, and one starting then could take it too."""
     low = _ephemeral_low()
     for _ in range(100):
-        port = random.randrange(10_000, low) if low > 10_100 else 0
+        port = random.randrange(20_000, low) if low > 20_100 else 0
         with socket.socket() as s:
             try:
                 s.bind((host, port))

@@ -35,7 +35,7 @@ def test_a_run_joins_a_cluster_started_by_ray_start_with_its_token(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")} | {"HOME": str(tmp_path)}
     subprocess.run([ray_cli, "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
     assert (tmp_path / ".ray" / "auth_token").is_file()
-    # (Ray's worker ports take 10002-19999, where free_port finds its ports)
+    # a port outside the range its own workers listen in (10002-19999), where one could take it first
     port = next(p for p in range(6380, 6480) if socket.socket().connect_ex(("127.0.0.1", p)) != 0)
     head = subprocess.Popen(
         [ray_cli, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false", "--block"],
