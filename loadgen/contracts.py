@@ -48,6 +48,7 @@ class Artifact:
     name: str
     abi: list
     bytecode: bytes
+    runtime: bytes | None = None  # the code a deployment leaves on chain, when the artifact says
 
     @property
     def errors(self) -> dict[bytes, dict]:
@@ -70,7 +71,8 @@ def load(name: str) -> Artifact:
     if not path.is_file():
         raise ToolMissing(f"contract artifact {path} is missing: run `npm run build:contracts`")
     raw = json.loads(path.read_text())
-    return Artifact(name=name, abi=raw["abi"], bytecode=bytes.fromhex(raw["bytecode"].removeprefix("0x")))
+    code = {k: bytes.fromhex(raw[k].removeprefix("0x")) for k in ("bytecode", "deployedBytecode")}
+    return Artifact(name=name, abi=raw["abi"], bytecode=code["bytecode"], runtime=code["deployedBytecode"])
 
 
 def deploy(w3: Web3, account: LocalAccount, artifact: Artifact | str, *args: Any, fees: Fees | None = None) -> Contract:

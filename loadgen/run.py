@@ -445,6 +445,20 @@ class Run:
             contract = deploy(self.w3, self.coordinator, artifact, *args, fees=self.fees)
             if self.rig and key:
                 self.rig.remember(key, contract.address)
+        return self._recorded(artifact, contract)
+
+    def deployed_at(self, artifact: Artifact, address: str, field: str) -> Contract:
+        checksummed = Web3.to_checksum_address(address)
+        code = bytes(self.w3.eth.get_code(checksummed))
+        if code != artifact.runtime:
+            what = "no code" if not code else f"code that is not this loadgen's {artifact.name}"
+            fix = "remove it to deploy one, or give one that manifest.json's contracts name"
+            raise ConfigError(field, f"{checksummed} holds {what} on this chain", fix)
+        self.on_event(f"{artifact.name} at {checksummed}, from {field}")
+        return self._recorded(artifact, self.w3.eth.contract(address=checksummed, abi=artifact.abi))
+
+    def _recorded(self, artifact: Artifact, contract: Contract) -> Contract:
+        assert self.store is not None
         self.manifest.setdefault("contracts", {})[artifact.name] = contract.address
         self.store.write_json("manifest.json", self.manifest)
         return contract

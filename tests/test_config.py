@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from loadgen import config
 from loadgen.errors import ConfigError
@@ -46,6 +47,7 @@ def test_shipped_configs_load(path):
         ({"workload": {"model_length": 3}}, "workload.kind", "add `kind:`"),
         ({"workload": {k: v for k, v in FL.items() if k != "pace_s"}}, "workload.pace_s", "add it"),
         ({"workload": {**FL, "redundancy": "many"}}, "workload.redundancy", "whole number"),
+        ({"workload": {**FL, "contract": "0x1234"}}, "workload.contract", "0x and 40 hex digits"),
         ({"workload": FL, "run": {"threshold": 1.5}}, "run.threshold", "smaller"),
         ({"workload": FL, "chain": {"endpoints": ["127.0.0.1:8545"]}}, "chain.endpoints", "http://"),
         ({"workload": FL, "chain": {"endpoints": "http://a:8545"}}, "chain.endpoints", "list"),
@@ -80,6 +82,13 @@ def test_overrides_apply_before_validation():
     assert "workload.pace_s" in error_of({"workload": FL}, config.parse_overrides(["workload.pace_s=soon"]))
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         config.parse_overrides(["workload.pace_s"])
+
+
+@pytest.mark.unit
+def test_an_address_yaml_read_as_a_number_keeps_its_leading_zeros():
+    raw = yaml.safe_load("kind: fl-round\nmodel_length: 3\npace_s: 1\ncontract: 0x00aB5801a7D398351b8bE11C439e05C5B3259aeC\n")
+    assert isinstance(raw["contract"], int)  # unquoted, as people write it
+    assert config.from_dict({"workload": raw}).workload.contract == "0x00ab5801a7d398351b8be11c439e05c5b3259aec"
 
 
 @pytest.mark.unit

@@ -14,8 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from loadgen import config, contracts
+from loadgen.accounts import derive_account, mnemonic_source
 from loadgen.chain import connect
 from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.errors import ConfigError
 from tests.engine import execute, fl_experiment, local_ray, statuses
 from tests.faults import FaultProxy, Faults
 
@@ -80,6 +82,25 @@ def test_round_completes_on_chain_with_rewards(chain, tmp_path):
     for w, n in zip(table.column("worker").to_pylist(), table.column("nonce").to_pylist(), strict=True):
         by_worker[w].append(n)
     assert all(sorted(n) == list(range(min(n), min(n) + 4)) for n in by_worker.values())
+
+
+def test_a_run_plays_on_the_contract_an_earlier_run_deployed(chain, tmp_path):
+    first, _ = execute(fl_experiment([chain.url]), tmp_path / "first")
+    address = first.summary["rounds"][0]["contract"]
+    # as YAML reads an unquoted address: a number
+    second, table = execute(fl_experiment([chain.url], contract=int(address, 16)), tmp_path / "second")
+    assert statuses(table) == {"committed": 4 * (1 + 3)}
+    (rnd,) = second.summary["rounds"]
+    assert rnd["contract"] == address and rnd["round_id"] == first.summary["rounds"][0]["round_id"] + 1
+    assert [p["expected"] for p in rnd["pools"]] == [True, True]
+    assert json.loads((second.run_dir / "manifest.json").read_text())["contracts"] == {"FederatedLearning": address}
+
+    w3 = connect(chain.url)
+    counter = contracts.deploy(w3, derive_account(mnemonic_source(DEV_MNEMONIC), 0), "Counter").address
+    for other, what in ((counter, "code that is not this loadgen's FederatedLearning"), ("0x" + "11" * 20, "no code")):
+        with pytest.raises(ConfigError, match=what) as caught:
+            execute(fl_experiment([chain.url], contract=other), tmp_path / "wrong")
+        assert caught.value.field == "workload.contract"
 
 
 def test_the_next_epochs_round_opens_in_the_block_that_ends_the_last(chain, tmp_path):

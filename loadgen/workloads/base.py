@@ -117,6 +117,11 @@ class Stage(Protocol):
         """Deployed by the coordinator; its address is recorded in the manifest."""
         ...
 
+    def deployed_at(self, artifact: Artifact, address: str, field: str) -> Contract:
+        """One already on the chain, recorded as a deployed one; ``field`` (the experiment's, that
+        gave the address) is named when the code there is not the artifact's."""
+        ...
+
     def transact(self, contract: Contract, function: str, *args: Any) -> TxReceipt:
         """A coordinator call, waited for; a revert raises."""
         ...

@@ -5,10 +5,11 @@ chunk, one chunk every ``pace_s``; the coordinator closes the round and elects e
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from loadgen import contracts, model
 from loadgen.plan import PhaseSpec, WorkerSpec, paced
@@ -39,6 +40,19 @@ class FlRoundConfig(WorkloadConfig):
     epochs: int = Field(1, gt=0, description="rounds played one after the other")
     max_retries: int = Field(3, ge=0, description="re-sends of a rejected chunk before the worker gives up")
     spread: bool = Field(True, description="stagger workers' first chunk over one pace, so the offered rate is smooth")
+    contract: str | None = Field(
+        None, description="a FederatedLearning already on the chain (an earlier run's) to play the rounds on, instead of deploying one"
+    )
+
+    @field_validator("contract", mode="before")
+    @classmethod
+    def _address(cls, v: object) -> object:
+        # YAML reads an unquoted 0x… as a number, whose leading zero digits are gone
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**160:
+            v = f"0x{v:040x}"
+        if v is not None and not (isinstance(v, str) and re.fullmatch(r"0x[0-9a-fA-F]{40}", v)):
+            raise ValueError("is not an address: 0x and 40 hex digits")
+        return v
 
     @property
     def workers(self) -> int:
@@ -150,7 +164,8 @@ class FlRound(Workload[FlRoundConfig]):
     def play(self, stage: Stage) -> None:
         c = self.config
         commit, reveal = stage.phases
-        fl = stage.deploy(contracts.load("FederatedLearning"))
+        artifact = contracts.load("FederatedLearning")
+        fl = stage.deploy(artifact) if c.contract is None else stage.deployed_at(artifact, c.contract, "workload.contract")
         coordinator = Coordinator(stage.w3, stage.coordinator, fl, stage.fees)
         shape = RoundShape(model.chunk_count(c.model_length, c.chunk_size), c.redundancy, tuple(stage.addresses))
         round_id = stage.handover.pop((fl.address, shape), None)
