@@ -8,7 +8,7 @@ from 32-byte words; a test checks them against web3's encoder.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +48,8 @@ class Artifact:
     name: str
     abi: list
     bytecode: bytes
-    runtime: bytes | None = None  # the code a deployment leaves on chain, when the artifact says
+    # the code a deployment leaves on chain, when the artifact says: the bytecode's, not compared
+    runtime: bytes | None = field(default=None, compare=False)
 
     @property
     def errors(self) -> dict[bytes, dict]:
