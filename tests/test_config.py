@@ -85,10 +85,16 @@ def test_overrides_apply_before_validation():
 
 
 @pytest.mark.unit
-def test_an_address_yaml_read_as_a_number_keeps_its_leading_zeros():
-    raw = yaml.safe_load("kind: fl-round\nmodel_length: 3\npace_s: 1\ncontract: 0x00aB5801a7D398351b8bE11C439e05C5B3259aeC\n")
+def test_an_address_yaml_reads_as_a_number_is_taken_whole_and_refused_short():
+    raw = yaml.safe_load("kind: fl-round\nmodel_length: 3\npace_s: 1\ncontract: 0xaB5801a7D398351b8bE11C439e05C5B3259aeC9B\n")
     assert isinstance(raw["contract"], int)  # unquoted, as people write it
-    assert config.from_dict({"workload": raw}).workload.contract == "0x00ab5801a7d398351b8be11c439e05c5b3259aec"
+    assert config.from_dict({"workload": raw}).workload.contract == "0xab5801a7d398351b8be11c439e05c5b3259aec9b"
+    # leading zeros, or a typo: the number cannot tell, so the address must be quoted
+    for short in ("0x00aB5801a7D398351b8bE11C439e05C5B3259aeC", "0x12ab"):
+        message = error_of({"workload": {**FL, "contract": int(short, 16)}})
+        assert "config field 'workload.contract'" in message and "quote the address" in message
+    quoted = yaml.safe_load('contract: "0x00aB5801a7D398351b8bE11C439e05C5B3259aeC"')["contract"]
+    assert config.from_dict({"workload": {**FL, "contract": quoted}}).workload.contract == quoted
 
 
 @pytest.mark.unit

@@ -87,8 +87,7 @@ def test_round_completes_on_chain_with_rewards(chain, tmp_path):
 def test_a_run_plays_on_the_contract_an_earlier_run_deployed(chain, tmp_path):
     first, _ = execute(fl_experiment([chain.url]), tmp_path / "first")
     address = first.summary["rounds"][0]["contract"]
-    # as YAML reads an unquoted address: a number
-    second, table = execute(fl_experiment([chain.url], contract=int(address, 16)), tmp_path / "second")
+    second, table = execute(fl_experiment([chain.url], contract=address), tmp_path / "second")
     assert statuses(table) == {"committed": 4 * (1 + 3)}
     (rnd,) = second.summary["rounds"]
     assert rnd["contract"] == address and rnd["round_id"] == first.summary["rounds"][0]["round_id"] + 1

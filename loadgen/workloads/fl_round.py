@@ -47,8 +47,11 @@ class FlRoundConfig(WorkloadConfig):
     @field_validator("contract", mode="before")
     @classmethod
     def _address(cls, v: object) -> object:
-        # YAML reads an unquoted 0x… as a number, whose leading zero digits are gone
-        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**160:
+        if isinstance(v, int) and not isinstance(v, bool):
+            # YAML reads an unquoted 0x… as a number: a whole address is taken, but one shorter
+            # may be a typo as well as an address whose leading zeros the number lost
+            if not 2**156 <= v < 2**160:
+                raise ValueError(f'is read as the number {v:#x}: quote the address ("0x" and 40 hex digits)')
             v = f"0x{v:040x}"
         if v is not None and not (isinstance(v, str) and re.fullmatch(r"0x[0-9a-fA-F]{40}", v)):
             raise ValueError("is not an address: 0x and 40 hex digits")
