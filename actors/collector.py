@@ -41,6 +41,8 @@ class TxRow:
     effective_gas_price: int | None = None
     resends: int = 0
     recovered: bool = False  # rebuilt from the chain after its sender actor was lost
+    late_s: float = math.nan  # included this long after the phase's commit deadline (NaN: in time, or not included)
+    finished: bool = False  # handed to the collector: a row leaves the actor once
     raw_body: bytes | None = field(default=None, repr=False)  # kept while in flight, to re-send
     t_checked: float = math.nan  # last sent or re-sent: the gap check waits gap_check_s from here (not stored)
 
@@ -58,6 +60,9 @@ class Collector:
     counts: Counter = field(default_factory=Counter)
 
     def finish(self, row: TxRow, status: str, error: str | None = None) -> None:
+        if row.finished:  # two paths may learn a row's fate (the watcher, a look-up): the first writes it
+            return
+        row.finished = True
         row.status = status
         if error is not None:
             row.error = error
@@ -98,10 +103,11 @@ class Collector:
             "latency_s": [r.latency_s for r in rows],
             "resends": [r.resends for r in rows],
             "recovered": [r.recovered for r in rows],
+            "late_s": [r.late_s for r in rows],
         }
         # NaN stands for "did not happen" in the float columns; store it as null
         table = pa.table(columns, schema=TX_SCHEMA)
-        for name in ("t_sent", "t_acked", "t_included", "block_timestamp", "latency_s"):
+        for name in ("t_sent", "t_acked", "t_included", "block_timestamp", "latency_s", "late_s"):
             col = table.column(name)
             table = table.set_column(table.schema.get_field_index(name), name, pc.if_else(pc.is_nan(col), None, col))
         return table

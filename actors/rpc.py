@@ -119,6 +119,23 @@ class RpcClient:
         body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or []})
         return await self._post(body, lambda answer: self._result(answer, request_id))
 
+    async def query(self, graphql: str) -> dict[str, Any]:
+        """A GraphQL query's data, for a client made with the node's GraphQL address (geth and
+        GoQuorum serve it at /graphql of the HTTP port with ``--graphql``); its errors as an
+        RpcError."""
+
+        def unpack(answer: Any) -> dict[str, Any]:
+            if not isinstance(answer, dict):
+                raise RpcError("rpc", f"not a GraphQL answer: {answer!r:.200}", unhealthy=True)
+            if answer.get("errors"):
+                raise RpcError("rpc", f"GraphQL: {answer['errors']!r:.200}")
+            data = answer.get("data")
+            if not isinstance(data, dict):
+                raise RpcError("rpc", f"GraphQL answered no data: {answer!r:.200}", unhealthy=True)
+            return data
+
+        return await self._post(orjson.dumps({"query": graphql}), unpack)
+
     async def batch(self, calls: list[tuple[str, list]]) -> list[Any]:
         """Results in call order; an element is an RpcError where that call failed."""
         if not calls:

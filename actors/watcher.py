@@ -1,9 +1,18 @@
 """Watches the chain once per host: every new block's header and receipts, fetched once.
 
-Sender actors on the same host read the inclusions from here, so a block costs one
-``eth_getBlockByNumber`` and one ``eth_getBlockReceipts`` (or one batch of
-``eth_getTransactionReceipt`` on nodes without it) however many workers there are. The time a
-block is first seen is read on this host's clock, the same clock the senders schedule with.
+Sender actors on the same host read the inclusions from here, so a block is read once however
+many workers there are, in the cheapest way the node offers, chosen once per endpoint:
+
+- ``eth_getBlockReceipts``, with ``eth_getBlockByNumber`` (Anvil, geth from 1.13);
+- else a GraphQL query of the block's transactions with their status (geth and GoQuorum with
+  ``--graphql``, as the embedded networks run): the node reads the block's receipts once;
+- else ``eth_getTransactionReceipt`` for each transaction, in batches. On geth 1.10 and GoQuorum
+  each such call decodes the whole block to find its transaction: a block of n transactions costs
+  the node n² work, which at thousands of transactions a block is seconds of CPU per block, on
+  the very nodes whose capacity is measured.
+
+The time a block is first seen is read on this host's clock, the same clock the senders
+schedule with.
 
 It hears of a new block by a ``newHeads`` subscription over WebSocket, on the endpoint's own
 address (Anvil, and geth and GoQuorum with ``--ws.port`` equal to ``--http.port``, as the
@@ -11,6 +20,12 @@ embedded networks run): a block is seen when the node announces it, a few millis
 is made. Where the endpoint offers no WebSocket it polls the head every 50 ms, and a block is
 seen up to one interval late. With a subscription it still polls once a second, so a lost
 notification costs a second at most.
+
+While it is behind (blocks of thousands of transactions, on nodes without
+``eth_getBlockReceipts``: one receipt call per transaction) it reads several blocks at once and
+each block's receipts in concurrent batches, and says how far behind it is (``lag``): the
+senders decide nothing is missing until it has read the chain up to where they ask
+(``read_to``).
 
 The watcher follows the first of its endpoints; when that one stops answering (``failover_after``
 unhealthy answers in a row) it follows the next, from the block after the last one it processed,
@@ -23,6 +38,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
@@ -30,26 +46,41 @@ import ray
 
 from actors.endpoints import EndpointEvent, in_turn
 from actors.rpc import RpcClient, RpcError
+from loadgen.blocktime import timestamp_seconds
 
 # Inclusions kept for senders that read late: they read within a second, and one that falls
 # further behind finds a receipt by hash in its gap check; at 500 tx/s this is 60,000 kept.
 RETENTION_S = 120.0
 FAILOVER_AFTER_S = 1.0  # at least this long without a good round before following another endpoint
-RAFT_NANOSECONDS = 10**12  # a seconds timestamp stays below this until the year 33658
 HEADS_POLL_S = 1.0  # with a subscription: the poll that catches what a lost notification would miss
 SUBSCRIBE_TIMEOUT_S = 5.0
 RESUBSCRIBE_S = 10.0
 HEARTBEAT_S = 5.0
+BLOCKS_AT_ONCE = 4  # blocks read at once while behind
+RECEIPT_BATCH = 200  # receipts a request: geth refuses batches of over 1,000 calls or 25 MB of answer
+RECEIPT_REQUESTS_AT_ONCE = 4  # receipt batches in flight: a node answers a batch on one core
+BLOCK_QUERY = "{ block(number: %d) { hash parent { hash } timestamp gasUsed gasLimit transactions { hash status gasUsed gasPrice } } }"
+KEPT_HASHES = 256  # block hashes kept to see a reorganization under the watcher
+
+
+def graphql_url(url: str) -> str:
+    """Where geth-derived nodes serve GraphQL: /graphql on the HTTP-RPC port."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/graphql", "", ""))
+
+
+def _number(value: object) -> int:
+    """GraphQL's Long is a JSON number on geth 1.10 and a hex string on later ones; BigInt is hex."""
+    if isinstance(value, str):
+        return int(value, 16)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"not a number: {value!r:.40}")
 
 
 def ws_url(url: str) -> str:
     """The WebSocket address on the same host and port: http → ws, https → wss."""
     return "ws" + url[4:] if url.startswith("http") else url
-
-
-def timestamp_seconds(raw: int) -> float:
-    """GoQuorum Raft stamps blocks in nanoseconds, IBFT/QBFT and Clique in seconds."""
-    return raw / 1e9 if raw > RAFT_NANOSECONDS else float(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +110,52 @@ class Inclusion:
 
 
 @dataclass(frozen=True, slots=True)
+class Followed:
+    """What a sender reads from its watcher: the inclusions from its cursor on, the cursor to ask
+    from next, and the last block the watcher has read whole (every inclusion up to it is in)."""
+
+    cursor: int
+    inclusions: list[Inclusion]
+    read_to: int
+
+
+@dataclass(frozen=True, slots=True)
+class WatcherLag:
+    """How far behind the chain's head the watcher reads: blocks, and seconds since the oldest
+    block it has not read yet was known to exist (0 when it is up to date)."""
+
+    blocks: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reorg:
+    """Blocks the watcher had read (and reported inclusions from) that the chain replaced."""
+
+    number: int  # the first block read that the chain no longer has
+    depth: int  # how many such blocks (at least; the search stops at KEPT_HASHES)
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class WatcherReport:
+    """What the driver takes from a watcher at each collection."""
+
+    blocks: list[BlockRow]
+    events: list[EndpointEvent]
+    lag: WatcherLag
+    reorgs: list[Reorg]
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    row: BlockRow
+    inclusions: list[Inclusion]
+    hash: str
+    parent: str
+
+
+@dataclass(frozen=True, slots=True)
 class BlockRow:
     number: int
     timestamp_s: float
@@ -90,9 +167,19 @@ class BlockRow:
 
 class BlockWatcher:
     def __init__(
-        self, endpoints: list[str], poll_interval_s: float = 0.05, retention_s: float = RETENTION_S, failover_after: int = 3
+        self,
+        endpoints: list[str],
+        poll_interval_s: float = 0.05,
+        retention_s: float = RETENTION_S,
+        failover_after: int = 3,
+        confirmations: int = 0,
     ) -> None:
         self.endpoints = endpoints
+        # a block is read once this many blocks are on top of it: where signers can fork
+        # (clique), the inclusions it reports are then ones the chain keeps
+        self.confirmations = confirmations
+        self.hashes: dict[int, str] = {}  # block number → hash, of the blocks read last
+        self.reorgs: list[Reorg] = []
         self.rpc = RpcClient(endpoints[0])
         self.failover_after = failover_after
         self.events: list[EndpointEvent] = []
@@ -102,10 +189,11 @@ class BlockWatcher:
         self.blocks: list[BlockRow] = []
         self._inclusion_base = 0  # sequence number of inclusions[0]; older ones were trimmed
         self._next_block: int | None = None
-        self._block_receipts = True
-        self._block_receipts_work = False  # eth_getBlockReceipts has answered at least once
+        self.receipts_via: str | None = None  # "block", "graphql" or "hash": chosen per endpoint (_choose)
+        self._graphql: RpcClient | None = None
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._polling: asyncio.Task | None = None
         self.errors = 0
         self.last_error = ""
         self._failing = 0  # rounds in a row that failed
@@ -113,7 +201,9 @@ class BlockWatcher:
         self.subscribed = False  # newHeads notifications arrive (else: polling)
         self._heads: asyncio.Task | None = None
         self._head = asyncio.Event()
-        self._heard: dict[int, float] = {}  # block number → when the node announced it
+        self._heard: dict[int, float] = {}  # block number → when it was first known to exist (announced, or polled)
+        self.head = -1  # the newest block known to exist
+        self._receipt_requests = asyncio.Semaphore(RECEIPT_REQUESTS_AT_ONCE)
 
     async def start(self, from_block: int | None = None) -> int:
         """Follows the chain from ``from_block`` (a lost watcher's successor), else from the next
@@ -127,8 +217,10 @@ class BlockWatcher:
                 await self._follow_next()
         head = int(await self.rpc.call("eth_blockNumber"), 16)
         self._next_block = head + 1 if from_block is None else from_block
+        self.head = head
         self._listen(self.rpc.url)
         self._task = asyncio.create_task(self._loop())
+        self._polling = asyncio.create_task(self._poll_heads())
         return head
 
     def _listen(self, url: str) -> None:
@@ -161,7 +253,8 @@ class BlockWatcher:
                     if message.type != aiohttp.WSMsgType.TEXT:
                         break
                     number = int(orjson.loads(message.data)["params"]["result"]["number"], 16)
-                    self._heard[number] = heard
+                    self._heard.setdefault(number, heard)
+                    self.head = max(self.head, number)
                     self._head.set()
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
             pass  # no WebSocket here, or not a node's: polling does
@@ -170,22 +263,22 @@ class BlockWatcher:
                 self.subscribed = False
 
     async def stop(self) -> None:
-        for task in (self._task, self._heads):
+        for task in (self._task, self._heads, self._polling):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.rpc.close()
+        if self._graphql is not None:
+            await self._graphql.close()
 
     async def _loop(self) -> None:
         assert self._next_block is not None, "start() sets it before the loop runs"
         while True:
             try:
-                head = int(await self.rpc.call("eth_blockNumber"), 16)
-                while self._next_block <= head:
-                    # (get, not pop: a fetch that fails is tried again, and the block was still announced then)
-                    await self._fetch(self._next_block, seen=self._heard.get(self._next_block, time.time()))
-                    self._next_block += 1
+                self._heads_at(int(await self.rpc.call("eth_blockNumber"), 16), time.time())
+                while self._next_block <= self.head - self.confirmations:  # the head moves on while it reads
+                    await self._read_some(self.head - self.confirmations)
                 for number in [n for n in self._heard if n < self._next_block]:
                     del self._heard[number]
             except RpcError as e:
@@ -202,6 +295,64 @@ class BlockWatcher:
                 self._failing, self._progress_at = 0, time.monotonic()
             await self._until_next_round()
 
+    def _heads_at(self, head: int, now: float) -> None:
+        """The head polled at ``now``: blocks not heard of before are known from now."""
+        assert self._next_block is not None, "start() sets it before polling"
+        for number in range(max(self._next_block, self.head + 1), head + 1):
+            self._heard.setdefault(number, now)
+        self.head = max(self.head, head)
+
+    async def _poll_heads(self) -> None:
+        """Without a subscription, the head is polled apart from the reading: a block is known
+        when it comes (a poll interval late at most), even while the watcher reads big blocks
+        before it. Errors are the reading loop's to judge."""
+        while True:
+            await asyncio.sleep(self.poll_interval_s)
+            if not self.subscribed:
+                with contextlib.suppress(RpcError, TypeError, ValueError):
+                    self._heads_at(int(await self.rpc.call("eth_blockNumber"), 16), time.time())
+
+    async def _read_some(self, head: int) -> None:
+        """Reads the next blocks up to ``head``, several at once, and hands them over in order:
+        those before a block that failed are kept, the rest are read again next round."""
+        assert self._next_block is not None, "start() sets it before the loop runs"
+        numbers = range(self._next_block, min(head, self._next_block + BLOCKS_AT_ONCE - 1) + 1)
+        reads = await asyncio.gather(*(self._read(n, self._heard.get(n, time.time())) for n in numbers), return_exceptions=True)
+        for read in reads:
+            if isinstance(read, BaseException):
+                raise read
+            row, inclusions = read.row, read.inclusions
+            if self.hashes.get(row.number - 1, read.parent) != read.parent:
+                await self._reorganized(row.number - 1)
+            self.hashes[row.number] = read.hash
+            self.hashes.pop(row.number - KEPT_HASHES, None)
+            self.blocks.append(row)
+            self.inclusions += inclusions
+            self._next_block += 1
+            self._progress_at = time.monotonic()
+            self._trim(row.t_observed)
+            self._changed.set()
+
+    async def _reorganized(self, number: int) -> None:
+        """Block ``number`` as read is no longer the chain's: how far back it forked."""
+        first = number
+        while first - 1 in self.hashes:
+            block = await self.rpc.call("eth_getBlockByNumber", [hex(first - 1), False])
+            if isinstance(block, dict) and block.get("hash") == self.hashes[first - 1]:
+                break
+            first -= 1
+        self.reorgs.append(Reorg(first, number - first + 1, time.time()))
+
+    @property
+    def read_to(self) -> int:
+        """The last block read whole."""
+        return -1 if self._next_block is None else self._next_block - 1
+
+    def lag(self) -> WatcherLag:
+        behind = max(self.head - self.confirmations - self.read_to, 0)
+        known = self._heard.get(self.read_to + 1) if behind else None
+        return WatcherLag(behind, max(time.time() - known, 0.0) if known is not None else 0.0)
+
     async def _until_next_round(self) -> None:
         """Until the node announces a block, or the next poll is due (a subscription that comes
         up while the watcher waits ends the wait with its first block). After a failed round,
@@ -214,6 +365,9 @@ class BlockWatcher:
     async def _follow_next(self) -> None:
         lost = self.rpc
         await lost.close()
+        if self._graphql is not None:
+            await self._graphql.close()
+        self._graphql, self.receipts_via = None, None
         url = in_turn(self.endpoints, lost.url)[1]
         self.rpc = RpcClient(url)
         self._listen(url)
@@ -222,7 +376,31 @@ class BlockWatcher:
         why = f"the block watcher follows {url} from {start}: {self.last_error}"
         self.events.append(EndpointEvent(time.time(), lost.url, False, why))
 
-    async def _fetch(self, number: int, seen: float) -> None:
+    async def _choose(self) -> None:
+        """How this endpoint's blocks are read (see the module's docstring); asked again after a
+        failover. An endpoint that does not answer at all fails the round, to be asked later."""
+        try:
+            answer = await self.rpc.call("eth_getBlockReceipts", ["latest"])
+            if isinstance(answer, list):
+                self.receipts_via = "block"
+                return
+        except RpcError as e:
+            if e.unhealthy:
+                raise
+        graphql = RpcClient(graphql_url(self.rpc.url))
+        try:
+            await graphql.query("{ block { number } }")
+        except RpcError:
+            await graphql.close()
+            self.receipts_via = "hash"
+            return
+        self._graphql, self.receipts_via = graphql, "graphql"
+
+    async def _read(self, number: int, seen: float) -> _Read:
+        if self.receipts_via is None:
+            await self._choose()
+        if self._graphql is not None:
+            return await self._read_graphql(number, seen)
         block = await self.rpc.call("eth_getBlockByNumber", [hex(number), False])
         if block is None:  # the node answered the number before it could serve the block
             raise RpcError("rpc", f"block {number} not served yet")
@@ -230,40 +408,59 @@ class BlockWatcher:
             hashes = [str(h) for h in block["transactions"]]
             ts = timestamp_seconds(int(block["timestamp"], 16))
             row = BlockRow(number, ts, len(hashes), int(block["gasUsed"], 16), int(block["gasLimit"], 16), seen)
+            own, parent = str(block["hash"]), str(block["parentHash"])
         except (KeyError, TypeError, ValueError):
             raise RpcError("rpc", f"not a block: {block!r:.200}", unhealthy=True) from None
         receipts = await self._receipts(number, hashes) if hashes else []
-        inclusions = [Inclusion.of(r, h, seen, ts) for r, h in zip(receipts, hashes, strict=True)]
-        self.blocks.append(row)
-        self.inclusions += inclusions
-        self._trim(seen)
-        self._changed.set()
+        return _Read(row, [Inclusion.of(r, h, seen, ts) for r, h in zip(receipts, hashes, strict=True)], own, parent)
+
+    async def _read_graphql(self, number: int, seen: float) -> _Read:
+        assert self._graphql is not None, "chosen by _choose"
+        block = (await self._graphql.query(BLOCK_QUERY % number)).get("block")
+        if block is None:  # the node answered the number before it could serve the block
+            raise RpcError("rpc", f"block {number} not served yet")
+        try:
+            ts = timestamp_seconds(_number(block["timestamp"]))
+            txs = block["transactions"] or []
+            row = BlockRow(number, ts, len(txs), _number(block["gasUsed"]), _number(block["gasLimit"]), seen)
+            inclusions = [
+                Inclusion(
+                    bytes.fromhex(t["hash"][2:]), number, seen, _number(t["status"]), _number(t["gasUsed"]), ts, _number(t["gasPrice"])
+                )
+                for t in txs
+            ]
+            own, parent = str(block["hash"]), str(block["parent"]["hash"])
+        except (KeyError, TypeError, ValueError):
+            raise RpcError("rpc", f"not a block: {block!r:.200}", unhealthy=True) from None
+        return _Read(row, inclusions, own, parent)
 
     async def _receipts(self, number: int, hashes: list[str]) -> list[object]:
         """The block's receipts in the order of its transactions."""
-        if self._block_receipts:
+        if self.receipts_via == "block":
             try:
                 answer = await self.rpc.call("eth_getBlockReceipts", [hex(number)])
                 listed = answer if isinstance(answer, list) else []
                 by_hash = {str(r.get("transactionHash")).lower(): r for r in listed if isinstance(r, dict)}
                 if all(h.lower() in by_hash for h in hashes):
-                    self._block_receipts_work = True
                     return [by_hash[h.lower()] for h in hashes]
             except RpcError as e:
                 if e.kind != "rpc" or e.unhealthy:
                     raise
-            # older geth-derived nodes (GoQuorum) do not have it; one that has, and answered
-            # this block amiss, is asked again, transaction by transaction
-            self._block_receipts = self._block_receipts_work
-        receipts: list[object] = []
-        for i in range(0, len(hashes), 200):
-            answers = await self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes[i : i + 200]])
-            for h, answer in zip(hashes[i : i + 200], answers, strict=True):
+            # answered this block amiss: asked again, transaction by transaction
+        parts = [hashes[i : i + RECEIPT_BATCH] for i in range(0, len(hashes), RECEIPT_BATCH)]
+        answered = await asyncio.gather(*(self._receipt_batch(part) for part in parts))
+        return [r for part in answered for r in part]
+
+    async def _receipt_batch(self, hashes: list[str]) -> list[object]:
+        async with self._receipt_requests:
+            answers = await self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+            receipts: list[object] = []
+            for h, answer in zip(hashes, answers, strict=True):
                 if isinstance(answer, RpcError) or answer is None:
                     # a batch answered in part (or with the wrong ids): ask for this one alone
                     answer = await self.rpc.call("eth_getTransactionReceipt", [h])
                 receipts.append(answer)
-        return receipts
+            return receipts
 
     def _trim(self, now: float) -> None:
         cut = 0
@@ -273,7 +470,7 @@ class BlockWatcher:
             del self.inclusions[:cut]
             self._inclusion_base += cut
 
-    async def inclusions_since(self, cursor: int, wait_s: float) -> tuple[int, list[Inclusion]]:
+    async def inclusions_since(self, cursor: int, wait_s: float) -> Followed:
         """Inclusions with sequence number ≥ cursor; waits up to wait_s for new ones."""
         end = self._inclusion_base + len(self.inclusions)
         if cursor >= end and wait_s > 0:
@@ -282,36 +479,32 @@ class BlockWatcher:
                 await asyncio.wait_for(self._changed.wait(), wait_s)
             end = self._inclusion_base + len(self.inclusions)
         start = max(cursor, self._inclusion_base) - self._inclusion_base
-        return end, self.inclusions[start:]
+        return Followed(end, self.inclusions[start:], self.read_to)
 
-    def take_blocks(self) -> list[BlockRow]:
-        """The blocks seen since the last call; the driver is their only reader."""
-        rows, self.blocks = self.blocks, []
-        return rows
-
-    def take_events(self) -> list[EndpointEvent]:
+    def take(self) -> WatcherReport:
+        """The blocks seen and the endpoint events since the last call (the driver is their only
+        reader), and the lag now."""
+        blocks, self.blocks = self.blocks, []
         events, self.events = self.events, []
-        return events
+        reorgs, self.reorgs = self.reorgs, []
+        return WatcherReport(blocks, events, self.lag(), reorgs)
 
 
 @ray.remote(num_cpus=0, max_concurrency=1000)  # type: ignore[call-overload]  # ray's overloads omit actor options
 class WatcherActor:
     """The host's BlockWatcher as a Ray actor, pinned to its node by the driver."""
 
-    def __init__(self, endpoints: list[str], poll_interval_s: float, failover_after: int) -> None:
-        self.watcher = BlockWatcher(endpoints, poll_interval_s, failover_after=failover_after)
+    def __init__(self, endpoints: list[str], poll_interval_s: float, failover_after: int, confirmations: int = 0) -> None:
+        self.watcher = BlockWatcher(endpoints, poll_interval_s, failover_after=failover_after, confirmations=confirmations)
 
     async def start(self, from_block: int | None = None) -> int:
         return await self.watcher.start(from_block)
 
-    async def inclusions_since(self, cursor: int, wait_s: float = 0.5) -> tuple[int, list[Inclusion]]:
+    async def inclusions_since(self, cursor: int, wait_s: float = 0.5) -> Followed:
         return await self.watcher.inclusions_since(cursor, wait_s)
 
-    async def take_blocks(self) -> list[BlockRow]:
-        return self.watcher.take_blocks()
-
-    async def take_events(self) -> list[EndpointEvent]:
-        return self.watcher.take_events()
+    async def take(self) -> WatcherReport:
+        return self.watcher.take()
 
     async def stop(self) -> None:
         await self.watcher.stop()

@@ -19,8 +19,12 @@ waits for each answer before its next slot (a client that waits; today's tools).
 Accepted transactions wait in ``inflight`` until the host's block watcher reports their
 receipt; one the node has forgotten (it answers null for its hash) is re-sent as it was, which
 fills the nonce gap every later transaction of the worker is stuck behind. After a phase's last
-slot the actor drains: every accepted transaction is included or, ``commit_timeout_s`` after the
-last send, declared dropped.
+slot the actor drains until every accepted transaction is included or ``commit_timeout_s`` has
+passed since the last send. Then it settles what is left: it waits until the watcher has read
+the chain up to the head (it may be behind blocks of thousands of transactions), looks each
+remaining hash up on the endpoints, and only what no node has in a block is dropped. What is
+found included after the deadline keeps its inclusion and is marked late (``late_s``): it is on
+the chain, but not committed within the timeout.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import logging
 import math
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -56,10 +61,12 @@ TIMER_TICK_S = 0.001  # a send may leave this much before its slot: lag is measu
 # Answers meaning the node already has this very transaction: accepted after all.
 ALREADY_THERE = ("already known", "known transaction", "already imported", "nonce too low")
 MAX_RESENDS = 5
+GAP_WINDOW = 100  # a worker's transactions looked up per gap check round, from its gap on
 LOOKUP_BATCH = 200  # calls in one batch: geth refuses batches of more than 1,000 and answers of more than 25 MB
 OPEN_CONNECTIONS = 256  # per endpoint and actor
 PRESIGN_BUDGET_BYTES = 64 * 1024 * 1024  # signed transactions held ahead, per actor
 RECENT_INCLUSIONS = 50_000
+CATCH_UP_STALL_S = 10.0  # settling waits for a watcher behind the head as long as it reads a block this often
 LOG = logging.getLogger(__name__)
 
 
@@ -118,6 +125,8 @@ class Sender:
         self.recent: OrderedDict[bytes, Inclusion] = OrderedDict()
         self.stopping = False
         self._stop_deadline = math.inf  # what was sent before a stop may land until then
+        self._late_after = math.inf  # while a phase settles: its commit deadline; included after it is late
+        self.read_to = -1  # the last block the host's watcher has read whole
         self.sent = 0
         self.accepted = 0
         self.scheduled = 0
@@ -505,11 +514,17 @@ class Sender:
         def pending() -> list[TxRow]:
             return [r for r in self.inflight.values() if (r.epoch, r.phase) == key]
 
-        deadline = self._last_send + commit_timeout_s
+        commit_deadline = deadline = self._last_send + commit_timeout_s
         while pending() and time.time() < deadline:
             if self.stopping:  # a stopped run still gives what it sent a moment to land
                 deadline = min(deadline, self._stop_deadline)
             await asyncio.sleep(0.05)
+        if pending():
+            self._late_after = commit_deadline
+            try:
+                await self._settle(pending)
+            finally:
+                self._late_after = math.inf
         stuck = {w.spec.worker: w for w in self.workers if w.stuck is not None}
         for row in pending():
             del self.inflight[row.tx_hash]
@@ -521,7 +536,80 @@ class Sender:
                 why = "run stopped before inclusion"
             else:
                 why = f"not in a block {commit_timeout_s:g}s after the last send"
+                if row.error:  # what the look-ups found, or what the send's answer said
+                    why += f" ({row.error})"
             self.collector.finish(row, "dropped", why)
+
+    async def _settle(self, pending: Callable[[], list[TxRow]]) -> None:
+        """Before anything is called dropped: the watcher reads the chain up to its head as it is
+        now, less the confirmations it waits for, and every hash still pending is looked up on
+        the endpoints. One found in a block the watcher has not read yet is waited for through
+        the watcher (its inclusion is observed as the watcher saw it, once it is final); one in
+        a block it has read (it missed it) is taken from the look-up, observed now. A stopping
+        run looks up once and does not wait."""
+        head = None if self.stopping else await self._head()
+        until = None if head is None else head - self.sending.confirmations
+        # two rounds: the blocks up to the head as the deadline passed, then those the look-ups
+        # found (the chain may go on including a backlog for long; what lands after that is for
+        # `loadgen report`'s look-up after the run)
+        for _ in range(2):
+            if not pending() or until is None or not await self._watcher_reaches(until, pending):
+                break
+            until = None
+            for url in self.clients:
+                if pending() and url not in self.endpoints.down:
+                    newest = await self._look_up_included(url, sorted(pending(), key=lambda r: (r.worker, r.nonce)))
+                    if newest > self.read_to:
+                        until = max(until or newest, newest)
+        for url in self.clients:
+            if pending() and url not in self.endpoints.down:
+                await self._look_up_included(url, sorted(pending(), key=lambda r: (r.worker, r.nonce)), take_all=True)
+
+    async def _watcher_reaches(self, until: int, pending: Callable[[], list[TxRow]]) -> bool:
+        """Waits while the watcher reads up to block ``until``; False when it stopped making
+        progress (or the run is stopping): the look-ups then decide alone."""
+        last, progress_at = self.read_to, time.monotonic()
+        while pending() and self.read_to < until:
+            if self.stopping:
+                return False
+            if self.read_to > last:
+                last, progress_at = self.read_to, time.monotonic()
+            elif time.monotonic() - progress_at > CATCH_UP_STALL_S:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    async def _head(self) -> int | None:
+        """The chain's head, from the first endpoint up that answers."""
+        for url, rpc in self.clients.items():
+            if url in self.endpoints.down:
+                continue
+            with contextlib.suppress(RpcError, TypeError, ValueError):
+                return int(await rpc.call("eth_blockNumber"), 16)
+        return None
+
+    async def _look_up_included(self, url: str, rows: list[TxRow], take_all: bool = False) -> int:
+        """Asks ``url`` for the receipts of ``rows``. One in a block the watcher has read (it
+        missed it), or any with ``take_all``, is included, observed now; the others are left to
+        the watcher. Answers the newest block a receipt named (-1: none)."""
+        newest = -1
+        for i in range(0, len(rows), LOOKUP_BATCH):
+            part = rows[i : i + LOOKUP_BATCH]
+            try:
+                found = await look_up(self.clients[url], ["0x" + r.tx_hash.hex() for r in part], LOOKUP_BATCH)
+            except RpcError:
+                return newest
+            for row, f in zip(part, found, strict=True):
+                if f is None or self.inflight.get(row.tx_hash) is not row:
+                    continue
+                if f.inclusion is not None:
+                    newest = max(newest, f.inclusion.block_number)
+                    if take_all or f.inclusion.block_number <= self.read_to:
+                        self._record_inclusion(row, f.inclusion)
+                        self._finish_included(row)
+                elif f.pending:
+                    row.error = "still in a node's pool when the phase ended"
+        return newest
 
     def stop(self, grace_s: float) -> None:
         self.stopping = True
@@ -530,6 +618,8 @@ class Sender:
     # inclusion and gaps ---------------------------------------------------------------------
     def _finish_included(self, row: TxRow) -> None:
         self.inflight.pop(row.tx_hash, None)
+        if row.t_included > self._late_after:
+            row.late_s = row.t_included - self._late_after
         self.collector.finish(row, "committed" if row.status == "ok" else "reverted")
 
     @staticmethod
@@ -545,11 +635,12 @@ class Sender:
         cursor = 0
         while True:
             try:
-                cursor, inclusions = await watcher.inclusions_since.remote(cursor)
+                followed = await watcher.inclusions_since.remote(cursor)
             except ray.exceptions.RayError:  # the watcher failed to answer this once: ask again
                 await asyncio.sleep(0.5)
                 continue
-            for inc in inclusions:
+            cursor = followed.cursor
+            for inc in followed.inclusions:
                 row = self.inflight.get(inc.tx_hash)
                 if row is None:
                     self.recent[inc.tx_hash] = inc
@@ -558,6 +649,7 @@ class Sender:
                 elif row.block_number is None:
                     self._record_inclusion(row, inc)
                     self._finish_included(row)
+            self.read_to = followed.read_to  # after its inclusions: what is pending now is not in those blocks
 
     async def _check_gaps(self, gap_check_s: float) -> None:
         """Looks up accepted transactions that stay out of blocks; re-sends the ones the node lost.
@@ -581,15 +673,36 @@ class Sender:
         for r in self.inflight.values():
             if r.endpoint in went_down:
                 r.t_checked = 0.0
-        old = [r for r in self.inflight.values() if r.block_number is None and now - r.t_checked > gap_check_s and r.resends < MAX_RESENDS]
-        by_endpoint: dict[str, list[TxRow]] = {}
-        for r in old:
-            by_endpoint.setdefault(self.endpoints.route(r.endpoint), []).append(r)
-        for url, rows in by_endpoint.items():
-            rows.sort(key=lambda r: r.nonce)
-            for i in range(0, len(rows), LOOKUP_BATCH):
-                await self._look_up(url, rows[i : i + LOOKUP_BATCH])
+        old: dict[str, dict[int, list[TxRow]]] = {}  # endpoint → worker → its rows to look at
+        for r in self.inflight.values():
+            if r.block_number is None and now - r.t_checked > gap_check_s and r.resends < MAX_RESENDS:
+                old.setdefault(self.endpoints.route(r.endpoint), {}).setdefault(r.worker, []).append(r)
+        for url, rows_of in old.items():
+            await self._check_workers(url, rows_of)
         return seen_down
+
+    async def _check_workers(self, url: str, rows_of: dict[int, list[TxRow]]) -> None:
+        """Where each worker's gap is, from the node's pending nonce (what its pool can execute
+        next): below it, every transaction is in a block or in the pool, and is not asked about
+        (at capacity that is thousands a worker, and on geth 1.10 a look-up of a mined one
+        decodes its whole block); from it on, the first ``GAP_WINDOW`` are looked up, and the
+        ones the node does not have are sent again."""
+        workers = {w.spec.worker: w for w in self.workers}
+        asked = [workers[worker] for worker in rows_of if worker in workers]
+        try:
+            answers = await self.clients[url].batch([("eth_getTransactionCount", [w.signer.address, "pending"]) for w in asked])
+        except RpcError:
+            return
+        look: list[TxRow] = []
+        for w, answer in zip(asked, answers, strict=True):
+            try:
+                frontier = int(answer, 16)
+            except (TypeError, ValueError):
+                frontier = -1  # the node cannot say: the lowest ones are looked up
+            rows = sorted((r for r in rows_of[w.spec.worker] if r.nonce >= frontier), key=lambda r: r.nonce)
+            look += rows[:GAP_WINDOW]
+        for i in range(0, len(look), LOOKUP_BATCH):
+            await self._look_up(url, look[i : i + LOOKUP_BATCH])
 
     async def _look_up(self, url: str, rows: list[TxRow]) -> None:
         try:
@@ -597,14 +710,16 @@ class Sender:
         except RpcError:
             return
         now = time.time()
+        lost: list[TxRow] = []
         for row, answer in zip(rows, answers, strict=True):
             if row.block_number is not None or isinstance(answer, RpcError):
                 continue
             row.t_checked = now  # answered: the next look-up waits a full gap_check_s, and others get their turn
             if answer is None and row.raw_body is not None:
-                await self._resend(url, row)
+                lost.append(row)
             elif isinstance(answer, dict) and answer.get("blockNumber"):
                 await self._late_receipt(url, row)
+        await asyncio.gather(*(self._resend(url, row) for row in lost))
 
     async def _resend(self, url: str, row: TxRow) -> None:
         """The node forgot an accepted transaction: the same bytes fill the nonce gap again."""
@@ -621,7 +736,7 @@ class Sender:
         tx_hash = "0x" + row.tx_hash.hex()
         try:
             receipt = await self.clients[url].call("eth_getTransactionReceipt", [tx_hash])
-            if receipt is None or row.block_number is not None:
+            if receipt is None or self.inflight.get(row.tx_hash) is not row:  # finished meanwhile (included, or settled)
                 return
             inclusion = Inclusion.of(receipt, tx_hash, time.time(), None)
         except RpcError:

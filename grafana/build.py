@@ -350,6 +350,19 @@ DASHBOARDS: dict[str, tuple[str, list[Json]]] = {
                 "Each node's transaction pool (txpool_status): pending (executable) and queued (waiting for a nonce).",
                 ("{{run_id}} {{endpoint}} {{state}}", f"loadgen_txpool_transactions{{{R}}}"),
             ),
+            timeseries(
+                "Block watcher lag",
+                "s",
+                "How long the oldest block the slowest watcher has not read yet has existed (0: up to date). While it is "
+                "behind, inclusions are recorded late and the drain waits for it before calling anything dropped.",
+                ("{{run_id}} seconds", f"loadgen_watcher_lag_seconds{{{R}}}"),
+            ),
+            timeseries(
+                "Included after the commit deadline",
+                TX_S,
+                "Transactions included after their phase's commit deadline: on the chain, not in the commit ratio.",
+                ("{{run_id}}", f"rate(loadgen_late_transactions_total{{{R}}}[{RATE}])"),
+            ),
         ],
     ),
     "loadgen-generator": (

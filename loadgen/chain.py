@@ -35,6 +35,9 @@ class ChainInfo:
     client_version: str
     block_gas_limit: int
     head: int
+    # a clique network (its signers seal in turn, and fork when one is late): blocks near the
+    # head may still be replaced
+    clique: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +86,7 @@ def probe(w3: Web3) -> ChainInfo:
             client_version=w3.client_version,
             block_gas_limit=block["gasLimit"],
             head=block["number"],
+            clique=block.get("difficulty") in (1, 2) and int(block.get("miner", "0x0"), 16) == 0,
         )
     except requests.ConnectionError as e:
         why = "connection refused" if "refused" in str(e).lower() else type(e).__name__

@@ -115,6 +115,9 @@ class DevnetConfig(Strict):
         )
 
 
+CLIQUE_CONFIRMATIONS = 3  # the deepest fork seen under the watcher on a 4-signer clique network at 3x its capacity was 2
+
+
 class ChainConfig(Strict):
     endpoints: list[str] = Field(default_factory=list)
     chain_id: int | None = Field(None, gt=0, description="probed from the node when absent")
@@ -123,6 +126,13 @@ class ChainConfig(Strict):
     tx_type: TxType = Field("legacy", description="legacy (GoQuorum's, the default) or eip1559 (type 2: geth, Besu, Anvil)")
     max_fee: int | None = Field(None, ge=0, description="eip1559: max fee per gas; from eth_feeHistory when absent")
     priority_fee: int | None = Field(None, ge=0, description="eip1559: priority fee per gas; from eth_feeHistory when absent")
+    confirmations: int | None = Field(
+        None,
+        ge=0,
+        le=64,
+        description=f"blocks on top of a block before its transactions are read as included; "
+        f"none: 0, or {CLIQUE_CONFIRMATIONS} on a clique network (its signers fork under load)",
+    )
     devnet: DevnetConfig = DevnetConfig()
 
     @field_validator("endpoints")

@@ -71,7 +71,7 @@ def to_table(data: dict[str, Any], run_id: str) -> pa.Table:
                     "t_included": included, "block_number": None, "block_timestamp": None, "status": status,
                     "error": "diablo: HasError" if it.get("HasError") else None, "gas_used": None, "effective_gas_price": None,
                     "latency_s": included - sent if included is not None and sent is not None else None, "resends": 0,
-                    "recovered": False,
+                    "recovered": False, "late_s": None,
                 }  # fmt: skip
                 for name, value in values.items():
                     rows[name].append(value)

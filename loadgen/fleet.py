@@ -14,7 +14,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from web3 import Web3
 
 from actors.endpoints import EndpointEvent, in_turn
-from actors.watcher import BlockRow, WatcherActor
+from actors.watcher import BlockRow, Reorg, WatcherActor, WatcherLag
 from actors.worker import SenderActor
 from loadgen.accounts import MnemonicSource
 from loadgen.fees import Fees
@@ -48,6 +48,7 @@ class Collected:
     totals: dict[str, float]
     blocks: list[BlockRow] = field(default_factory=list)
     events: list[EndpointEvent] = field(default_factory=list)
+    reorgs: list[Reorg] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -104,13 +105,12 @@ class SenderFleet:
         what the watchers saw between the runs is nobody's."""
         self.run_id, self.fees = run_id, fees
         self._new_run()
-        for node_id, taken in zip(list(self.watchers), _each([w.take_blocks.remote() for w in self.watchers.values()]), strict=True):
-            if taken is None:  # lost since the last run
+        for node_id, report in zip(list(self.watchers), _each([w.take.remote() for w in self.watchers.values()]), strict=True):
+            if report is None:  # lost since the last run
                 self._replace_watcher(node_id)
-            elif taken:
-                self._handed[node_id] = taken[-1].number
-                self._last_block = max(self._last_block or 0, taken[-1].number)
-        _each([w.take_events.remote() for w in self.watchers.values()])
+            elif report.blocks:
+                self._handed[node_id] = report.blocks[-1].number
+                self._last_block = max(self._last_block or 0, report.blocks[-1].number)
         renewed = _each([a.renew.remote(run_id, self.chain_id, fees, self.sending) for a in self.actors])
         for a in [a for a, ok in enumerate(renewed) if ok is None]:  # lost since the last run: start sets the new one up
             self._respawn(a)
@@ -151,7 +151,9 @@ class SenderFleet:
         followed = in_turn(self.endpoints, self.endpoints[len(self.watchers) % len(self.endpoints)])
         strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
         # (@ray.remote made both actor classes ActorClasses, but mypy does not apply class decorators)
-        return WatcherActor.options(scheduling_strategy=strategy).remote(followed, WATCH_POLL_S, self.sending.failover_after)  # type: ignore[attr-defined]
+        return WatcherActor.options(scheduling_strategy=strategy).remote(  # type: ignore[attr-defined]
+            followed, WATCH_POLL_S, self.sending.failover_after, self.sending.confirmations
+        )
 
     def _new_actor(self, a: int) -> ray.actor.ActorHandle:
         strategy = NodeAffinitySchedulingStrategy(self.slots[a], soft=False)
@@ -259,21 +261,27 @@ class SenderFleet:
             events += seen
         # every watcher sees the same chain (each drains its own list): each block once, as the first watcher has it
         seen_blocks: dict[int, BlockRow] = {}
-        for node_id, taken in zip(list(self.watchers), _each([w.take_blocks.remote() for w in self.watchers.values()]), strict=True):
-            if taken:
-                self._handed[node_id] = taken[-1].number
-            for b in taken or []:
+        lags: list[WatcherLag] = []
+        reorgs: list[Reorg] = []
+        for node_id, report in zip(list(self.watchers), _each([w.take.remote() for w in self.watchers.values()]), strict=True):
+            if report is None:
+                self._replace_watcher(node_id)
+                continue
+            events += report.events
+            lags.append(report.lag)
+            reorgs += report.reorgs
+            if report.blocks:
+                self._handed[node_id] = report.blocks[-1].number
+            for b in report.blocks:
                 if (self._last_block is None or b.number > self._last_block) and b.number not in seen_blocks:
                     seen_blocks[b.number] = b
         blocks = [seen_blocks[n] for n in sorted(seen_blocks)]
         if blocks:
             self._last_block = blocks[-1].number
-        for node_id, seen in zip(list(self.watchers), _each([w.take_events.remote() for w in self.watchers.values()]), strict=True):
-            if seen is None:
-                self._replace_watcher(node_id)
-            else:
-                events += seen
-        return Collected(tables, totals, blocks, sorted(events, key=lambda e: e.t))
+        # the slowest watcher: its senders decide last
+        totals["watcher_lag_blocks"] = max((lag.blocks for lag in lags), default=0)
+        totals["watcher_lag_s"] = max((lag.seconds for lag in lags), default=0.0)
+        return Collected(tables, totals, blocks, sorted(events, key=lambda e: e.t), reorgs)
 
     def _replace_watcher(self, node_id: str) -> None:
         """A lost watcher's successor starts from the block after the last one handed over, and

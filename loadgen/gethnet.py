@@ -229,6 +229,9 @@ class GethNetwork:
             "--http", "--http.addr", s.host, "--http.port", str(p.http),
             "--http.api", self.consensus.apis, "--http.vhosts", "*",
             "--ws", "--ws.addr", s.host, "--ws.port", str(p.http), "--ws.api", "eth,net,web3,txpool", "--ws.origins", "*",
+            # the block watcher reads a block's receipts in one query: eth_getTransactionReceipt
+            # decodes the whole block for each transaction on 1.10 (actors/watcher.py)
+            "--graphql", "--graphql.vhosts", "*",
             "--rpc.txfeecap", "0",
             "--metrics", "--metrics.addr", s.host, "--metrics.port", str(p.metrics),
             "--verbosity", str(s.verbosity),

@@ -118,7 +118,19 @@ class RunMetrics:
         self.trial = Gauge("loadgen_trial", "Current trial (search probe).", run, registry=r)
         self.pace = Gauge("loadgen_pace_seconds", "Pace under test: seconds between a worker's two transactions.", run, registry=r)
         self.threshold = Gauge("loadgen_threshold_ratio", "Commit ratio a run must reach.", run, registry=r)
-        self.commit_ratio = Gauge("loadgen_commit_ratio", "Committed / transactions final so far.", run, registry=r)
+        self.commit_ratio = Gauge(
+            "loadgen_commit_ratio", "Committed within the commit timeout / transactions final so far.", run, registry=r
+        )
+        self.late = Counter(
+            "loadgen_late_transactions", "Included, but after the phase's commit deadline (counted committed or reverted too).",
+            run, registry=r,
+        )  # fmt: skip
+        self.watcher_lag_blocks = Gauge(
+            "loadgen_watcher_lag_blocks", "Blocks the slowest block watcher has yet to read behind the chain's head.", run, registry=r
+        )
+        self.watcher_lag = Gauge(
+            "loadgen_watcher_lag_seconds", "How long the oldest block the slowest watcher has not read has existed.", run, registry=r
+        )
         self.sender_busy = Gauge(
             "loadgen_sender_cpu_busy_ratio", "The busiest sender actor's share of one core over the last collection (1 = no CPU left).",
             run, registry=r,
@@ -151,6 +163,9 @@ class RunMetrics:
         self.failovers.labels(rid)
         self.in_flight.labels(rid)
         self.commit_ratio.labels(rid)
+        self.late.labels(rid)
+        self.watcher_lag_blocks.labels(rid)
+        self.watcher_lag.labels(rid)
         self.sender_busy.labels(rid)
         self.generator_bound.labels(rid)
 
@@ -188,8 +203,10 @@ class RunMetrics:
         rejected = table.filter(pa.compute.equal(table.column("status"), "rejected"))
         for endpoint, error in zip(rejected.column("endpoint").to_pylist(), rejected.column("error").to_pylist(), strict=True):
             self.rpc_errors.labels(rid, endpoint, (error or "rpc").split(":", 1)[0]).inc()
+        late = ~np.isnan(table.column("late_s").to_numpy(zero_copy_only=False).astype(float))
+        self.late.labels(rid).inc(int(late.sum()))
         self._final += table.num_rows
-        self._committed += int(committed.sum())
+        self._committed += int((committed & ~late).sum())
         self.commit_ratio.labels(rid).set(self._committed / self._final)
 
     def _observe(self, metric: Histogram, keys: np.ndarray, values: np.ndarray, mask: np.ndarray) -> None:
@@ -202,6 +219,8 @@ class RunMetrics:
     def actor_stats(self, stats: dict[str, float]) -> None:
         self.in_flight.labels(self.run_id).set(stats.get("inflight", 0))
         self.sender_busy.labels(self.run_id).set(stats.get("max_busy", 0.0))
+        self.watcher_lag_blocks.labels(self.run_id).set(stats.get("watcher_lag_blocks", 0))
+        self.watcher_lag.labels(self.run_id).set(stats.get("watcher_lag_s", 0.0))
         for key, counter in (("gaps_recovered", self.gaps), ("failovers", self.failovers)):
             more = stats.get(key, 0) - self._stats.get(key, 0)
             if more > 0:

@@ -276,7 +276,9 @@ class Run:
             self.manifest = self._manifest(session, plan)
             self.store.write_json("manifest.json", self.manifest)
             run = self.experiment.run
-            fleet = self.rig.fleet_for(self.run_id, session.info.chain_id, session.fees, run.sending)
+            sending = replace(run.sending, confirmations=session.confirmations)
+            self.records["confirmations"] = sending.confirmations
+            fleet = self.rig.fleet_for(self.run_id, session.info.chain_id, session.fees, sending)
             self.fleet = fleet
             try:
                 fleet.start(plan, session.endpoints, session.source)
@@ -641,6 +643,17 @@ class Run:
             self.on_event(e.line())
             self.records.setdefault("endpoint_events", []).append({"t": _iso(e.t), "endpoint": e.endpoint, "up": e.up, "reason": e.reason})
         self._totals = got.totals
+        # how far behind the chain the watchers read at worst: the senders decide nothing
+        # missing until they caught up, so a large lag shows in the drain, not in the rows
+        for key, worst in (("watcher_lag_blocks", "watcher_lag_max_blocks"), ("watcher_lag_s", "watcher_lag_max_s")):
+            self.records[worst] = max(self.records.get(worst, 0), got.totals.get(key, 0))
+        for r in got.reorgs:
+            self.on_event(
+                f"the chain replaced {r.depth} block(s) from {r.number} that the watcher had read with "
+                f"{self.fleet.sending.confirmations} confirmation(s): their rows may name blocks it no longer has; "
+                f"raise chain.confirmations above {r.depth}"
+            )
+            self.records.setdefault("reorgs", []).append({"t": _iso(r.t), "block": r.number, "depth": r.depth})
         self._phase_blocks += got.blocks
         if got.blocks:
             self.store.blocks.append(blocks_table(self.run_id, self.trial, got.blocks))

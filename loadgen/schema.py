@@ -40,6 +40,9 @@ TX_SCHEMA = pa.schema(
         ("resends", pa.int16()),
         # the row was rebuilt from the chain after its sender actor was lost (t_sent unknown)
         ("recovered", pa.bool_()),
+        # included after the phase's commit deadline (its last send + commit_timeout_s), by this
+        # much: on the chain, but not committed within the timeout (null: in time, or not included)
+        ("late_s", pa.float64()),
     ]
 )
 

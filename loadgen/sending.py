@@ -12,3 +12,4 @@ class Sending:
     failover: bool = True  # a worker whose endpoint is down sends through another one
     failover_after: int = 3  # unhealthy answers in a row that make an endpoint down
     gap_check_s: float = 3.0  # age after which an accepted transaction not yet in a block is looked up
+    confirmations: int = 0  # blocks on top of a block before the watchers read it (chain.confirmations, resolved)

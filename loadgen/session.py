@@ -18,7 +18,7 @@ from web3.types import RPCEndpoint
 
 from loadgen.accounts import MnemonicSource, derive_account, mnemonic_source
 from loadgen.chain import ChainInfo, Funding, connect, fund, probe
-from loadgen.config import ChainConfig, Experiment
+from loadgen.config import CLIQUE_CONFIRMATIONS, ChainConfig, Experiment
 from loadgen.devnet import DEV_MNEMONIC, REPO_ROOT
 from loadgen.errors import ConfigError
 from loadgen.fees import Fees, resolve_fees
@@ -74,6 +74,14 @@ class ChainSession:
             raise ConfigError(
                 "chain.chain_id", f"is {self.chain.chain_id} but the node says {self.info.chain_id}", "remove it or fix the endpoints"
             )
+
+    @property
+    def confirmations(self) -> int:
+        """Blocks on top of a block before the watchers read it: what the config says, else 0
+        on chains with final blocks (BFT, raft, Anvil) and more on a clique network."""
+        if self.chain.confirmations is not None:
+            return self.chain.confirmations
+        return CLIQUE_CONFIRMATIONS if self.info.clique else 0
 
     @property
     def embedded(self) -> bool:

@@ -23,6 +23,8 @@ import pytest
 import ray
 
 from loadgen import config
+from loadgen.audit import ChainAudit, audit, chain_hashes
+from loadgen.chain import connect
 from loadgen.run import Progress, Run, RunResult
 from loadgen.schema import TX_SCHEMA
 
@@ -103,7 +105,7 @@ def synthetic_rows(run_id: str, n: int = 400, seed: int = 0) -> pa.Table:
         "endpoint": ["http://a"] * n, "node": ["n"] * n, "tx_hash": [f"0x{i:064x}" for i in range(n)], "size_bytes": [32_235] * n,
         "t_scheduled": scheduled, "t_sent": sent, "t_acked": sent, "t_included": included, "block_number": [None] * n,
         "block_timestamp": included, "status": status, "error": [None] * n, "gas_used": [None] * n, "effective_gas_price": [None] * n,
-        "latency_s": included - scheduled, "resends": [0] * n, "recovered": [False] * n,
+        "latency_s": included - scheduled, "resends": [0] * n, "recovered": [False] * n, "late_s": [None] * n,
     }  # fmt: skip
     table = pa.table(columns, schema=TX_SCHEMA)
     for name in ("t_sent", "t_acked", "t_included", "block_timestamp", "latency_s"):
@@ -160,3 +162,22 @@ def children_of_a_killed_parent(start_chain: str) -> tuple[list[int], bool]:
     while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     return pids, not any(pid_alive(p) for p in pids)
+
+
+def transfers_past_capacity(urls: list[str], out: Path, rate_tps: float, duration_s: float) -> tuple[dict, ChainAudit]:
+    """Value transfers offered to ``urls`` (20 workers, a 30 s commit timeout), then the chain
+    read block by block from before the run to after it: the run's summary, and its rows
+    beside the chain."""
+    w3 = connect(urls[0])
+    first = w3.eth.block_number + 1
+    experiment = config.from_dict(
+        {
+            "name": "capacity-truth",
+            "chain": {"endpoints": urls},
+            "workload": {"kind": "transfer", "workers": 20, "rate_tps": rate_tps, "duration_s": duration_s},
+            "run": {"commit_timeout_s": 30},
+        }
+    )
+    result, table = execute(experiment, out)
+    chain, largest = chain_hashes(w3, first, w3.eth.block_number)
+    return result.summary, audit(table, chain, largest)

@@ -25,7 +25,7 @@ from eth_hash.auto import keccak
 
 from actors.rpc import SendResult
 from actors.signer import SignedTx
-from actors.watcher import Inclusion
+from actors.watcher import Followed, Inclusion
 from actors.worker import MAX_RESENDS, Sender
 from loadgen.fees import Fees
 from loadgen.plan import PhaseSpec, WorkerSpec, constant_rate, paced
@@ -79,14 +79,28 @@ class FakeWatcher:
 
     def __init__(self) -> None:
         self.inclusions: list[Inclusion] = []
+        self.read_to = 0  # the last block reported whole
+        self.behind = False  # while set, mined blocks wait in ``unread`` (a watcher that has fallen behind)
+        self.unread: list[tuple[int, list[Inclusion]]] = []
         self.inclusions_since = SimpleNamespace(remote=self._since)
 
-    async def _since(self, cursor: int) -> tuple[int, list[Inclusion]]:
+    def report(self, block: int, inclusions: list[Inclusion]) -> None:
+        self.unread.append((block, inclusions))
+        if not self.behind:
+            self.catch_up()
+
+    def catch_up(self) -> None:
+        for block, inclusions in self.unread:
+            self.inclusions += inclusions
+            self.read_to = block
+        self.unread = []
+
+    async def _since(self, cursor: int) -> Followed:
         for _ in range(10):  # like the real one, waits a moment for something new
             if len(self.inclusions) > cursor:
                 break
             await asyncio.sleep(0.002)
-        return len(self.inclusions), self.inclusions[cursor:]
+        return Followed(len(self.inclusions), self.inclusions[cursor:], self.read_to)
 
 
 class FakeNode:
@@ -102,8 +116,10 @@ class FakeNode:
         known: Callable[[int, Tx], bool] = lambda n, tx: False,
         mine: bool = True,
         reverts: frozenset[int] = frozenset(),
+        hold: Callable[[], bool] = lambda: False,
     ) -> None:
         self.refuse, self.lose, self.known, self.mine, self.reverts = refuse, lose, known, mine, reverts
+        self.hold = hold  # while it says so, blocks come but include nothing
         self.on_receive: Callable[[Tx], None] | None = None  # called as a send arrives
         self.before_answer: Callable[[Tx], Awaitable[None]] | None = None  # awaited before accepting one
         self.watcher = FakeWatcher()
@@ -113,6 +129,9 @@ class FakeNode:
         self.mined: dict[bytes, int] = {}
         self.next_nonce: dict[int, int] = {}  # per worker
         self.lookups: list[bytes] = []
+        self.receipt_lookups: list[bytes] = []
+        self.gap_lookups: list[bytes] = []  # the gap check's: made before the sender settles its phase
+        self.mined_items: dict[bytes, int] = {}
         self.block = 0
         self.closed = False
         self.url = URL
@@ -142,10 +161,16 @@ class FakeNode:
         answers = []
         for method, params in calls:
             if method == "eth_getTransactionCount":
-                answers.append(hex(FIRST_NONCE))
+                answers.append(hex(self.pending_nonce(params[0])))
+            elif method == "eth_getTransactionReceipt":
+                h = bytes.fromhex(params[0].removeprefix("0x"))
+                self.receipt_lookups.append(h)
+                answers.append(self.receipt(h))
             elif method == "eth_getTransactionByHash":
                 h = bytes.fromhex(params[0].removeprefix("0x"))
                 self.lookups.append(h)
+                if not settling(self.sender):
+                    self.gap_lookups.append(h)
                 if h in self.mined:
                     answers.append({"hash": params[0], "blockNumber": hex(self.mined[h])})
                 else:
@@ -155,7 +180,24 @@ class FakeNode:
         return answers
 
     async def call(self, method: str, params: list | None = None):
+        if method == "eth_blockNumber":
+            return hex(self.block)
         raise AssertionError(f"unexpected call {method}: nothing here is mined unseen")
+
+    def pending_nonce(self, address: str) -> int:
+        """What geth answers for "pending": past the mined ones and the pool's contiguous run."""
+        worker = next((w.spec.worker for w in self.sender.workers if w.signer.address == address), None) if self.sender else None
+        nonce = self.next_nonce.get(worker, FIRST_NONCE) if worker is not None else FIRST_NONCE
+        pooled = {tx.nonce for tx in self.pool.values() if tx.worker == worker}
+        while nonce in pooled:
+            nonce += 1
+        return nonce
+
+    def receipt(self, h: bytes) -> dict | None:
+        if h not in self.mined:
+            return None
+        status = 0 if self.mined_items[h] in self.reverts else 1
+        return {"transactionHash": "0x" + h.hex(), "blockNumber": hex(self.mined[h]), "status": hex(status), "gasUsed": hex(21_000)}
 
     async def close(self) -> None:
         self.closed = True
@@ -164,13 +206,16 @@ class FakeNode:
     def mine_block(self) -> None:
         """Includes what the pool holds in each worker's nonce order: a gap holds up the rest."""
         self.block += 1
-        for tx in sorted(self.pool.values(), key=lambda t: (t.worker, t.nonce)):
+        included = []
+        for tx in [] if self.hold() else sorted(self.pool.values(), key=lambda t: (t.worker, t.nonce)):
             if tx.nonce == self.next_nonce.get(tx.worker, FIRST_NONCE):
                 del self.pool[tx.hash]
                 self.next_nonce[tx.worker] = tx.nonce + 1
                 self.mined[tx.hash] = self.block
+                self.mined_items[tx.hash] = tx.item
                 status = 0 if tx.item in self.reverts else 1
-                self.watcher.inclusions.append(Inclusion(tx.hash, self.block, time.time(), status, 21_000, time.time(), 1))
+                included.append(Inclusion(tx.hash, self.block, time.time(), status, 21_000, time.time(), 1))
+        self.watcher.report(self.block, included)
 
     async def run(self, block_s: float = 0.005) -> None:
         while True:
@@ -388,10 +433,9 @@ def test_an_accepted_transaction_never_included_is_dropped_after_the_commit_time
     ran = asyncio.run(drive(node, reveal(2), commit_timeout_s=0.3))
 
     rows = ran.rows()
-    assert [(r.chunk_index, r.status, r.error) for r in rows] == [
-        (0, "dropped", "not in a block 0.3s after the last send"),
-        (1, "dropped", "not in a block 0.3s after the last send"),
-    ]
+    why = "not in a block 0.3s after the last send (still in a node's pool when the phase ended)"
+    assert [(r.chunk_index, r.status, r.error) for r in rows] == [(0, "dropped", why), (1, "dropped", why)]
+    assert set(node.receipt_lookups) == {r.tx_hash for r in rows}  # asked of the node before being called dropped
     assert all(r.block_number is None and math.isnan(r.t_included) and r.raw_body is None for r in rows)
     last_send = max(r.t_acked for r in rows)
     assert last_send + 0.3 <= ran.finished < last_send + 0.6  # waited the timeout, and not much longer
@@ -440,7 +484,7 @@ def test_a_transaction_the_node_forgets_is_sent_again_as_it_was():
 
     assert [t.item for t in node.sends] == [0, 1, 2, 1]
     assert node.sends[3].body == node.sends[1].body
-    assert node.sends[2].hash in node.lookups  # looked up too, but pending: not sent again
+    assert node.sends[2].hash in node.lookups  # looked up too, but in the pool: not sent again
     rows = ran.rows()
     assert [(r.chunk_index, r.attempt, r.status, r.resends) for r in rows] == [
         (0, 1, "committed", 0),
@@ -610,3 +654,128 @@ def test_open_mode_bounds_what_waits_for_an_answer_and_the_wait_shows_as_lag():
     rows = ran.rows()
     assert [r.status for r in rows] == ["committed"] * 6
     assert lags(ran)[3] > 5 * PACE  # slot 3 went out only when the node answered
+
+
+# (g) past capacity: the record equals the chain ----------------------------------------------------
+
+
+def settling(sender: Sender | None) -> bool:
+    """The sender has passed its phase's commit deadline and settles what is left."""
+    return sender is not None and sender._late_after != math.inf
+
+
+async def catch_up_after(node: FakeNode, delay_s: float) -> None:
+    """The watcher stays behind until the sender settles, then reads everything ``delay_s`` later."""
+    while not settling(node.sender):
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(delay_s)
+    node.watcher.behind = False
+    node.watcher.catch_up()
+
+
+def behind_until_settling(node: FakeNode, delay_s: float = 0.3) -> Callable[[Sender], None]:
+    def before(sender: Sender) -> None:
+        node.watcher.behind = True
+        node.catching_up = asyncio.get_running_loop().create_task(catch_up_after(node, delay_s))
+
+    return before
+
+
+def test_a_watcher_behind_at_the_deadline_is_waited_for_and_what_it_had_not_read_is_committed_in_time():
+    node = FakeNode()
+    ran = asyncio.run(drive(node, reveal(3, workers=2), workers=2, commit_timeout_s=0.2, before=behind_until_settling(node)))
+
+    rows = ran.rows(0) + ran.rows(1)
+    assert [r.status for r in rows] == ["committed"] * 6
+    assert all(math.isnan(r.late_s) for r in rows)  # mined, and announced, long before the deadline
+    assert all(r.t_included < r.t_acked + 0.2 for r in rows)
+    assert node.receipt_lookups == []  # the watcher's blocks said it all
+    assert ran.finished - max(r.t_acked for r in rows) >= 0.2 + 0.3  # it waited for the watcher
+
+
+def test_an_inclusion_after_the_deadline_keeps_its_block_and_is_marked_late():
+    node = FakeNode()
+    node.hold = lambda: not settling(node.sender)  # mined only once the deadline has passed
+    ran = asyncio.run(drive(node, reveal(2), commit_timeout_s=0.2, before=behind_until_settling(node)))
+
+    rows = ran.rows()
+    expected = [(i, "committed", node.mined[r.tx_hash]) for i, r in enumerate(rows)]
+    assert [(r.chunk_index, r.status, r.block_number) for r in rows] == expected
+    deadline = max(r.t_acked for r in rows) + 0.2
+    assert all(0 < r.late_s < 1 and r.t_included == pytest.approx(deadline + r.late_s, abs=0.01) for r in rows)
+
+
+def test_a_resent_transaction_included_late_has_one_row_with_its_resend():
+    node = FakeNode(lose=lambda n, tx: n == 2)
+    node.hold = lambda: not settling(node.sender)
+    ran = asyncio.run(drive(node, reveal(3), commit_timeout_s=0.3, gap_check_s=0.1, before=behind_until_settling(node)))
+
+    rows = ran.rows()
+    assert [(r.chunk_index, r.attempt, r.status, r.resends) for r in rows] == [
+        (0, 1, "committed", 0),
+        (1, 1, "committed", 1),
+        (2, 1, "committed", 0),
+    ]
+    assert all(r.late_s > 0 for r in rows)
+    assert [t.item for t in node.sends] == [0, 1, 2, 1]
+
+
+def test_a_stuck_watcher_is_not_waited_for_and_direct_look_ups_find_what_the_chain_holds(monkeypatch):
+    monkeypatch.setattr("actors.worker.CATCH_UP_STALL_S", 0.2)
+    node = FakeNode()
+    node.watcher.behind = True  # and never catches up
+    ran = asyncio.run(drive(node, reveal(3), commit_timeout_s=0.2))
+
+    rows = ran.rows()
+    assert [(r.status, r.block_number) for r in rows] == [("committed", node.mined[r.tx_hash]) for r in rows]
+    assert set(node.receipt_lookups) == set(node.mined)
+    # seen only by the look-up, after the deadline: on the chain, not provably in time
+    assert all(r.late_s > 0 for r in rows)
+    assert ran.finished - max(r.t_acked for r in rows) < 2
+
+
+def test_an_inclusion_after_the_drain_ended_adds_no_row():
+    node = FakeNode()
+    drained = asyncio.Event()
+    node.hold = lambda: not drained.is_set()
+
+    async def run() -> Sender:
+        sender = await sender_on(node, 1)
+        sender.start_background(node.watcher)
+        chain = asyncio.create_task(node.run())
+        try:
+            await sender.run_phase(reveal(2), Tagged(), time.time() + 0.05, 0.2)
+            drained.set()  # the node includes them now, and the watcher reports it to a sender that still follows
+            while len(node.mined) < 2 or node.watcher.read_to < max(node.mined.values()):
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)
+        finally:
+            chain.cancel()
+            await sender.close()
+        return sender
+
+    sender = asyncio.run(run())
+    assert [(r.chunk_index, r.status) for r in sender.collector.rows] == [(0, "dropped"), (1, "dropped")]
+    assert set(sender.recent) == set(node.mined)  # heard, and kept apart: the rows were final
+
+
+def test_an_inclusion_reported_twice_is_one_row():
+    node = FakeNode()
+    node.watcher.report = lambda block, inclusions: FakeWatcher.report(node.watcher, block, inclusions + inclusions)
+    ran = asyncio.run(drive(node, reveal(4), commit_timeout_s=1.0))
+
+    rows = ran.rows()
+    assert [(r.chunk_index, r.status) for r in rows] == [(i, "committed") for i in range(4)]
+    assert len(ran.sender.collector.rows) == 4
+
+
+def test_the_gap_check_asks_the_pending_nonce_and_looks_up_only_from_the_gap_on():
+    # thousands wait at capacity: below the node's pending nonce every one is in the pool (or a
+    # block) and is never asked about; the lost one and what waits behind it are
+    node = FakeNode(mine=False, lose=lambda n, tx: n == 5)
+    ran = asyncio.run(drive(node, reveal(10), commit_timeout_s=0.6, gap_check_s=0.1))
+
+    sent = {t.item: t.hash for t in node.sends}
+    assert not {sent[i] for i in range(4)} & set(node.gap_lookups)  # below the gap: unasked
+    assert sent[4] in node.gap_lookups and [t.item for t in node.sends].count(4) == 2  # the gap: looked up and sent again
+    assert all(r.status == "dropped" for r in ran.rows())  # nothing is mined here

@@ -8,7 +8,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from actors.watcher import BlockWatcher, timestamp_seconds
+from actors.watcher import BlockWatcher
+from loadgen.blocktime import timestamp_seconds
 from loadgen.devnet import Devnet, DevnetSettings
 from tests.faults import FaultProxy, Faults
 
@@ -34,7 +35,7 @@ async def watch(url: str, poll_interval_s: float, seconds: float) -> tuple[bool,
     await watcher.start()
     await asyncio.sleep(seconds)
     subscribed = watcher.subscribed
-    blocks = watcher.take_blocks()
+    blocks = watcher.take().blocks
     await watcher.stop()
     return subscribed, blocks
 

@@ -92,6 +92,7 @@ def rates(p: Progress) -> list[str]:
         f"now {p.tx_per_s:.1f} tx/s",
         f"p95 latency {latency}",
         f"schedule lag {p.stats.get('max_lag_s', 0.0):.3f} s",
+        f"watcher lag {p.stats.get('watcher_lag_s', 0.0):.1f} s",
     ]
 
 
@@ -99,9 +100,14 @@ def warnings(p: Progress) -> list[str]:
     said = []
     if p.lagging:
         said.append(f"GENERATOR LAGGING {p.stats['max_lag_s']:.2f} s behind schedule")
+    if p.stats.get("watcher_lag_s", 0.0) > WATCHER_BEHIND_S:
+        said.append(f"WATCHER {int(p.stats['watcher_lag_blocks'])} blocks ({p.stats['watcher_lag_s']:.1f} s) behind the chain")
     if p.slow_answers:
         said.append(f"node answers in {p.stats['max_answer_s']:.2f} s > pace {p.interval_s:g} s")
     return said
+
+
+WATCHER_BEHIND_S = 5.0  # the watcher reading this far behind the chain is said aloud: inclusions show late
 
 
 def bar(fraction: float, width: int) -> str:

@@ -1,0 +1,105 @@
+"""The record against the chain at and past capacity: value transfers offered to a local
+multi-node network, then the chain read block by block once every pool is empty.
+
+    .venv/bin/python benchmarks/capacity_truth.py --rate 900 --duration 30
+    .venv/bin/python benchmarks/capacity_truth.py --client goquorum --rate 900   # $LOADGEN_GOQUORUM
+
+Prints loadgen's counts and latency beside the chain's (block timestamp − scheduled time), the
+rows that disagree with the chain (on chain but not recorded committed, recorded committed but
+not on chain, hashes with two rows), the watcher's largest lag, and the nodes' CPU seconds over
+the run (their processes' user + system time, read from /proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import ray
+
+from loadgen import config
+from loadgen.audit import audit, chain_hashes
+from loadgen.chain import connect
+from loadgen.devnet import DEV_MNEMONIC
+from loadgen.run import Run
+
+
+def cpu_s(pids: list[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--client", default="geth", choices=("geth", "goquorum"))
+    parser.add_argument("--consensus", default=None, help="clique (geth); qbft or raft (goquorum)")
+    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=900.0, help="transfers a second, offered")
+    parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--workers", type=int, default=20)
+    parser.add_argument("--commit-timeout", type=float, default=30.0)
+    parser.add_argument("--out", type=Path, default=None, help="keep the run folder under this directory")
+    args = parser.parse_args()
+
+    os.environ.setdefault("LOADGEN_MNEMONIC", DEV_MNEMONIC)
+    devnet = {"client": args.client, "nodes": args.nodes} | ({"consensus": args.consensus} if args.consensus else {})
+    exp = config.from_dict(
+        {
+            "name": f"capacity-{args.rate:g}",
+            "chain": {"devnet": devnet},
+            "workload": {
+                "kind": "transfer",
+                "workers": args.workers,
+                "rate_tps": args.rate,
+                "duration_s": args.duration,
+            },
+            "run": {"commit_timeout_s": args.commit_timeout},
+        }
+    )
+    ray.init(include_dashboard=False, logging_level=logging.ERROR)
+    with exp.chain.devnet.network() as net, tempfile.TemporaryDirectory() as tmp:
+        out = args.out or Path(tmp)
+        print(net.describe())
+        w3 = connect(net.urls[0])
+        first = w3.eth.block_number + 1
+        cpu_before, started = cpu_s(net.pids), time.monotonic()
+        result = Run(exp.with_overrides({"chain.endpoints": net.urls}), out, metrics_port=None).execute()
+        node_cpu, took = cpu_s(net.pids) - cpu_before, time.monotonic() - started
+        table = pq.read_table(result.run_dir / "transactions.parquet")
+        chain, largest = chain_hashes(w3, first, w3.eth.block_number)
+        a = audit(table, chain, largest)
+        s = result.summary
+    ray.shutdown()
+    print(f"run folder {result.run_dir}")
+
+    def secs(v: float | None) -> str:
+        return "–" if v is None else f"{v:.2f} s"
+
+    print(f"offered {args.rate:g} tx/s for {args.duration:g} s, {args.workers} workers, commit timeout {args.commit_timeout:g} s")
+    print(f"{'':24} {'chain':>10} {'loadgen':>10}")
+    print(f"{'scheduled':24} {'':>10} {s['scheduled']:>10,}")
+    print(f"{'included / committed':24} {a.on_chain:>10,} {a.committed:>10,}")
+    print(f"{'  of them late':24} {'':>10} {a.late:>10,}")
+    print(f"{'dropped':24} {'':>10} {s['dropped']:>10,}")
+    print(f"{'latency p50':24} {secs(a.chain_p50_s):>10} {secs(a.record_p50_s):>10}")
+    print(f"{'latency p99':24} {secs(a.chain_p99_s):>10} {secs(a.record_p99_s):>10}")
+    print(f"largest block {a.largest_block:,} transactions; commit ratio (in time) {s['commit_ratio']:.1%}")
+    print(f"disagreements: on chain but not committed {a.missed}, committed but not on chain {a.phantom}, hashes with two rows {a.twice}")
+    reorgs = s.get("reorgs", [])
+    print(f"watcher lag max {s.get('watcher_lag_max_blocks', 0)} blocks / {s.get('watcher_lag_max_s', 0.0):.1f} s; "
+          f"reorganizations under the watcher {len(reorgs)} (deepest {max((r['depth'] for r in reorgs), default=0)})")  # fmt: skip
+    print(f"nodes' CPU {node_cpu:.1f} CPU-s over {took:.0f} s ({node_cpu / max(a.on_chain, 1) * 1000:.2f} ms per included transaction)")
+    print("AGREES" if a.agrees and a.on_chain == a.committed else "DISAGREES")
+
+
+if __name__ == "__main__":
+    main()
