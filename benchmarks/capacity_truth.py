@@ -8,24 +8,36 @@ Prints loadgen's counts and latency beside the chain's (block timestamp − sche
 rows that disagree with the chain (on chain but not recorded committed, recorded committed but
 not on chain, hashes with two rows), the watcher's largest lag, and the nodes' CPU seconds over
 the run (their processes' user + system time, read from /proc).
+
+    .venv/bin/python benchmarks/capacity_truth.py --observer minimal --rate 400
+
+sends the same transfers (same accounts, pre-signed, paced) without loadgen, with an observer
+that only polls blocks (no receipts, no pools, no look-ups: what Diablo does), on a network of
+its own, and prints the nodes' CPU: the cost of observing is loadgen's figure minus this one.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
+import aiohttp
 import pyarrow.parquet as pq
 import ray
 
+from actors.signer import Signer
 from loadgen import config
+from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.audit import audit, chain_hashes
-from loadgen.chain import connect
+from loadgen.chain import connect, fund
 from loadgen.devnet import DEV_MNEMONIC
+from loadgen.fees import resolve_fees, sign_with
 from loadgen.run import Run
 
 
@@ -38,6 +50,48 @@ def cpu_s(pids: list[int]) -> float:
     return total / ticks
 
 
+async def paced_sends(urls: list[str], bodies: list[bytes], rate: float) -> None:
+    """Each body at its slot (rate a second overall), worker i's through endpoint i mod n."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as http:
+        start = time.monotonic() + 0.2
+
+        async def send(i: int, body: bytes) -> None:
+            await asyncio.sleep(max(start + i / rate - time.monotonic(), 0))
+            async with http.post(urls[i % len(urls)], data=body, headers={"Content-Type": "application/json"}) as answer:
+                await answer.read()
+
+        await asyncio.gather(*(send(i, b) for i, b in enumerate(bodies)))
+
+
+def minimal_observer(urls: list[str], workers: int, rate: float, duration: float, timeout_s: float) -> tuple[int, int]:
+    """Pre-signed transfers sent on schedule, then blocks polled (hashes only) until all are in
+    or ``timeout_s`` passed: (included, sent)."""
+    w3 = connect(urls[0])
+    source = MnemonicSource("devnet", DEV_MNEMONIC)
+    coordinator, accounts = derive_account(source, 0), [derive_account(source, 1 + i) for i in range(workers)]
+    fees = resolve_fees(w3, "legacy", None, None, None)
+    fund(w3, coordinator, [a.address for a in accounts], 10**18, fees)
+    chain_id, n = w3.eth.chain_id, int(rate * duration)
+    signers = [Signer(bytes(a.key), chain_id) for a in accounts]
+    nonces = [w3.eth.get_transaction_count(a.address) for a in accounts]
+    txs = []
+    for i in range(n):
+        w = i % workers
+        to = bytes.fromhex(accounts[(w + 1) % workers].address[2:])
+        txs.append(sign_with(signers[w], fees, nonce=nonces[w] + i // workers, gas=21_000, to=to, data=b"", value=1))
+    first = w3.eth.block_number + 1
+    asyncio.run(paced_sends(urls, [t.body for t in txs], rate))
+    wanted, seen, block = {"0x" + t.tx_hash.hex() for t in txs}, 0, first
+    deadline = time.monotonic() + timeout_s
+    while seen < n and time.monotonic() < deadline:
+        head = w3.eth.block_number
+        while block <= head:
+            seen += len(wanted.intersection("0x" + cast(bytes, h).hex() for h in w3.eth.get_block(block)["transactions"]))
+            block += 1
+        time.sleep(0.5)
+    return seen, n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--client", default="geth", choices=("geth", "goquorum"))
@@ -48,6 +102,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=20)
     parser.add_argument("--commit-timeout", type=float, default=30.0)
     parser.add_argument("--out", type=Path, default=None, help="keep the run folder under this directory")
+    parser.add_argument("--observer", default="loadgen", choices=("loadgen", "minimal"))
     args = parser.parse_args()
 
     os.environ.setdefault("LOADGEN_MNEMONIC", DEV_MNEMONIC)
@@ -65,6 +120,15 @@ def main() -> None:
             "run": {"commit_timeout_s": args.commit_timeout},
         }
     )
+    if args.observer == "minimal":
+        with exp.chain.devnet.network() as net:
+            print(net.describe())
+            cpu_before, started = cpu_s(net.pids), time.monotonic()
+            included, sent = minimal_observer(net.urls, args.workers, args.rate, args.duration, args.duration + 2 * args.commit_timeout)
+            node_cpu, took = cpu_s(net.pids) - cpu_before, time.monotonic() - started
+        print(f"minimal observer: {included:,} of {sent:,} included; nodes' CPU {node_cpu:.1f} CPU-s over {took:.0f} s "
+              f"({node_cpu / max(included, 1) * 1000:.2f} ms per included transaction)")  # fmt: skip
+        return
     ray.init(include_dashboard=False, logging_level=logging.ERROR)
     with exp.chain.devnet.network() as net, tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
