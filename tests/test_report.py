@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from matplotlib import image
 
@@ -246,3 +247,33 @@ def test_config_reads_as_flat_key_value_rows():
         ("workload.setup", "[]"),
         ("run.extra", "{}"),
     ]
+
+
+@pytest.mark.chain
+@pytest.mark.subprocess
+def test_report_looks_dropped_transactions_up_again_and_keeps_what_landed_apart(tmp_path, w3, dev_accounts):
+    # a run whose two dropped transactions are looked up later: one the chain holds by then
+    run_dir, table = make_run(tmp_path, "late-landing", seed=3)
+    sender, receiver = dev_accounts[9], dev_accounts[1]
+    nonce = w3.eth.get_transaction_count(sender.address)
+    tx = sender.sign_transaction({"to": receiver.address, "value": 1, "gas": 21_000, "gasPrice": 0, "nonce": nonce, "chainId": 1337})
+    landed = "0x" + w3.eth.send_raw_transaction(tx.raw_transaction).hex().removeprefix("0x")
+    w3.eth.wait_for_transaction_receipt(landed)
+    status = table.column("status").to_pylist()
+    dropped = [i for i, s in enumerate(status) if s == "dropped"][:2]
+    hashes = table.column("tx_hash").to_pylist()
+    hashes[dropped[0]] = landed
+    keep = [i for i, s in enumerate(status) if s != "dropped" or i in dropped]
+    table = table.set_column(table.schema.get_field_index("tx_hash"), "tx_hash", pa.array(hashes)).take(keep)
+    (run_dir / "transactions.parquet").unlink()
+    pq.write_table(table, run_dir / "transactions.parquet")
+    manifest = json.loads((run_dir / "manifest.json").read_text()) | {"endpoints": [w3.provider.endpoint_uri]}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+
+    done = report(run_dir)
+    assert done.returncode == 0, done.stderr
+    assert "1 of 2 dropped landed later (1 committed, 0 reverted" in done.stdout
+    reconciled = pq.read_table(run_dir / "reconciled.parquet").to_pylist()
+    assert [(r["tx_hash"], r["status"]) for r in reconciled] == [(landed, "committed")]
+    assert json.loads((run_dir / "summary.json").read_text())["dropped"] >= 2  # the run's own verdict is left as it was
+    assert report(run_dir, "--offline").stdout.count("landed later") == 0

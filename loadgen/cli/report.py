@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loadgen import report_data, report_html
+from loadgen.reconcile import reconcile
 from loadgen.report import load_run, summary_rows
 
 EXAMPLES = r"""examples:
@@ -28,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="summarise, plot and compare runs", description=__doc__, epilog=EXAMPLES)
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run folders, e.g. runs/20261125-120316-quickstart-3aba")
     p.add_argument("--out", type=Path, help="where the comparison of several runs goes (default: beside the first run)")
+    p.add_argument("--offline", action="store_true", help="do not look the run's dropped transactions up again on its endpoints")
     p.add_argument("--json", action="store_true", help="print the report's numbers as JSON on stdout (the tables go to stderr)")
 
 
@@ -68,13 +71,16 @@ def run(args: argparse.Namespace) -> int:
     reports = []
     for run_dir in args.runs:
         table, summary, manifest = load_run(run_dir)
+        landed = None if args.offline else reconcile(run_dir, table, manifest.get("endpoints", []))
         rep = report_data.build(run_dir, table, summary, manifest)
         figs = plots.figures(rep, run_dir / "plots")
         page = report_html.write(run_dir, rep, figs)
         loaded[run_dir.name] = (table, summary)
-        reports.append(rep.to_dict())
+        reports.append(rep.to_dict() | ({"landed_after_run": asdict(landed)} if landed else {}))
         if len(args.runs) == 1:
             console.print(summary_table(summary))
+        if landed is not None:
+            console.print(landed.line(), soft_wrap=True)
         console.print(f"{run_dir.name}: {page} and {len(figs)} figures in {run_dir / 'plots'}", soft_wrap=True)
     if len(loaded) > 1:
         side = Table(title="runs side by side")
