@@ -28,6 +28,7 @@ from actors.signer import SignedTx
 from actors.watcher import Followed, Inclusion
 from actors.worker import MAX_RESENDS, Sender
 from loadgen.fees import Fees
+from loadgen.ledger import WorkerRecord
 from loadgen.plan import PhaseSpec, WorkerSpec, constant_rate, paced
 from loadgen.sending import Sending
 from loadgen.workloads.base import Call, Payload
@@ -779,3 +780,45 @@ def test_the_gap_check_asks_the_pending_nonce_and_looks_up_only_from_the_gap_on(
     assert not {sent[i] for i in range(4)} & set(node.gap_lookups)  # below the gap: unasked
     assert sent[4] in node.gap_lookups and [t.item for t in node.sends].count(4) == 2  # the gap: looked up and sent again
     assert all(r.status == "dropped" for r in ran.rows())  # nothing is mined here
+
+
+def test_a_lost_actor_s_transactions_included_late_after_the_recovery_have_one_row_each():
+    # actor A sends 4 of worker 0's 8 items and is lost before any lands (its rows never reached
+    # the driver); B takes the worker over from what the node holds, sends the rest, and the
+    # node includes everything only once B's deadline has passed, with the watcher behind
+    node = FakeNode()
+    key = os.urandom(32)
+    spec = [WorkerSpec(worker=0, key_index=1, pool=-1, endpoint=URL, actor=0)]
+    phase = reveal(8)
+
+    async def run() -> Sender:
+        a = Sender("test", "local", CHAIN_ID, Fees.legacy(1), Sending("open", 64, gap_check_s=60))
+        a.clients[URL] = node
+        await a.add_workers(spec, [key])
+        node.sender = a
+        node.hold = lambda: True  # nothing lands while A lives
+        node.on_receive = lambda tx: a.stop(grace_s=0) if len(node.sends) == 4 else None
+        chain = asyncio.create_task(node.run())
+        t0 = time.time() + 0.05
+        await a.run_phase(phase, Tagged(), t0, 0.2)
+        node.on_receive = None
+
+        b = Sender("test", "local", CHAIN_ID, Fees.legacy(1), Sending("open", 64, gap_check_s=60))
+        b.clients[URL] = node
+        await b.add_workers(spec, [key])  # its nonce: the node's pending count, 4 past the base
+        node.sender = b
+        node.hold = lambda: not settling(b)
+        behind_until_settling(node)(b)
+        b.start_background(node.watcher)
+        try:
+            await b.recover_phase(phase, Tagged(), t0, 0.2, {0: FIRST_NONCE}, {0: WorkerRecord()})
+        finally:
+            chain.cancel()
+            await b.close()
+        return b
+
+    b = asyncio.run(run())
+    rows = sorted(b.collector.rows, key=lambda r: r.chunk_index)
+    assert [(r.chunk_index, r.status, r.recovered) for r in rows] == [(i, "committed", i < 4) for i in range(8)]
+    assert len({r.tx_hash for r in rows}) == 8 and all(r.late_s > 0 for r in rows)
+    assert len(node.sends) == 8  # what A had sent was found in the pool, not sent again
