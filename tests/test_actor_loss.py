@@ -31,11 +31,11 @@ def chain():
         yield node
 
 
-def rate_experiment(url: str, key_offset: int) -> config.Experiment:
+def rate_experiment(url: str, key_offset: int, duration_s: float = 8) -> config.Experiment:
     return config.from_dict(
         {
             "chain": {"endpoints": [url]},
-            "workload": {"kind": "array-copy", "array_size": 20, "rate_tps": 20, "duration_s": 8, "workers": 4},
+            "workload": {"kind": "array-copy", "array_size": 20, "rate_tps": 20, "duration_s": duration_s, "workers": 4},
             "run": {"actors": 2, "commit_timeout_s": 10, "lead_time_s": 0.5, "gap_check_s": 1.0, "key_offset": key_offset},
         }
     )
@@ -43,12 +43,13 @@ def rate_experiment(url: str, key_offset: int) -> config.Experiment:
 
 def test_a_killed_sender_actor_is_replaced_and_every_slot_keeps_one_true_row(chain, tmp_path):
     # each transaction reaches the node a second after it is sent: at any moment the lost actor
-    # has some the node holds and it had not handed over yet
+    # has some the node holds and it had not handed over yet. The phase lasts 16 s: killed about
+    # 3 s in, the replacement has time to start and send for its workers on a busy machine too
     with FaultProxy(chain.url, Faults(delay_s=1.0)) as proxy:
-        result, table = run_killing(rate_experiment(proxy.url, 50_000), tmp_path, "sender")
+        result, table = run_killing(rate_experiment(proxy.url, 50_000, duration_s=16), tmp_path, "sender")
     assert result.summary["actors_replaced"] == 1
     keys = list(zip(table.column("worker").to_pylist(), table.column("chunk_index").to_pylist(), strict=True))
-    assert len(keys) == len(set(keys)) == 160  # one row per slot, the lost actor's included
+    assert len(keys) == len(set(keys)) == 320  # one row per slot, the lost actor's included
     counts = statuses(table)
     assert set(counts) <= {"committed", "unsent"}, counts
     rows = table.to_pylist()
