@@ -310,12 +310,17 @@ class BlockWatcher:
             await asyncio.sleep(self.poll_interval_s)
             if not self.subscribed:
                 with contextlib.suppress(RpcError, TypeError, ValueError):
+                    known = self.head
                     self._heads_at(int(await self.rpc.call("eth_blockNumber"), 16), time.time())
+                    if self.head > known:
+                        self._head.set()
 
     async def _read_some(self, head: int) -> None:
         """Reads the next blocks up to ``head``, several at once, and hands them over in order:
         those before a block that failed are kept, the rest are read again next round."""
         assert self._next_block is not None, "start() sets it before the loop runs"
+        if self.receipts_via is None:  # once, before the reads that use it start together
+            await self._choose()
         numbers = range(self._next_block, min(head, self._next_block + BLOCKS_AT_ONCE - 1) + 1)
         reads = await asyncio.gather(*(self._read(n, self._heard.get(n, time.time())) for n in numbers), return_exceptions=True)
         for read in reads:
@@ -354,10 +359,11 @@ class BlockWatcher:
         return WatcherLag(behind, max(time.time() - known, 0.0) if known is not None else 0.0)
 
     async def _until_next_round(self) -> None:
-        """Until the node announces a block, or the next poll is due (a subscription that comes
-        up while the watcher waits ends the wait with its first block). After a failed round,
-        or with no subscription, the poll is due at the poll interval."""
-        patient = self.subscribed and not self._failing
+        """Until a new block is known (announced, or found by the separate head poll), or the
+        next round is due: a second later as a backstop, or at the poll interval after a failed
+        round (a subscription that comes up while the watcher waits ends the wait with its first
+        block)."""
+        patient = not self._failing
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._head.wait(), HEADS_POLL_S if patient else self.poll_interval_s)
         self._head.clear()
@@ -397,8 +403,6 @@ class BlockWatcher:
         self._graphql, self.receipts_via = graphql, "graphql"
 
     async def _read(self, number: int, seen: float) -> _Read:
-        if self.receipts_via is None:
-            await self._choose()
         if self._graphql is not None:
             return await self._read_graphql(number, seen)
         block = await self.rpc.call("eth_getBlockByNumber", [hex(number), False])

@@ -555,15 +555,19 @@ class Sender:
         for _ in range(2):
             if not pending() or until is None or not await self._watcher_reaches(until, pending):
                 break
-            until = None
-            for url in self.clients:
-                if pending() and url not in self.endpoints.down:
-                    newest = await self._look_up_included(url, sorted(pending(), key=lambda r: (r.worker, r.nonce)))
-                    if newest > self.read_to:
-                        until = max(until or newest, newest)
+            newest = await self._look_up_everywhere(pending, take_all=False)
+            until = newest if newest > self.read_to else None
+        await self._look_up_everywhere(pending, take_all=True)
+
+    async def _look_up_everywhere(self, pending: Callable[[], list[TxRow]], take_all: bool) -> int:
+        """What is pending, looked up on each endpoint up in turn (see ``_look_up_included``);
+        answers the newest block a receipt named (-1: none)."""
+        newest = -1
         for url in self.clients:
             if pending() and url not in self.endpoints.down:
-                await self._look_up_included(url, sorted(pending(), key=lambda r: (r.worker, r.nonce)), take_all=True)
+                rows = sorted(pending(), key=lambda r: (r.worker, r.nonce))
+                newest = max(newest, await self._look_up_included(url, rows, take_all))
+        return newest
 
     async def _watcher_reaches(self, until: int, pending: Callable[[], list[TxRow]]) -> bool:
         """Waits while the watcher reads up to block ``until``; False when it stopped making
@@ -592,23 +596,21 @@ class Sender:
         """Asks ``url`` for the receipts of ``rows``. One in a block the watcher has read (it
         missed it), or any with ``take_all``, is included, observed now; the others are left to
         the watcher. Answers the newest block a receipt named (-1: none)."""
+        try:
+            found = await look_up(self.clients[url], ["0x" + r.tx_hash.hex() for r in rows], LOOKUP_BATCH)
+        except RpcError:
+            return -1
         newest = -1
-        for i in range(0, len(rows), LOOKUP_BATCH):
-            part = rows[i : i + LOOKUP_BATCH]
-            try:
-                found = await look_up(self.clients[url], ["0x" + r.tx_hash.hex() for r in part], LOOKUP_BATCH)
-            except RpcError:
-                return newest
-            for row, f in zip(part, found, strict=True):
-                if f is None or self.inflight.get(row.tx_hash) is not row:
-                    continue
-                if f.inclusion is not None:
-                    newest = max(newest, f.inclusion.block_number)
-                    if take_all or f.inclusion.block_number <= self.read_to:
-                        self._record_inclusion(row, f.inclusion)
-                        self._finish_included(row)
-                elif f.pending:
-                    row.error = "still in a node's pool when the phase ended"
+        for row, f in zip(rows, found, strict=True):
+            if f is None or self.inflight.get(row.tx_hash) is not row:
+                continue
+            if f.inclusion is not None:
+                newest = max(newest, f.inclusion.block_number)
+                if take_all or f.inclusion.block_number <= self.read_to:
+                    self._record_inclusion(row, f.inclusion)
+                    self._finish_included(row)
+            elif f.pending:
+                row.error = "still in a node's pool when the phase ended"
         return newest
 
     def stop(self, grace_s: float) -> None:
