@@ -145,6 +145,8 @@ class WatcherReport:
     events: list[EndpointEvent]
     lag: WatcherLag
     reorgs: list[Reorg]
+    # the endpoint read from and how its receipts are read ("block", "graphql", "hash"), once known
+    receipts: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,7 +493,8 @@ class BlockWatcher:
         blocks, self.blocks = self.blocks, []
         events, self.events = self.events, []
         reorgs, self.reorgs = self.reorgs, []
-        return WatcherReport(blocks, events, self.lag(), reorgs)
+        receipts = None if self.receipts_via is None else (self.rpc.url, self.receipts_via)
+        return WatcherReport(blocks, events, self.lag(), reorgs, receipts)
 
 
 @ray.remote(num_cpus=0, max_concurrency=1000)  # type: ignore[call-overload]  # ray's overloads omit actor options

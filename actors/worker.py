@@ -120,6 +120,8 @@ class Sender:
         self.workers: list[Worker] = []
         self.clients: dict[str, RpcClient] = {}  # every endpoint of the run, in the run's order
         self.endpoints = Endpoints(self.clients, sending.failover, sending.failover_after)
+        # where the chain is read (heads, pending nonces, look-ups): the watch endpoints, then the run's
+        self.readers: dict[str, RpcClient] = {}
         self.inflight: dict[bytes, TxRow] = {}
         # inclusions of hashes not (yet) in flight: a receipt can beat the node's answer
         self.recent: OrderedDict[bytes, Inclusion] = OrderedDict()
@@ -158,6 +160,10 @@ class Sender:
         for spec, key in zip(specs, keys, strict=True):
             rpc = self.clients.setdefault(spec.endpoint, RpcClient(spec.endpoint, connections=pool))
             self.workers.append(Worker(spec, Signer(key, self.chain_id), rpc))
+        for url in self.sending.watch_endpoints:
+            self.readers.setdefault(url, self.clients.get(url) or RpcClient(url, connections=8))
+        for url, rpc in self.clients.items():
+            self.readers.setdefault(url, rpc)
         await self.refresh_nonces()
         return [w.signer.address for w in self.workers]
 
@@ -202,7 +208,7 @@ class Sender:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for rpc in self.clients.values():
+        for rpc in {id(rpc): rpc for rpc in [*self.clients.values(), *self.readers.values()]}.values():
             await rpc.close()
 
     # one phase ---------------------------------------------------------------------------
@@ -501,13 +507,22 @@ class Sender:
             self.collector.finish(row, "unsent", why)
 
     async def _sleep_until(self, t: float) -> bool:
+        """False once the run stops: a slot due after that is never sent."""
+        slept = False
         while not self.stopping:
             delay = t - time.time()
             # the event loop's timers tick in milliseconds (uvloop's clock): within one tick of
             # the slot, another sleep would wake at once, again and again, until the slot passed
             if delay <= TIMER_TICK_S:
-                return True
+                if slept:
+                    return True
+                # behind its schedule, a worker would send slot after slot without letting the
+                # loop run anything else, the driver's stop included (thousands of workers: a
+                # minute): one turn of the loop each
+                await asyncio.sleep(0)
+                return not self.stopping
             await asyncio.sleep(min(delay, 0.5))
+            slept = True
         return False
 
     async def _drain(self, key: tuple, commit_timeout_s: float) -> None:
@@ -563,7 +578,7 @@ class Sender:
         """What is pending, looked up on each endpoint up in turn (see ``_look_up_included``);
         answers the newest block a receipt named (-1: none)."""
         newest = -1
-        for url in self.clients:
+        for url in self.readers:
             if pending() and url not in self.endpoints.down:
                 rows = sorted(pending(), key=lambda r: (r.worker, r.nonce))
                 newest = max(newest, await self._look_up_included(url, rows, take_all))
@@ -585,7 +600,7 @@ class Sender:
 
     async def _head(self) -> int | None:
         """The chain's head, from the first endpoint up that answers."""
-        for url, rpc in self.clients.items():
+        for url, rpc in self.readers.items():
             if url in self.endpoints.down:
                 continue
             with contextlib.suppress(RpcError, TypeError, ValueError):
@@ -597,7 +612,7 @@ class Sender:
         missed it), or any with ``take_all``, is included, observed now; the others are left to
         the watcher. Answers the newest block a receipt named (-1: none)."""
         try:
-            found = await look_up(self.clients[url], ["0x" + r.tx_hash.hex() for r in rows], LOOKUP_BATCH)
+            found = await look_up(self.readers[url], ["0x" + r.tx_hash.hex() for r in rows], LOOKUP_BATCH)
         except RpcError:
             return -1
         newest = -1
@@ -688,12 +703,18 @@ class Sender:
         next): below it, every transaction is in a block or in the pool, and is not asked about
         (at capacity that is thousands a worker, and on geth 1.10 a look-up of a mined one
         decodes its whole block); from it on, the first ``GAP_WINDOW`` are looked up, and the
-        ones the node does not have are sent again."""
+        ones the node does not have are sent again. The nonces are read from a watch endpoint
+        when there is one (what it has, the network has); the look-ups ask the node that was
+        sent to, the one that may have lost them."""
         workers = {w.spec.worker: w for w in self.workers}
         asked = [workers[worker] for worker in rows_of if worker in workers]
-        try:
-            answers = await self.clients[url].batch([("eth_getTransactionCount", [w.signer.address, "pending"]) for w in asked])
-        except RpcError:
+        calls = [("eth_getTransactionCount", [w.signer.address, "pending"]) for w in asked]
+        answers = None
+        for reader in dict.fromkeys([*self.sending.watch_endpoints, url]):
+            with contextlib.suppress(RpcError):
+                answers = await self.readers[reader].batch(calls)
+                break
+        if answers is None:
             return
         look: list[TxRow] = []
         for w, answer in zip(asked, answers, strict=True):

@@ -14,6 +14,11 @@ the run (their processes' user + system time, read from /proc).
 sends the same transfers (same accounts, pre-signed, paced) without loadgen, with an observer
 that only polls blocks (no receipts, no pools, no look-ups: what Diablo does), on a network of
 its own, and prints the nodes' CPU: the cost of observing is loadgen's figure minus this one.
+
+    .venv/bin/python benchmarks/capacity_truth.py --observers 1 --rate 400
+
+adds an observer node (`loadgen devnet --observers`) that the watchers read from: the nodes'
+CPU is then the validators' alone, the observer's printed apart.
 """
 
 from __future__ import annotations
@@ -103,10 +108,12 @@ def main() -> None:
     parser.add_argument("--commit-timeout", type=float, default=30.0)
     parser.add_argument("--out", type=Path, default=None, help="keep the run folder under this directory")
     parser.add_argument("--observer", default="loadgen", choices=("loadgen", "minimal"))
+    parser.add_argument("--observers", type=int, default=0, help="observer nodes beside the validators, which the watchers read from")
     args = parser.parse_args()
 
     os.environ.setdefault("LOADGEN_MNEMONIC", DEV_MNEMONIC)
-    devnet = {"client": args.client, "nodes": args.nodes} | ({"consensus": args.consensus} if args.consensus else {})
+    devnet = {"client": args.client, "nodes": args.nodes, "observers": args.observers}
+    devnet |= {"consensus": args.consensus} if args.consensus else {}
     exp = config.from_dict(
         {
             "name": f"capacity-{args.rate:g}",
@@ -123,9 +130,10 @@ def main() -> None:
     if args.observer == "minimal":
         with exp.chain.devnet.network() as net:
             print(net.describe())
-            cpu_before, started = cpu_s(net.pids), time.monotonic()
+            validators = net.pids[: args.nodes]
+            cpu_before, started = cpu_s(validators), time.monotonic()
             included, sent = minimal_observer(net.urls, args.workers, args.rate, args.duration, args.duration + 2 * args.commit_timeout)
-            node_cpu, took = cpu_s(net.pids) - cpu_before, time.monotonic() - started
+            node_cpu, took = cpu_s(validators) - cpu_before, time.monotonic() - started
         print(f"minimal observer: {included:,} of {sent:,} included; nodes' CPU {node_cpu:.1f} CPU-s over {took:.0f} s "
               f"({node_cpu / max(included, 1) * 1000:.2f} ms per included transaction)")  # fmt: skip
         return
@@ -135,9 +143,12 @@ def main() -> None:
         print(net.describe())
         w3 = connect(net.urls[0])
         first = w3.eth.block_number + 1
-        cpu_before, started = cpu_s(net.pids), time.monotonic()
-        result = Run(exp.with_overrides({"chain.endpoints": net.urls}), out, metrics_port=None).execute()
-        node_cpu, took = cpu_s(net.pids) - cpu_before, time.monotonic() - started
+        validators, observers = net.pids[: args.nodes], net.pids[args.nodes :]
+        cpu_before, watch_before, started = cpu_s(validators), cpu_s(observers), time.monotonic()
+        pointed = exp.with_overrides({"chain.endpoints": net.urls, "chain.watch_endpoints": net.observer_urls})
+        result = Run(pointed, out, metrics_port=None).execute()
+        node_cpu, took = cpu_s(validators) - cpu_before, time.monotonic() - started
+        watch_cpu = cpu_s(observers) - watch_before
         table = pq.read_table(result.run_dir / "transactions.parquet")
         chain, largest = chain_hashes(w3, first, w3.eth.block_number)
         a = audit(table, chain, largest)
@@ -162,6 +173,8 @@ def main() -> None:
     print(f"watcher lag max {s.get('watcher_lag_max_blocks', 0)} blocks / {s.get('watcher_lag_max_s', 0.0):.1f} s; "
           f"reorganizations under the watcher {len(reorgs)} (deepest {max((r['depth'] for r in reorgs), default=0)})")  # fmt: skip
     print(f"nodes' CPU {node_cpu:.1f} CPU-s over {took:.0f} s ({node_cpu / max(a.on_chain, 1) * 1000:.2f} ms per included transaction)")
+    if observers:
+        print(f"observers' CPU {watch_cpu:.1f} CPU-s (not in the nodes' figure: the watchers read there)")
     print("AGREES" if a.agrees and a.on_chain == a.committed else "DISAGREES")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from eth_account import Account
 from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
+from eth_account.hdaccount.mnemonic import Language, Mnemonic
 from eth_account.signers.local import LocalAccount
 
 from loadgen.errors import UserError
@@ -34,18 +35,40 @@ class MnemonicSource:
 
 def mnemonic_source(devnet_phrase: str | None = None) -> MnemonicSource:
     if phrase := os.environ.get("LOADGEN_MNEMONIC"):
-        return MnemonicSource("env:LOADGEN_MNEMONIC", phrase.strip())
+        return checked(MnemonicSource("env:LOADGEN_MNEMONIC", phrase.strip()), "LOADGEN_MNEMONIC")
     if path := os.environ.get("LOADGEN_MNEMONIC_FILE"):
         try:
-            return MnemonicSource(f"file:{path}", Path(path).read_text().strip())
+            text = Path(path).read_text().strip()
         except OSError as e:
             raise UserError(f"LOADGEN_MNEMONIC_FILE={path} cannot be read ({e.strerror}); point it at a readable file") from None
+        return checked(MnemonicSource(f"file:{path}", text), f"the phrase in LOADGEN_MNEMONIC_FILE={path}")
     if devnet_phrase is not None:
         return MnemonicSource("devnet", devnet_phrase)
     raise UserError(
         "no mnemonic for the workers' keys: set LOADGEN_MNEMONIC or LOADGEN_MNEMONIC_FILE "
         "(the dev mnemonic is used only on the embedded devnet)"
     )
+
+
+BIP39_LENGTHS = (12, 15, 18, 21, 24)
+
+
+def checked(source: MnemonicSource, named: str) -> MnemonicSource:
+    """The source, once its phrase is a valid BIP-39 English mnemonic; else a one-line error
+    that says what is wrong without a word of the phrase (eth-account's own error quotes it
+    whole, and it would go to terminals, CI logs and Ray's logs)."""
+    words = source.phrase().split()
+    how = "its 12 to 24 words as the wallet that made it shows them"
+    if len(words) not in BIP39_LENGTHS:
+        raise UserError(f"{named} is not a valid BIP-39 phrase ({len(words)} words given, 12, 15, 18, 21 or 24 expected): give {how}")
+    bip39 = Mnemonic(Language.ENGLISH)
+    unknown = [i + 1 for i, w in enumerate(words) if w not in bip39.wordlist]
+    if unknown:
+        where = ", ".join(map(str, unknown))
+        raise UserError(f"{named} is not a valid BIP-39 phrase (word {where} not in the English word list): give {how}")
+    if not bip39.is_mnemonic_valid(" ".join(words)):
+        raise UserError(f"{named} is not a valid BIP-39 phrase (bad checksum: a word mistyped or out of order?): give {how}")
+    return source
 
 
 @lru_cache(maxsize=4)

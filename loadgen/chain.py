@@ -94,7 +94,22 @@ def probe(w3: Web3) -> ChainInfo:
     except requests.Timeout:
         raise UserError(f"no answer from {_url(w3)} in time: the node is up but does not answer (overloaded or stalled?)") from None
     except Exception as e:  # any other failure here means "this is not a usable node"
-        raise UserError(f"cannot talk to the node at {_url(w3)}: {e}") from None
+        raise UserError(f"cannot talk to the node at {_url(w3)}: {not_json_rpc(_url(w3)) or e}") from None
+
+
+def not_json_rpc(url: str) -> str | None:
+    """What ``url`` answers a JSON-RPC call with when it is not JSON (a proxy's or a web
+    server's page): its HTTP status and the first characters of the body; None when it is JSON."""
+    try:
+        answer = requests.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=5)
+        answer.json()
+    except requests.JSONDecodeError:
+        head = " ".join(answer.text.split())[:80]
+        kind = answer.headers.get("Content-Type", "no content type")
+        return f"it answers HTTP {answer.status_code} ({kind}) with something that is not JSON-RPC: {head!r}; is this the node's RPC URL?"
+    except requests.RequestException:
+        return None
+    return None
 
 
 @lru_cache(maxsize=64)

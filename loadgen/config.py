@@ -54,6 +54,7 @@ class DevnetConfig(Strict):
         "anvil", description="anvil: one fast node; geth: a multi-node clique network; goquorum: QBFT or raft ($LOADGEN_GOQUORUM)"
     )
     nodes: int = Field(4, gt=0, le=32, description="geth, goquorum: nodes of the network")
+    observers: int = Field(0, ge=0, le=8, description="geth, goquorum qbft: nodes that follow without sealing; the watchers read from them")
     consensus: Literal["clique", "qbft", "raft"] | None = Field(None, description="geth: clique; goquorum: qbft (default) or raft")
     block_time_s: float | None = Field(None, gt=0, description="1 s; raft: 0.05 s (its minting interval)")
     block_gas_limit: int | None = Field(None, gt=21_000, description="anvil: 1,000,000,000; geth: 100,000,000; goquorum: 700,000,000")
@@ -67,7 +68,7 @@ class DevnetConfig(Strict):
         if self.client == "anvil":
             # compared with the defaults, not "was it written": a resolved config (manifest,
             # search state) carries every field
-            for name, unset in (("txpool", TxpoolConfig()), ("data_dir", None), ("consensus", None)):
+            for name, unset in (("txpool", TxpoolConfig()), ("data_dir", None), ("consensus", None), ("observers", 0)):
                 if getattr(self, name) != unset:
                     raise ConfigError(f"chain.devnet.{name}", "Anvil has no such setting", "remove it, or use client: geth")
             return self
@@ -75,6 +76,8 @@ class DevnetConfig(Strict):
         if self.consensus is not None and self.consensus not in allowed:
             raise ConfigError("chain.devnet.consensus", f"{self.client} runs {' or '.join(allowed)}", f"use consensus: {allowed[0]}")
         consensus = CONSENSUS[self.consensus or allowed[0]]
+        if self.observers and not consensus.observable:
+            raise ConfigError("chain.devnet.observers", f"a {consensus.name} network has no observer nodes here", "use 0")
         if consensus.name != "raft" and self.block_time_s is not None and self.block_time_s != int(self.block_time_s):
             period = f"{consensus.name}'s block period is whole seconds (got {self.block_time_s:g})"
             raise ConfigError("chain.devnet.block_time_s", period, "use 1, 2, …")
@@ -102,6 +105,7 @@ class DevnetConfig(Strict):
         return GethNetwork(
             GethNetworkSettings(
                 nodes=self.nodes,
+                observers=self.observers,
                 consensus=consensus.name,
                 block_time_s=consensus.default_block_time_s if self.block_time_s is None else self.block_time_s,
                 block_gas_limit=self.block_gas_limit or floor,
@@ -120,6 +124,11 @@ CLIQUE_CONFIRMATIONS = 3  # the deepest fork seen under the watcher on a 4-signe
 
 class ChainConfig(Strict):
     endpoints: list[str] = Field(default_factory=list)
+    watch_endpoints: list[str] = Field(
+        default_factory=list,
+        description="where the block watchers and the gap checks read, so that observing costs the sending nodes nothing; "
+        "none: the embedded network's observers, else the endpoints",
+    )
     chain_id: int | None = Field(None, gt=0, description="probed from the node when absent")
     gas_price: int | None = Field(None, ge=0, description="probed from the node when absent (GoQuorum: 0)")
     gas_limit: int | None = Field(None, gt=21_000, description="gas limit of each worker transaction; sized per kind when absent")
@@ -135,7 +144,7 @@ class ChainConfig(Strict):
     )
     devnet: DevnetConfig = DevnetConfig()
 
-    @field_validator("endpoints")
+    @field_validator("endpoints", "watch_endpoints")
     @classmethod
     def _http_urls(cls, urls: list[str]) -> list[str]:
         for url in urls:

@@ -99,6 +99,7 @@ class Consensus:
     gas_price: ClassVar[int]
     default_block_time_s: ClassVar[float] = 1.0
     not_producing: ClassVar[str] = "made no new block"  # how a start that never got going is told
+    observable: ClassVar[bool] = True  # a node outside the sealing set can follow the chain
 
     def binary(self) -> Path:
         raise NotImplementedError
@@ -118,6 +119,10 @@ class Consensus:
 
     def args(self, settings: GethNetworkSettings, identity: NodeIdentity, ports: NodePorts, datadir: Path) -> list[str]:
         raise NotImplementedError
+
+    def observer_args(self) -> list[str]:
+        """Flags of a node that follows the chain without sealing: not a signer or validator."""
+        return []
 
     def after_peered(self, urls: list[str]) -> None:
         """Sealing starts once every node has its peers: a node that seals alone first makes a
@@ -211,6 +216,7 @@ class Raft(_GoQuorum):
     apis = "eth,net,web3,txpool,raft,admin,debug"
     default_block_time_s = 0.05
     not_producing = "elected no raft leader"
+    observable = False  # every node of the static list is a voting member
 
     def chain_config(self, settings: GethNetworkSettings) -> dict:
         return self.quorum_config()

@@ -41,23 +41,29 @@ def anvil_binary() -> Path:
     raise ToolMissing(f"Anvil (npm package @foundry-rs/anvil) is not installed: {INSTALL_HINT}")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free now, below the kernel's ephemeral range: a port the kernel hands out is also
-    what every outgoing connection takes, and one of those (a sender's, among thousands) may
-    take it before the node that was meant to listen there starts. Above 20,000: Ray's workers
-    listen from 10,002 to 19,999, and one starting then could take it too."""
+def free_port(host: str = "127.0.0.1", taken: set[int] | None = None) -> int:
+    """A port free now on every address (a geth node's p2p port listens on all of them), not in
+    ``taken`` (the ports already chosen for nodes that have not started yet), and below the
+    kernel's ephemeral range: a port the kernel hands out is also what every outgoing connection
+    takes, and one of those (a sender's, among thousands) may take it before the node that was
+    meant to listen there starts. Above 20,000: Ray's workers listen from 10,002 to 19,999, and
+    one starting then could take it too. A chosen port is added to ``taken``."""
     low = _ephemeral_low()
-    for _ in range(100):
+    taken = set() if taken is None else taken
+    for _ in range(200):
         port = random.randrange(20_000, low) if low > 20_100 else 0
+        if port in taken:
+            continue
         with socket.socket() as s:
             try:
-                s.bind((host, port))
+                s.bind(("" if host in ("127.0.0.1", "localhost") else host, port))
             except OSError:
                 continue
-            return s.getsockname()[1]
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+            port = s.getsockname()[1]
+        if port not in taken:
+            taken.add(port)
+            return port
+    raise UserError(f"no free port found on {host} between 20,000 and {low}: give the nodes a --port")
 
 
 def _ephemeral_low() -> int:
@@ -121,6 +127,10 @@ class Devnet:
     @property
     def urls(self) -> list[str]:
         return [self.url]
+
+    @property
+    def observer_urls(self) -> list[str]:
+        return []  # one node: nothing to observe from beside it
 
     @property
     def pids(self) -> list[int]:

@@ -49,6 +49,7 @@ class Collected:
     blocks: list[BlockRow] = field(default_factory=list)
     events: list[EndpointEvent] = field(default_factory=list)
     reorgs: list[Reorg] = field(default_factory=list)
+    receipts: dict[str, str] = field(default_factory=dict)  # endpoint a watcher reads → how it reads receipts
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,11 @@ class SenderFleet:
         return self._addresses
 
     def _new_watcher(self, node_id: str) -> ray.actor.ActorHandle:
-        # its own endpoint first; the others, in turn, are where it goes when that one stops answering
-        followed = in_turn(self.endpoints, self.endpoints[len(self.watchers) % len(self.endpoints)])
+        # its own endpoint first; the others, in turn, are where it goes when that one stops
+        # answering: the watch endpoints, then the ones the run sends to
+        watch = list(self.sending.watch_endpoints) or self.endpoints
+        followed = in_turn(watch, watch[len(self.watchers) % len(watch)])
+        followed += [url for url in self.endpoints if url not in followed]
         strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
         # (@ray.remote made both actor classes ActorClasses, but mypy does not apply class decorators)
         return WatcherActor.options(scheduling_strategy=strategy).remote(  # type: ignore[attr-defined]
@@ -263,6 +267,7 @@ class SenderFleet:
         seen_blocks: dict[int, BlockRow] = {}
         lags: list[WatcherLag] = []
         reorgs: list[Reorg] = []
+        receipts: dict[str, str] = {}
         for node_id, report in zip(list(self.watchers), _each([w.take.remote() for w in self.watchers.values()]), strict=True):
             if report is None:
                 self._replace_watcher(node_id)
@@ -270,6 +275,8 @@ class SenderFleet:
             events += report.events
             lags.append(report.lag)
             reorgs += report.reorgs
+            if report.receipts is not None:
+                receipts[report.receipts[0]] = report.receipts[1]
             if report.blocks:
                 self._handed[node_id] = report.blocks[-1].number
             for b in report.blocks:
@@ -281,7 +288,7 @@ class SenderFleet:
         # the slowest watcher: its senders decide last
         totals["watcher_lag_blocks"] = max((lag.blocks for lag in lags), default=0)
         totals["watcher_lag_s"] = max((lag.seconds for lag in lags), default=0.0)
-        return Collected(tables, totals, blocks, sorted(events, key=lambda e: e.t), reorgs)
+        return Collected(tables, totals, blocks, sorted(events, key=lambda e: e.t), reorgs, receipts)
 
     def _replace_watcher(self, node_id: str) -> None:
         """A lost watcher's successor starts from the block after the last one handed over, and

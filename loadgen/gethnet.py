@@ -31,6 +31,14 @@ from loadgen.nodeproc import NodeProcess, answers, rpc_call, wait_until
 DEFAULT_GETH_BLOCK_GAS_LIMIT = 100_000_000
 DEFAULT_GOQUORUM_BLOCK_GAS_LIMIT = 700_000_000  # params.DefaultMinGasLimit of GoQuorum
 PREFUND_WEI = 10**24
+PORT_TRIES = 3  # starts on new ports after a node lost one of its own to another process
+KEPT_LOGS = Path(tempfile.gettempdir()) / "loadgen-failed-starts"
+
+
+class PortTaken(UserError):
+    """A node could not listen where it was told: another process took the port first."""
+
+
 # geth 1.10's own txpool defaults (core/tx_pool.go DefaultTxPoolConfig), GoQuorum's too
 TXPOOL_DEFAULTS = {"account_slots": 16, "global_slots": 4096, "account_queue": 64, "global_queue": 1024, "lifetime_s": 3 * 3600}
 
@@ -63,7 +71,9 @@ class TxpoolSettings:
 
 @dataclass(frozen=True)
 class GethNetworkSettings:
-    nodes: int = 4
+    nodes: int = 4  # the validators (clique: signers), the endpoints runs send to
+    # nodes that follow the chain without sealing: endpoints of their own for the watchers' reads
+    observers: int = 0
     consensus: str = "clique"  # clique (geth); qbft or raft (GoQuorum)
     block_time_s: float = 1.0  # clique and QBFT: whole seconds; raft: its minting interval
     block_gas_limit: int = DEFAULT_GETH_BLOCK_GAS_LIMIT
@@ -94,13 +104,17 @@ def genesis(settings: GethNetworkSettings, consensus: Consensus, identities: lis
 
 
 class GethNetwork:
-    """N geth-family nodes on loopback, peered statically, all of them sealing. A context manager."""
+    """N geth-family nodes on loopback, peered statically, all of them sealing, and the observers
+    beside them that only follow. A context manager."""
 
     def __init__(self, settings: GethNetworkSettings | None = None) -> None:
         self.settings = settings or GethNetworkSettings()
         self.consensus = CONSENSUS[self.settings.consensus]()
         self.client = self.consensus.client
-        self.identities = [NodeIdentity(i, self.settings.chain_id) for i in range(self.settings.nodes)]
+        if self.settings.observers and not self.consensus.observable:
+            raise UserError(f"a {self.consensus.name} network here has no observer nodes (a raft learner must be voted in): use 0")
+        total = self.settings.nodes + self.settings.observers
+        self.identities = [NodeIdentity(i, self.settings.chain_id) for i in range(total)]
         self.ports: list[NodePorts] = []
         self.root: Path | None = None
         self._temporary = False
@@ -110,12 +124,24 @@ class GethNetwork:
 
     # addresses ------------------------------------------------------------------------------
     @property
-    def urls(self) -> list[str]:
+    def all_urls(self) -> list[str]:
         return [f"http://{self.settings.host}:{p.http}" for p in self.ports]
+
+    @property
+    def urls(self) -> list[str]:
+        """The sealing nodes': where a run sends."""
+        return self.all_urls[: self.settings.nodes]
+
+    @property
+    def observer_urls(self) -> list[str]:
+        return self.all_urls[self.settings.nodes :]
 
     @property
     def ws_urls(self) -> list[str]:
         return [f"ws://{self.settings.host}:{p.http}" for p in self.ports]
+
+    def role(self, i: int) -> str:
+        return "validator" if i < self.settings.nodes else "observer"
 
     @property
     def metrics_urls(self) -> list[str]:
@@ -132,7 +158,8 @@ class GethNetwork:
     def describe(self) -> str:
         s = self.settings
         how = self.consensus.describe(s)
-        return f"embedded {self.client} network: {s.nodes} {self.consensus.name} nodes, {how}, gas price {s.gas_price} wei"
+        observers = f" and {s.observers} observer{'s' * (s.observers > 1)}" if s.observers else ""
+        return f"embedded {self.client} network: {s.nodes} {self.consensus.name} nodes{observers}, {how}, gas price {s.gas_price} wei"
 
     def manifest(self) -> dict:
         """What the run's manifest records of the network (no key: the signers' are throw-away, still not written)."""
@@ -141,6 +168,7 @@ class GethNetwork:
             "client": self.client,
             "binary": str(self.binary) if self.binary else None,
             "nodes": s.nodes,
+            "observers": s.observers,
             "consensus": self.consensus.name,
             "block_time_s": s.block_time_s,
             "block_gas_limit": s.block_gas_limit,
@@ -164,25 +192,34 @@ class GethNetwork:
             self.root = s.data_dir
             self.root.mkdir(parents=True, exist_ok=True)
         try:
-            self.ports = [self._ports(i) for i in range(s.nodes)]
-            self._write_genesis(binary)
-            for i in range(s.nodes):
-                self._nodes.append(NodeProcess([str(binary), *self._args(i)], self.root / f"node{i}.log", env=self._env()))
-            self._wait_ready(timeout_s - (time.monotonic() - began))
-        except BaseException:
-            self.stop()
+            for attempt in range(1, PORT_TRIES + 1):
+                taken: set[int] = set()
+                self.ports = [self._ports(i, taken) for i in range(len(self.identities))]
+                self._write_genesis(binary)
+                for i in range(len(self.identities)):
+                    self._nodes.append(NodeProcess([str(binary), *self._args(i)], self.root / f"node{i}.log", env=self._env()))
+                try:
+                    self._wait_ready(timeout_s - (time.monotonic() - began))
+                    break
+                except PortTaken:
+                    # another process took a port between its choice and the node's start: new ports
+                    self._stop_nodes()
+                    if s.base_port is not None or attempt == PORT_TRIES:
+                        raise
+        except BaseException as e:
+            self.stop(failed=isinstance(e, UserError))
             raise
         self.started_in_s = time.monotonic() - began
         if s.prometheus_targets is not None:
             write_json(s.prometheus_targets, prometheus_targets(self))  # Prometheus never reads half a file
         return self
 
-    def _ports(self, i: int) -> NodePorts:
+    def _ports(self, i: int, taken: set[int]) -> NodePorts:
         base = self.settings.base_port
         if base is not None:
-            return NodePorts(base + i, base + 200 + i, base + 300 + i, base + 400 + i)
+            return NodePorts(base + i, base + 200 + i, base + 300 + i, base + 400 + i)  # fits 100 nodes
         host = self.settings.host
-        return NodePorts(free_port(host), free_port(host), free_port(host), free_port(host))
+        return NodePorts(free_port(host, taken), free_port(host, taken), free_port(host, taken), free_port(host, taken))
 
     def _env(self) -> dict[str, str]:
         return dict(os.environ) | self.consensus.env()
@@ -195,7 +232,7 @@ class GethNetwork:
         assert self.root is not None
         genesis_path = self.root / "genesis.json"
         if not genesis_path.exists():
-            doc = genesis(self.settings, self.consensus, self.identities, self._funded())
+            doc = genesis(self.settings, self.consensus, self.identities[: self.settings.nodes], self._funded())
             genesis_path.write_text(json.dumps(doc, indent=1))
         raft = self.consensus.name == "raft"
         # the same list, in the same order, on every node: raft numbers its members by it
@@ -224,7 +261,8 @@ class GethNetwork:
             "--networkid", str(s.chain_id),
             "--syncmode", "full",
             "--nodiscover", "--nat", "none", "--ipcdisable",
-            "--port", str(p.p2p),
+            # geth 1.10 listens for peers on every address: only the network's own may connect
+            "--port", str(p.p2p), "--netrestrict", f"{s.host}/32",
             "--nodekey", str(d / "nodekey"),
             "--http", "--http.addr", s.host, "--http.port", str(p.http),
             "--http.api", self.consensus.apis, "--http.vhosts", "*",
@@ -236,7 +274,8 @@ class GethNetwork:
             "--metrics", "--metrics.addr", s.host, "--metrics.port", str(p.metrics),
             "--verbosity", str(s.verbosity),
         ]  # fmt: skip
-        return args + self.consensus.args(s, node, p, d) + s.txpool.args(s.gas_price) + list(s.extra_args)
+        sealing = self.consensus.args(s, node, p, d) if i < s.nodes else self.consensus.observer_args()
+        return args + sealing + s.txpool.args(s.gas_price) + list(s.extra_args)
 
     def _wait_ready(self, timeout_s: float) -> None:
         """Ready = every node answers with the chain id, has all its peers, and sees blocks
@@ -246,12 +285,12 @@ class GethNetwork:
         def alive() -> bool:
             return self.running
 
-        want_peers = self.settings.nodes - 1
+        want_peers = len(self.identities) - 1
 
         def peered() -> bool:
-            return all(int(answers(u, "net_peerCount") or "0x0", 16) >= want_peers for u in self.urls)
+            return all(int(answers(u, "net_peerCount") or "0x0", 16) >= want_peers for u in self.all_urls)
 
-        if not wait_until(lambda: all(answers(u) for u in self.urls), deadline - time.monotonic(), 0.1, alive):
+        if not wait_until(lambda: all(answers(u) for u in self.all_urls), deadline - time.monotonic(), 0.1, alive):
             self._fail("did not answer on its RPC port", alive())
         if not wait_until(peered, deadline - time.monotonic(), 0.1, alive):
             self._fail(f"did not connect to its {want_peers} peers", alive())
@@ -264,17 +303,29 @@ class GethNetwork:
         culprit = next((i for i, n in enumerate(self._nodes) if not n.alive), 0)
         cause = "exited" if not alive else f"{what} within the time allowed"
         tail = self._nodes[culprit].log_tail(300)
-        raise UserError(f"{self.client} node {culprit} of the network {cause} (log {self.root}/node{culprit}.log): {tail}")
+        # kept past the network (a temporary data dir goes): see stop(failed=True)
+        log = KEPT_LOGS / f"{self.root.name if self.root else 'network'}-node{culprit}.log"
+        error = PortTaken if "address already in use" in tail else UserError
+        raise error(f"{self.client} node {culprit} of the network {cause} (log {log}): {tail}")
 
-    def stop(self) -> None:
+    def _stop_nodes(self) -> None:
         for node in self._nodes:
             node.signal_stop()  # all at once: each takes about a second to shut down
         for node in self._nodes:
             node.stop()
         self._nodes = []
+
+    def stop(self, failed: bool = False) -> None:
+        """Stops the nodes; a temporary data dir goes, but after a failed start the nodes' logs
+        are kept under ``KEPT_LOGS``, where the error said."""
+        self._stop_nodes()
         if self.settings.prometheus_targets is not None:
             self.settings.prometheus_targets.unlink(missing_ok=True)
         if self._temporary and self.root is not None:
+            if failed:
+                KEPT_LOGS.mkdir(parents=True, exist_ok=True)
+                for log in self.root.glob("node*.log"):
+                    shutil.copyfile(log, KEPT_LOGS / f"{self.root.name}-{log.name}")
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
 
@@ -296,7 +347,13 @@ def prometheus_targets(network: GethNetwork) -> list[dict]:
     return [
         {
             "targets": [f"{network.settings.host}:{p.metrics}"],
-            "labels": {"node": f"node{i}", "endpoint": url, "client": network.client, "consensus": network.consensus.name},
+            "labels": {
+                "node": f"node{i}",
+                "endpoint": url,
+                "client": network.client,
+                "consensus": network.consensus.name,
+                "role": network.role(i),
+            },
         }
-        for i, (p, url) in enumerate(zip(network.ports, network.urls, strict=True))
+        for i, (p, url) in enumerate(zip(network.ports, network.all_urls, strict=True))
     ]

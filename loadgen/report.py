@@ -221,6 +221,8 @@ def note_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def verdict(summary: dict[str, Any]) -> str:
+    if summary.get("interrupted"):
+        return "INTERRUPTED (no verdict: the run did not play out)"
     return f"{'PASS' if summary.get('passed') else 'FAIL'} (threshold {summary.get('threshold', 0):.0%})"
 
 

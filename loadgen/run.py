@@ -16,6 +16,7 @@ import os
 import platform
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field, replace
@@ -32,13 +33,14 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.types import TxReceipt
 
-from loadgen import __version__
+from loadgen import __version__, signals
 from loadgen import config as config_mod
-from loadgen.accounts import MnemonicSource, derive_account
+from loadgen.accounts import MnemonicSource, derive_account, mnemonic_source
 from loadgen.capacity import GeneratorLoad, judge
 from loadgen.chain import send_transaction
 from loadgen.config import Experiment
 from loadgen.contracts import Artifact, calldata, deploy
+from loadgen.devnet import DEV_MNEMONIC
 from loadgen.diagnosis import PhaseOutcome, diagnose
 from loadgen.errors import ConfigError, UserError
 from loadgen.fees import Fees
@@ -130,18 +132,42 @@ class RunResult:
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return 130
+            return signals.exit_code()
         return 0 if self.summary["passed"] else 1
 
 
 RAY_CONNECT_S = 5.0
+SIGNAL_SLICE_S = 0.05
+
+
+def _wait_interruptibly(refs: list[ray.ObjectRef], timeout_s: float) -> tuple[list[ray.ObjectRef], list[ray.ObjectRef]]:
+    """ray.wait for all of ``refs`` up to ``timeout_s``, in slices: a signal's handler runs only
+    between two of them (ray.wait holds the main thread in C++), and a stop must reach the
+    senders at once."""
+    deadline = time.monotonic() + timeout_s
+    done: list[ray.ObjectRef] = []
+    pending = refs
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=len(pending), timeout=min(SIGNAL_SLICE_S, max(deadline - time.monotonic(), 0)))
+        done += ready
+        if time.monotonic() >= deadline:
+            break
+    return done, pending
 
 
 def reachable(address: str | None) -> None:
     """Refuses a Ray address nothing listens at, in seconds (ray.init would wait for minutes,
-    printing its own retries). ``auto`` and none (a local Ray) are left to Ray."""
-    if not address or address == "auto":
+    printing its own retries): ``auto`` is the cluster last started on this machine, which may
+    have stopped since. None is a private local Ray, started by the run."""
+    if not address:
         return
+    if address == "auto":
+        from ray._private.services import find_bootstrap_address
+
+        found = find_bootstrap_address(None)
+        if not found:
+            raise UserError("--ray-address auto: no Ray cluster was started on this machine; `ray start --head` starts one")
+        address = found
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
@@ -155,7 +181,8 @@ def reachable(address: str | None) -> None:
 
 @contextlib.contextmanager
 def ray_session(address: str | None) -> Iterator[None]:
-    """Joins ``address`` (or starts a local Ray) unless Ray is already up; leaves as it found."""
+    """Joins ``address``, or starts a private local Ray (never a cluster that happens to run on
+    the machine: that is ``auto``), unless Ray is already up; leaves as it found."""
     if ray.is_initialized():
         yield
         return
@@ -163,7 +190,10 @@ def ray_session(address: str | None) -> Iterator[None]:
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     with _token_auth(address):
         try:
-            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, configure_logging=True)
+            with contextlib.nullcontext() if address else _apart_from_our_group():
+                ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING, configure_logging=True)
+            if threading.current_thread() is threading.main_thread():
+                signals.install()  # ray.init put its own SIGTERM handler in place of ours
         except (ConnectionError, ValueError) as e:
             raise UserError(
                 f"cannot connect to Ray at {address}: {e} (a cluster with token authentication needs its token: "
@@ -176,13 +206,47 @@ def ray_session(address: str | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _apart_from_our_group() -> Iterator[None]:
+    """Starts what runs inside in a process group of its own: a signal sent to loadgen's group
+    (``timeout``, a terminal's SIGHUP) then reaches loadgen, which stops the run and its local
+    Ray in order, and not Ray's processes, which would die under the run. Not possible when
+    loadgen leads its group (a shell's job): Ray's processes ignore SIGINT there by themselves."""
+    ours = os.getpgrp()
+    if ours == os.getpid():
+        yield
+        return
+    os.setpgid(0, 0)
+    try:
+        yield
+    finally:
+        os.setpgid(0, ours)
+
+
+def _asks_for_a_token(address: str) -> bool:
+    """Whether the cluster at ``address`` authenticates by token. Asked first because a driver
+    with token authentication on also demands the token of the cluster's own calls to it: a
+    cluster without it (``ray.cluster_utils``, ``RAY_AUTH_MODE=disabled``) then takes the
+    driver for dead and cancels every actor it creates."""
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]  # (a compiled module without stubs)
+    from ray.exceptions import AuthenticationError
+
+    try:
+        GcsClient(address=address)  # asks the cluster's id: refused without the right token
+    except AuthenticationError:
+        return True
+    except Exception:  # anything else is for ray.init to say
+        return False
+    return False
+
+
+@contextlib.contextmanager
 def _token_auth(address: str | None) -> Iterator[None]:
-    """Sends this machine's Ray token to a cluster named by its address. Ray turns token
-    authentication on by itself for a cluster it finds (``auto``) but never for an explicit
-    address, while ``ray start --head`` turns it on whenever a token is at hand (any earlier
-    local Ray leaves one in ~/.ray): the documented ``--ray-address HEAD:6379`` was refused.
-    A cluster without authentication ignores the token; RAY_AUTH_MODE, when set, decides."""
-    if address in (None, "auto") or "RAY_AUTH_MODE" in os.environ:
+    """Sends this machine's Ray token to a cluster named by its address that asks for one. Ray
+    turns token authentication on by itself for a cluster it finds (``auto``) but never for an
+    explicit address, while ``ray start --head`` turns it on whenever a token is at hand (any
+    earlier local Ray leaves one in ~/.ray): the documented ``--ray-address HEAD:6379`` was
+    refused. RAY_AUTH_MODE, when set, decides."""
+    if address in (None, "auto") or "RAY_AUTH_MODE" in os.environ or not _asks_for_a_token(address):
         yield
         return
     from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
@@ -276,8 +340,9 @@ class Run:
             self.manifest = self._manifest(session, plan)
             self.store.write_json("manifest.json", self.manifest)
             run = self.experiment.run
-            sending = replace(run.sending, confirmations=session.confirmations)
+            sending = replace(run.sending, confirmations=session.confirmations, watch_endpoints=tuple(session.watch_endpoints))
             self.records["confirmations"] = sending.confirmations
+            self.records["watch_endpoints"] = session.watch_endpoints
             fleet = self.rig.fleet_for(self.run_id, session.info.chain_id, session.fees, sending)
             self.fleet = fleet
             try:
@@ -308,6 +373,8 @@ class Run:
             summary = summarize_file(self.dir / "transactions.parquet", self.experiment.run.threshold)
             summary |= {"run_id": self.run_id, "rounds": self.records.pop("rounds", [])} | self.records
             summary["interrupted"] = self.interrupted
+            if self.interrupted:
+                summary["passed"] = False  # a stopped run passes nothing, however well its part went
             self._judge_generator(summary)
             summary["stopped_early"] = self.stopped_early
             self.store.write_json("summary.json", summary)
@@ -336,6 +403,8 @@ class Run:
                     raise self._port_taken(e) from None
         if not ray.is_initialized():
             reachable(self.ray_address)
+        if self.mnemonic is None:  # a bad or missing phrase is said before any chain or Ray starts
+            mnemonic_source(None if self.experiment.chain.endpoints else DEV_MNEMONIC)
 
     def _port_taken(self, e: OSError) -> UserError:
         return UserError(
@@ -381,6 +450,8 @@ class Run:
             "fees": session.fees.to_dict(),
             "keys": f"derived from the mnemonic of {session.source.origin}, path m/44'/60'/0'/0/<index>: "
             "0 the coordinator, 1 + run.key_offset + i worker i",
+            # the cluster's control store: whose Ray ran it (a run's private one unless it was told to join)
+            "ray_cluster": ray.get_runtime_context().gcs_address,
             "ray_nodes": sorted(set(node_slots(None))),
             "actors": len({w.actor for w in plan.workers}),
             "workers": len(plan.workers),
@@ -531,7 +602,7 @@ class Run:
         pending = self.fleet.run_phase(phase, payload, t0, run.commit_timeout_s, self.trial)
         draining = False
         while pending:
-            done, pending = ray.wait(pending, num_returns=len(pending), timeout=COLLECT_EVERY_S)
+            done, pending = _wait_interruptibly(pending, COLLECT_EVERY_S)
             stats = self._collect()
             for a in self.fleet.lost(done):
                 workers = len(self.plan.workers_of(a))
@@ -647,6 +718,14 @@ class Run:
         # missing until they caught up, so a large lag shows in the drain, not in the rows
         for key, worst in (("watcher_lag_blocks", "watcher_lag_max_blocks"), ("watcher_lag_s", "watcher_lag_max_s")):
             self.records[worst] = max(self.records.get(worst, 0), got.totals.get(key, 0))
+        known = self.records.setdefault("watcher_receipts", {})
+        for url, how in got.receipts.items():
+            if how == "hash" and known.get(url) != how:
+                self.on_event(
+                    f"the block watcher reads {url}'s receipts one transaction at a time (it serves neither "
+                    "eth_getBlockReceipts nor GraphQL): it falls behind blocks of thousands; start geth/GoQuorum with --graphql"
+                )
+            known[url] = how
         for r in got.reorgs:
             self.on_event(
                 f"the chain replaced {r.depth} block(s) from {r.number} that the watcher had read with "

@@ -13,3 +13,6 @@ class Sending:
     failover_after: int = 3  # unhealthy answers in a row that make an endpoint down
     gap_check_s: float = 3.0  # age after which an accepted transaction not yet in a block is looked up
     confirmations: int = 0  # blocks on top of a block before the watchers read it (chain.confirmations, resolved)
+    # where the watchers, the gap checks' nonce reads and the settling look-ups go (chain.watch_endpoints,
+    # resolved); the run's endpoints after them, and alone when empty
+    watch_endpoints: tuple[str, ...] = ()

@@ -22,6 +22,7 @@ from loadgen.config import CLIQUE_CONFIRMATIONS, ChainConfig, Experiment
 from loadgen.devnet import DEV_MNEMONIC, REPO_ROOT
 from loadgen.errors import ConfigError
 from loadgen.fees import Fees, resolve_fees
+from loadgen.nodeproc import rpc_call
 
 
 def targets_file(name: str) -> Path | None:
@@ -41,6 +42,7 @@ class ChainSession:
         self._mnemonic = mnemonic
         self._stack = contextlib.ExitStack()
         self.endpoints: list[str] = []
+        self.watch_endpoints: list[str] = []  # where the watchers read; empty: the endpoints
         self.devnet: dict | None = None  # the embedded network's manifest, when there is one
         self._w3s: dict[str, Web3] = {}
         self._no_txpool: set[str] = set()
@@ -48,13 +50,17 @@ class ChainSession:
     def __enter__(self) -> ChainSession:
         try:
             self.endpoints = list(self.chain.endpoints)
+            self.watch_endpoints = list(self.chain.watch_endpoints)
             if not self.endpoints:
                 self.on_event(f"starting the {self.chain.devnet.client} devnet…")
                 node = self.chain.devnet.network(prometheus_targets=targets_file(self.name))
                 self._stack.enter_context(node)  # starts it (both kinds' __enter__ return the node itself)
                 self.endpoints = node.urls
+                self.watch_endpoints = self.watch_endpoints or node.observer_urls
                 self.devnet = node.manifest()
                 self.on_event(f"{node.describe()}: {', '.join(self.endpoints)}")
+                if node.observer_urls:
+                    self.on_event(f"watching from {', '.join(node.observer_urls)}")
             self.w3 = connect(self.endpoints)  # the first endpoint, and the next ones when it dies
             self.info: ChainInfo = probe(self.w3)
             self._check()
@@ -74,6 +80,14 @@ class ChainSession:
             raise ConfigError(
                 "chain.chain_id", f"is {self.chain.chain_id} but the node says {self.info.chain_id}", "remove it or fix the endpoints"
             )
+        for url in self.watch_endpoints:
+            try:
+                chain_id = int(rpc_call(url, "eth_chainId", timeout_s=5), 16)
+            except Exception as e:  # any failure to answer: the watchers could not read there
+                raise ConfigError("chain.watch_endpoints", f"{url} does not answer ({e})", "fix the URL or leave it out") from None
+            if chain_id != self.info.chain_id:
+                other = f"{url} is on chain {chain_id}, the endpoints on {self.info.chain_id}"
+                raise ConfigError("chain.watch_endpoints", other, "name nodes of the same chain")
 
     @property
     def confirmations(self) -> int:
@@ -134,4 +148,6 @@ def shared(experiment: Experiment, name: str) -> Iterator[tuple[Experiment, Mnem
         yield experiment, None
         return
     with experiment.chain.devnet.network(prometheus_targets=targets_file(name)) as node:
-        yield experiment.with_overrides({"chain.endpoints": node.urls}), MnemonicSource("devnet", DEV_MNEMONIC)
+        watch = experiment.chain.watch_endpoints or node.observer_urls
+        pointed = experiment.with_overrides({"chain.endpoints": node.urls, "chain.watch_endpoints": watch})
+        yield pointed, MnemonicSource("devnet", DEV_MNEMONIC)

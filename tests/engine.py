@@ -164,16 +164,18 @@ def children_of_a_killed_parent(start_chain: str) -> tuple[list[int], bool]:
     return pids, not any(pid_alive(p) for p in pids)
 
 
-def transfers_past_capacity(urls: list[str], out: Path, rate_tps: float, duration_s: float) -> tuple[dict, ChainAudit]:
-    """Value transfers offered to ``urls`` (20 workers, a 30 s commit timeout), then the chain
-    read block by block from before the run to after it: the run's summary, and its rows
-    beside the chain."""
+def transfers_past_capacity(
+    urls: list[str], out: Path, rate_tps: float, duration_s: float, watch: list[str] | None = None
+) -> tuple[dict, ChainAudit]:
+    """Value transfers offered to ``urls`` (20 workers, a 30 s commit timeout), the watchers
+    reading from ``watch`` when given, then the chain read block by block from before the run
+    to after it: the run's summary, and its rows beside the chain."""
     w3 = connect(urls[0])
     first = w3.eth.block_number + 1
     experiment = config.from_dict(
         {
             "name": "capacity-truth",
-            "chain": {"endpoints": urls},
+            "chain": {"endpoints": urls, "watch_endpoints": watch or []},
             "workload": {"kind": "transfer", "workers": 20, "rate_tps": rate_tps, "duration_s": duration_s},
             "run": {"commit_timeout_s": 30},
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -13,8 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from eth_account import Account
+from eth_account.hdaccount.mnemonic import Language, Mnemonic
 
-from loadgen import __version__
+from loadgen import __version__, cli
 
 LOADGEN = [sys.executable, "-m", "loadgen"]
 
@@ -78,14 +81,19 @@ def test_what_this_machine_cannot_do_is_refused_in_seconds_before_a_chain_or_ray
             (["--out", "/proc/no-such-place"], "cannot create it"),
             (["--ray-address", "127.0.0.1:1"], "no Ray cluster answers at 127.0.0.1:1 (Connection refused)"),
             (["--ray-address", "nonsense"], "write it as host:port"),
-            (["--endpoints", "http://127.0.0.1:1"], "no answer from http://127.0.0.1:1 (connection refused): is the node running"),
+            (["--endpoints", "http://127.0.0.1:1"], "no mnemonic for the workers' keys: set LOADGEN_MNEMONIC"),
+            (["--endpoints", "http://127.0.0.1:1", "--mnemonic"], "no answer from http://127.0.0.1:1 (connection refused): is the node"),
             (["--metrics-port", str(port), "--metrics-bind", "127.0.0.1"], f"cannot serve metrics on 127.0.0.1:{port}"),
         ]
         for args, says in cases:
             started = time.monotonic()
+            env = {k: v for k, v in os.environ.items() if not k.startswith("LOADGEN_MNEMONIC")}
+            if "--mnemonic" in args:  # (not an option: the case's own mark that it has one)
+                args = [a for a in args if a != "--mnemonic"]
+                env["LOADGEN_MNEMONIC"] = "test test test test test test test test test test test junk"
             extra = [] if "--out" in args else ["--out", str(tmp_path / "runs")]
             extra += [] if "--metrics-port" in args else ["--metrics-port", "0"]  # 9464 may be another run's
-            result = run("run", "configs/quickstart.yaml", *args, *extra, timeout=60)
+            result = run("run", "configs/quickstart.yaml", *args, *extra, env=env, timeout=60)
             assert result.returncode == 2, (args, result.stderr)
             assert says in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
             assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -95,7 +103,6 @@ def test_what_this_machine_cannot_do_is_refused_in_seconds_before_a_chain_or_ray
 
 @pytest.mark.unit
 def test_an_unexpected_error_is_one_line_exit_3_and_its_traceback_is_behind_debug(monkeypatch, capsys):
-    from loadgen import cli
 
     def boom(args):
         raise RuntimeError("something\nbroke")
@@ -138,7 +145,7 @@ def test_foreground_geth_network_prints_every_endpoint_and_stops_on_sigterm(tmp_
     assert all(u.startswith("http://127.0.0.1:") for u in urls)
     assert {t["labels"]["endpoint"] for t in json.loads(targets.read_text())} == set(urls)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0
+    assert proc.wait(timeout=20) == 128 + signal.SIGTERM
     assert not targets.exists()  # the targets go with the nodes
 
 
@@ -166,7 +173,7 @@ def test_foreground_devnet_prints_its_url_and_stops_on_sigint():
     except subprocess.TimeoutExpired:
         proc.kill()
         pytest.fail(f"still running 15 s after SIGINT; stderr: {proc.communicate()[1][-2000:]}")
-    assert proc.returncode == 0, err
+    assert proc.returncode == 128 + signal.SIGINT, err
 
 
 def _subcommands(parser: argparse.ArgumentParser, prog: str = "loadgen") -> dict[str, argparse.ArgumentParser]:
@@ -221,3 +228,92 @@ def test_a_bad_option_points_to_its_subcommand_s_help():
     assert result.stderr.rstrip().endswith("(see `loadgen search --help`)")
     result = run("import", "diablo")
     assert "(see `loadgen import diablo --help`)" in result.stderr
+
+
+def with_a_bad_checksum(words: list[str]) -> list[str]:
+    """The phrase with its last word (the one that carries the checksum) changed until it fails."""
+    bip39 = Mnemonic(Language.ENGLISH)
+    for other in bip39.wordlist:
+        changed = [*words[:-1], other]
+        if not bip39.is_mnemonic_valid(" ".join(changed)):
+            return changed
+    raise AssertionError("every last word passes")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        (lambda words: words[:10], "10 words given"),
+        (lambda words: [*words[:3], "notaword", *words[4:]], "word 4 not in the English word list"),
+        (with_a_bad_checksum, "bad checksum"),
+    ],
+)
+def test_a_bad_mnemonic_is_one_line_exit_2_without_a_word_of_it(tmp_path, monkeypatch, capsys, damage, says):
+    Account.enable_unaudited_hdwallet_features()
+    _, phrase = Account.create_with_mnemonic()
+    words = damage(phrase.split())
+    monkeypatch.setenv("LOADGEN_MNEMONIC", " ".join(words))
+    out = tmp_path / "runs"
+    # named endpoints nothing listens at: the phrase is judged before any chain or Ray is asked
+    code = cli.main(["run", "configs/quickstart.yaml", "--endpoints", "http://127.0.0.1:9", "--out", str(out), "--metrics-port", "0"])
+    said = capsys.readouterr()
+    assert code == 2
+    (line,) = said.err.splitlines()
+    assert line.startswith("loadgen: error: LOADGEN_MNEMONIC is not a valid BIP-39 phrase") and says in line
+    assert not out.exists() or not any(out.iterdir())  # no run folder: nothing started
+    printed = said.out + said.err
+    assert not [pair for pair in itertools.pairwise(words) if " ".join(pair) in printed]
+
+
+@pytest.mark.unit
+def test_an_endpoint_that_answers_a_web_page_is_one_line_with_its_status_and_first_characters(tmp_path, monkeypatch, capsys):
+    import http.server
+    import threading
+
+    class ProxyPage(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>\n<body><h1>Sign in to the corporate proxy</h1></body></html>")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), ProxyPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        monkeypatch.setenv("LOADGEN_MNEMONIC", "test test test test test test test test test test test junk")
+        code = cli.main(["run", "configs/quickstart.yaml", "--endpoints", url, "--out", str(tmp_path), "--metrics-port", "0"])
+    finally:
+        server.shutdown()
+    (line,) = capsys.readouterr().err.splitlines()
+    assert code == 2
+    assert line.startswith(f"loadgen: error: cannot talk to the node at {url}: it answers HTTP 200 (text/html)")
+    assert "'<html> <body><h1>Sign in to the corporate proxy" in line and "Expecting value" not in line
+
+
+@pytest.mark.unit
+def test_a_lost_ray_actor_is_one_plain_line_naming_it_and_why(monkeypatch, capsys):
+    from ray.exceptions import ActorDiedError
+
+    class Lost(ActorDiedError):
+        def __str__(self) -> str:  # Ray's own words, as a run against a cluster got them
+            return (
+                "The actor died unexpectedly before finishing this task.\n\tclass_name: WatcherActor\n\tactor_id: 51c8\n"
+                "\tnamespace: bfbc\nThe actor is dead because all references to the actor were removed including lineage "
+                "ref count.\nThe actor never ran - it was cancelled before it started running."
+            )
+
+    def lose(args):
+        raise Lost()
+
+    monkeypatch.setattr(cli.estimate, "run", lose)
+    assert cli.main(["estimate", "--pace", "1"]) == 3
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        "loadgen: error: Ray lost its WatcherActor actor: all references to the actor were removed including lineage ref count "
+        "(--debug shows where)"
+    )

@@ -96,6 +96,33 @@ def test_both_nodes_send_and_workers_spread_over_endpoints(two_nodes, tmp_path, 
     assert blocks == list(range(blocks[0], blocks[0] + len(blocks)))
 
 
+def test_the_cli_runs_on_a_two_node_cluster_that_does_not_authenticate(two_nodes, tmp_path):
+    """As a user runs it, against a cluster without token authentication (``ray.cluster_utils``,
+    ``RAY_AUTH_MODE=disabled``) while a token is at hand on the machine: a driver that turned
+    token authentication on demanded the token of the cluster's own calls to it, and the cluster,
+    taking the driver for dead, cancelled every actor it created."""
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")} | {"HOME": str(tmp_path)}
+    subprocess.run([ray_cli, "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
+    with Devnet(DevnetSettings(block_time_s=0.25)) as node:
+        experiment = {
+            "chain": {"endpoints": [node.url]},
+            "workload": {"kind": "transfer", "rate_tps": 20, "duration_s": 2, "workers": 4},
+            "run": {"actors": 2},
+        }
+        (tmp_path / "transfers.yaml").write_text(yaml.safe_dump(experiment))
+        result = subprocess.run(
+            [sys.executable, "-m", "loadgen", "run", str(tmp_path / "transfers.yaml"), "--ray-address", two_nodes.address,
+             "--metrics-port", "0", "--json", "--out", str(tmp_path / "runs")],
+            env=env | {"LOADGEN_MNEMONIC": DEV_MNEMONIC}, capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"joining the Ray cluster at {two_nodes.address}" in result.stderr
+    assert "4 workers in 2 actors on 2 Ray node(s)" in result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["committed"] == summary["scheduled"] == 40
+
+
 def test_a_lost_ray_node_s_workers_are_taken_over_by_the_other_node(two_nodes, tmp_path, monkeypatch):
     """Last in the module: it takes the second node away."""
     monkeypatch.setenv("LOADGEN_MNEMONIC", DEV_MNEMONIC)

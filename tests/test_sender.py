@@ -657,6 +657,38 @@ def test_open_mode_bounds_what_waits_for_an_answer_and_the_wait_shows_as_lag():
     assert lags(ran)[3] > 5 * PACE  # slot 3 went out only when the node answered
 
 
+def test_a_stop_reaches_workers_far_behind_their_schedule_before_their_next_slot():
+    node = FakeNode(mine=False)
+    workers, items = 40, 500
+    phase = reveal(items, workers=workers)
+    sent_at_stop: list[int] = []
+
+    def stop() -> None:  # as the driver's stop comes: a callback the actor's loop runs in its turn
+        sent_at_stop.append(len(node.sends))
+        node.sender.stop(grace_s=0.05)
+
+    def on_first(tx: Tx) -> None:
+        if len(node.sends) == 1:
+            asyncio.get_running_loop().call_soon(stop)
+
+    node.on_receive = on_first
+
+    async def scenario() -> Sender:
+        sender = await sender_on(node, workers, mode="open", max_unanswered=10 * items)
+        sender.start_background(node.watcher)
+        sender.prepare_phase(phase, Tagged())
+        # five seconds behind at the start: every worker has all its slots due at once
+        await sender.run_phase(phase, Tagged(), time.time() - 5, commit_timeout_s=0.1)
+        await sender.close()
+        return sender
+
+    sender = asyncio.run(scenario())
+    # the stop waited a turn of the loop (a slot of each worker), not every worker's backlog
+    assert sent_at_stop[0] <= 2 * workers
+    assert len(node.sends) - sent_at_stop[0] <= workers  # at most the slot each worker was at
+    assert len(sender.collector.rows) == workers * items  # the rest is unsent, one row each
+
+
 # (g) past capacity: the record equals the chain ----------------------------------------------------
 
 

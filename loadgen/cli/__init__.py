@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any, NoReturn
 
-from loadgen import __version__
+from loadgen import __version__, signals
 from loadgen.cli import devnet, estimate, imports, report, run, search, sweep
 from loadgen.errors import UserError
 
@@ -52,6 +53,18 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def lost_actor(e: Exception) -> str | None:
+    """A Ray actor lost beyond what loadgen recovers from, as one plain line: which actor and
+    why (Ray's own message spans lines of ``key: value`` details). None for other errors."""
+    if not any(c.__module__.startswith("ray.") and "Actor" in c.__name__ for c in type(e).__mro__):
+        return None
+    text = str(e)
+    name = re.search(r"class_name: (\w+)", text)
+    why = re.search(r"The actor (?:is dead|died) because ([^\n]*?)(?:\.|$)", text, re.MULTILINE)
+    actor = f"its {name.group(1)} actor" if name else "an actor"
+    return f"Ray lost {actor}: {why.group(1) if why else one_line(text.splitlines()[0])[:200]}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="loadgen",
@@ -72,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    signals.install()
     try:
         return COMMANDS[args.command].run(args)
     except UserError as e:
@@ -79,9 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         print("loadgen: interrupted", file=sys.stderr)
-        return 130
+        return signals.exit_code()
     except Exception as e:  # a bug or an unforeseen failure: one line and its own code (1 means "below threshold")
         if args.debug:
             raise
+        if lost := lost_actor(e):
+            print(f"loadgen: error: {lost} (--debug shows where)", file=sys.stderr)
+            return INTERNAL_ERROR
         print(f"loadgen: internal error: {type(e).__name__}: {one_line(str(e))[:300]} (--debug shows where)", file=sys.stderr)
         return INTERNAL_ERROR

@@ -4,11 +4,10 @@ network), or a smoke round on it."""
 from __future__ import annotations
 
 import argparse
-import signal
 import time
 from pathlib import Path
 
-from loadgen import contracts, model
+from loadgen import contracts, model, signals
 from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chain import connect, probe
 from loadgen.cli import types
@@ -30,7 +29,8 @@ EXAMPLES = r"""examples:
       loadgen devnet --client goquorum --consensus raft
   loadgen devnet --client geth --port 0 --smoke  # deploy, play one round, exit
 
-Ctrl-C or SIGTERM stops the nodes and removes their data (unless --data-dir).
+Ctrl-C, SIGTERM or SIGHUP stops the nodes and removes their data (unless
+--data-dir); the exit code is 130, 143 or 129.
 """
 
 
@@ -38,6 +38,13 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="start a local chain: Anvil, or a multi-node geth/GoQuorum network", description=__doc__, epilog=EXAMPLES)
     p.add_argument("--client", choices=("anvil", "geth", "goquorum"), default="anvil", help="anvil, geth (clique) or goquorum")
     p.add_argument("--nodes", type=int, default=4, metavar="N", help="geth, goquorum: nodes of the network")
+    p.add_argument(
+        "--observers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="geth, goquorum qbft: nodes that follow the chain without sealing, for `loadgen run --watch-endpoints` (default: 0)",
+    )
     p.add_argument("--consensus", choices=("clique", "qbft", "raft"), help="geth: clique; goquorum: qbft or raft (default: clique; qbft)")
     p.add_argument("--host", default="127.0.0.1", help="address the nodes' RPC listens on")
     p.add_argument("--port", type=types.port, default=8545, help="RPC port of the first node (node i uses PORT+i); 0 picks free ports")
@@ -75,6 +82,7 @@ def devnet_config(args: argparse.Namespace) -> DevnetConfig:
     fields = {
         "client": args.client,
         "nodes": args.nodes,
+        "observers": args.observers or None,
         "consensus": args.consensus,
         "block_time_s": args.block_time,
         "block_gas_limit": args.gas_limit,
@@ -83,7 +91,7 @@ def devnet_config(args: argparse.Namespace) -> DevnetConfig:
     }
     if txpool:
         fields["txpool"] = TxpoolConfig(**txpool)
-    if not 0 <= args.port <= 65535 - (400 + args.nodes if args.client != "anvil" else 0):
+    if not 0 <= args.port <= 65535 - (400 + args.nodes + args.observers if args.client != "anvil" else 0):
         raise ConfigError("--port", f"{args.port} leaves no room for the nodes' ports", "use a port below 65000, or 0")
     try:
         return DevnetConfig(**{k: v for k, v in fields.items() if v is not None})
@@ -92,14 +100,12 @@ def devnet_config(args: argparse.Namespace) -> DevnetConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    # SIGTERM stops the nodes as Ctrl-C does, from the first moment on
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     config = devnet_config(args)
     chain = config.network(port=args.port or None, prometheus_targets=args.prometheus_targets)
     try:
         return _serve(chain, args)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, at any moment, is how a foreground chain ends
-        return 130 if args.smoke else 0
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP (loadgen.signals), at any moment: the nodes stop
+        return signals.exit_code()
 
 
 def _serve(chain, args: argparse.Namespace) -> int:
@@ -107,11 +113,15 @@ def _serve(chain, args: argparse.Namespace) -> int:
         info = probe(connect(chain.urls[0]))
         print(f"devnet: {chain.describe()}, chain id {info.chain_id}, block gas limit {info.block_gas_limit:,} ({info.client_version})")
         if isinstance(chain, GethNetwork):
-            for i, (url, ws, metrics) in enumerate(zip(chain.urls, chain.ws_urls, chain.metrics_urls, strict=True)):
-                print(f"  node{i}  {url}  {ws}  metrics {metrics}")
+            for i, (url, ws, metrics) in enumerate(zip(chain.all_urls, chain.ws_urls, chain.metrics_urls, strict=True)):
+                print(f"  node{i}  {url}  {ws}  metrics {metrics}{'  (observer)' if chain.role(i) == 'observer' else ''}")
             print(f"  started in {chain.started_in_s:.1f}s; data in {chain.root}")
         else:
             print(f"  {chain.url}")
+        print(f"\naccounts: the dev mnemonic's, funded (never use it elsewhere): {DEV_MNEMONIC}")
+        watch = f" --watch-endpoints {','.join(chain.observer_urls)}" if chain.observer_urls else ""
+        run = f"loadgen run configs/quickstart.yaml --endpoints {','.join(chain.urls)}{watch}"
+        print(f"run against it:\n  LOADGEN_MNEMONIC='{DEV_MNEMONIC}' \\\n    {run}")
         print("", flush=True)
         if args.smoke:
             return smoke_round(chain.urls[0])

@@ -49,6 +49,13 @@ def add_experiment_options(p: argparse.ArgumentParser) -> None:
         metavar="URL,URL,…",
         help="comma-separated RPC URLs, instead of chain.endpoints (default: the config's; none there: the embedded devnet)",
     )
+    p.add_argument(
+        "--watch-endpoints",
+        type=types.endpoint_list,
+        metavar="URL,URL,…",
+        help="nodes the block watchers read from instead of the sending ones, e.g. `loadgen devnet --observers 1`'s "
+        "(default: chain.watch_endpoints; none: the endpoints)",
+    )
     p.add_argument("--ray-address", metavar="HOST:PORT", help="Ray cluster to join, or auto (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument(
         "--metrics-port", type=types.port, default=DEFAULT_PORT, metavar="PORT", help="port of the Prometheus endpoint; 0 picks a free one"
@@ -68,6 +75,8 @@ def load_experiment(args: argparse.Namespace) -> config.Experiment:
     overrides = config.parse_overrides(args.overrides)
     if args.endpoints is not None:
         overrides["chain.endpoints"] = args.endpoints
+    if args.watch_endpoints is not None:
+        overrides["chain.watch_endpoints"] = args.watch_endpoints
     return config.load(args.config, overrides)
 
 

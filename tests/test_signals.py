@@ -1,0 +1,192 @@
+"""A command stopped from outside, as `timeout`, systemd, a closed terminal or Ctrl-C stop it:
+the signal reaches loadgen, which stops sending at once, keeps what happened and stops its Ray
+and its chain; nothing of Ray's is printed, and the exit code names the signal.
+
+Each command runs under coreutils `timeout`, which sends the signal it is given to loadgen's
+whole process group, as a terminal or a service manager does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from loadgen.devnet import free_port
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.chain, pytest.mark.ray]
+
+LOADGEN = [sys.executable, "-m", "loadgen"]
+# what a run stopped from outside must never print: Ray's own dumps and loadgen's last resort
+NOISE = ("SIGTERM received", "Traceback", "(raylet)", "ActorDiedError", "internal error", "*** ")
+
+
+def transfer_config(tmp_path: Path, duration_s: float = 40) -> Path:
+    path = tmp_path / "transfers.yaml"
+    doc = {
+        "name": "signalled",
+        "chain": {"devnet": {"client": "anvil"}},
+        "workload": {"kind": "transfer", "workers": 20, "rate_tps": 100, "duration_s": duration_s},
+        "run": {"commit_timeout_s": 10},
+    }
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def under_timeout(*args: str, tmp_path: Path) -> subprocess.Popen:
+    """loadgen under `timeout` (never reached): signalling `timeout` signals loadgen's group."""
+    cmd = ["timeout", "--preserve-status", "-s", "TERM", "600", *LOADGEN, *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+
+
+def read_until(proc: subprocess.Popen, text: str, timeout_s: float = 120) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if text in line:
+            return lines
+    proc.kill()
+    pytest.fail(f"never printed {text!r}; stdout {lines[-20:]}; stderr {proc.communicate()[1][-2000:]}")
+
+
+def finish(proc: subprocess.Popen, timeout_s: float = 60) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"still running {timeout_s:g} s after the signal; stderr: {proc.communicate()[1][-2000:]}")
+    return proc.returncode, out, err
+
+
+def processes_named(*names: str) -> set[int]:
+    found = set()
+    for status in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if status.read_text().strip() in names:
+                found.add(int(status.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+RAY_AND_NODES = ("raylet", "gcs_server", "anvil", "geth")
+
+
+def assert_nothing_left(before: set[int]) -> None:
+    deadline = time.monotonic() + 15
+    while (left := processes_named(*RAY_AND_NODES) - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"processes left behind: {left}"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_mid_phase_stops_sending_and_writes_everything(tmp_path, sig):
+    before = processes_named(*RAY_AND_NODES)
+    proc = under_timeout("run", str(transfer_config(tmp_path)), "--out", "runs", "--metrics-port", "0", tmp_path=tmp_path)
+    read_until(proc, "transfer, ")  # the phase's first progress line: it sends
+    proc.send_signal(sig)
+    signalled = time.time()
+    code, out, err = finish(proc)
+    assert code == 128 + sig, (out[-2000:], err[-2000:])
+    assert not [n for n in NOISE if n in err + out], err[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["passed"] is False
+    assert "INTERRUPTED" in out
+    table = pq.read_table(run_dir / "transactions.parquet")
+    assert table.num_rows == summary["scheduled"] == 4_000  # every slot has its row, sent or not
+    t_sent = [t for t, status in zip(table["t_sent"].to_pylist(), table["status"].to_pylist(), strict=True) if status != "unsent"]
+    # a stop stops: nothing goes out after the signal reached the workers (a second at most)
+    assert max(t_sent) < signalled + 1.0
+    assert summary["unsent"] > 0
+    assert_nothing_left(before)
+
+
+def test_a_second_signal_ends_the_clean_up_at_once_and_the_rows_stay_readable(tmp_path):
+    before = processes_named(*RAY_AND_NODES)
+    proc = under_timeout("run", str(transfer_config(tmp_path)), "--out", "runs", "--metrics-port", "0", tmp_path=tmp_path)
+    read_until(proc, "transfer, ")
+    time.sleep(2)  # rows flushed as parts while the phase goes
+    proc.send_signal(signal.SIGTERM)
+    read_until(proc, "interrupted: stopping the workers")
+    proc.send_signal(signal.SIGTERM)
+    code, out, err = finish(proc)
+    assert code == 128 + signal.SIGTERM
+    assert not [n for n in NOISE if n in err + out], err[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    merged = run_dir / "transactions.parquet"
+    rows = pq.read_table(merged) if merged.exists() else ds.dataset(run_dir / "transactions.parts").to_table()
+    assert rows.num_rows > 0
+    assert_nothing_left(before)
+
+
+def test_a_search_stopped_by_sigterm_says_interrupted_and_stops_its_ray(tmp_path):
+    before = processes_named(*RAY_AND_NODES)
+    config = transfer_config(tmp_path, duration_s=10)
+    args = ("search", str(config), "--param", "workload.rate_tps", "--lo", "50", "--hi", "200", "--out", "searches", "--metrics-port", "0")
+    proc = under_timeout(*args, tmp_path=tmp_path)
+    time.sleep(1)
+    deadline = time.monotonic() + 90
+    while not list((tmp_path / "searches").rglob("trials/*/transactions.parts")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # a trial is sending
+    proc.send_signal(signal.SIGTERM)
+    code, out, err = finish(proc)
+    assert code == 128 + signal.SIGTERM, (out[-2000:], err[-2000:])
+    assert not [n for n in NOISE if n in err + out], err[-3000:]
+    assert "interrupted" in err + out
+    assert_nothing_left(before)
+
+
+def test_runs_without_a_ray_address_each_start_their_own_ray_beside_a_running_cluster(tmp_path):
+    """Ray's own default joins the cluster last started on the machine: two runs would share it
+    (and stopping one killed the other's actors)."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="lgray", dir="/tmp"))  # short: Ray's socket paths live under it
+    env = os.environ | {"RAY_TMPDIR": str(ray_tmp)}
+    env.pop("RAY_ADDRESS", None)
+    port = free_port()
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    head = [ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "1", "--include-dashboard=false", "--disable-usage-stats"]
+    subprocess.run(head, env=env, check=True, capture_output=True, timeout=120)
+    try:
+        config = transfer_config(tmp_path, duration_s=4)
+        runs = [
+            subprocess.Popen([*LOADGEN, "run", str(config), "--out", f"runs{i}", "--metrics-port", "0"], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for i in range(2)
+        ]  # fmt: skip
+        results = [finish(run, timeout_s=180) for run in runs]
+    finally:
+        for pid in [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/cmdline") if str(ray_tmp) in _cmdline(p)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    clusters = []
+    for i, (code, out, err) in enumerate(results):
+        assert code == 0, (out[-2000:], err[-2000:])
+        assert "starting a local Ray" in out
+        (run_dir,) = (tmp_path / f"runs{i}").iterdir()
+        clusters.append(json.loads((run_dir / "manifest.json").read_text())["ray_cluster"])
+    assert len(set(clusters)) == 2 and not any(c.endswith(f":{port}") for c in clusters), clusters
+
+
+def _cmdline(path: Path) -> str:
+    try:
+        return path.read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
