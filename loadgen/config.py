@@ -87,6 +87,15 @@ class DevnetConfig(Strict):
             raise ConfigError("chain.devnet.gas_price", "a geth mining node refuses transactions below 1 wei", "use 1 or more")
         return self
 
+    @property
+    def block_gas(self) -> int:
+        """The block gas limit the network has: the one set, else its client's default."""
+        if self.block_gas_limit is not None:
+            return self.block_gas_limit
+        if self.client == "anvil":
+            return DEFAULT_BLOCK_GAS_LIMIT
+        return DEFAULT_GOQUORUM_BLOCK_GAS_LIMIT if self.client == "goquorum" else DEFAULT_GETH_BLOCK_GAS_LIMIT
+
     def network(self, port: int | None = None, prometheus_targets: Path | None = None) -> Devnet | GethNetwork:
         """The chain these settings describe, not started yet. ``port``: Anvil's RPC port, or the
         first node's (the others follow); None picks free ports."""
@@ -95,20 +104,19 @@ class DevnetConfig(Strict):
                 DevnetSettings(
                     port=port,
                     block_time_s=1.0 if self.block_time_s is None else self.block_time_s,
-                    block_gas_limit=self.block_gas_limit or DEFAULT_BLOCK_GAS_LIMIT,
+                    block_gas_limit=self.block_gas,
                     chain_id=self.chain_id,
                     gas_price=self.gas_price or 0,
                 )
             )
         consensus = CONSENSUS[self.consensus or CLIENT_CONSENSUS[self.client][0]]
-        floor = DEFAULT_GOQUORUM_BLOCK_GAS_LIMIT if consensus.client == "goquorum" else DEFAULT_GETH_BLOCK_GAS_LIMIT
         return GethNetwork(
             GethNetworkSettings(
                 nodes=self.nodes,
                 observers=self.observers,
                 consensus=consensus.name,
                 block_time_s=consensus.default_block_time_s if self.block_time_s is None else self.block_time_s,
-                block_gas_limit=self.block_gas_limit or floor,
+                block_gas_limit=self.block_gas,
                 chain_id=self.chain_id,
                 gas_price=consensus.gas_price if self.gas_price is None else self.gas_price,
                 txpool=self.txpool.settings(),

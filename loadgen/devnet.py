@@ -167,7 +167,7 @@ class Devnet:
                 break
         raise UserError(
             f"Anvil did not start on {self.settings.host}:{self.port}"
-            + (" (is the port taken?)" if fixed else f" within {timeout_s:g}s")
+            + (" (is the port taken? `--port 0` picks a free one)" if fixed else f" within {timeout_s:g}s")
             + (f": {log_tail}" if log_tail else "")
         )
 

@@ -201,10 +201,12 @@ class GethNetwork:
                 try:
                     self._wait_ready(timeout_s - (time.monotonic() - began))
                     break
-                except PortTaken:
+                except PortTaken as e:
                     # another process took a port between its choice and the node's start: new ports
                     self._stop_nodes()
-                    if s.base_port is not None or attempt == PORT_TRIES:
+                    if s.base_port is not None:
+                        raise PortTaken(f"a port the nodes were given is taken (`--port 0` picks free ones): {e}") from None
+                    if attempt == PORT_TRIES:
                         raise
         except BaseException as e:
             self.stop(failed=isinstance(e, UserError))

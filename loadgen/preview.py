@@ -19,6 +19,8 @@ def preview(experiment: Experiment, actors: int | None = None) -> tuple[RunPlan,
     workload = experiment.plugin
     workload.check()
     chain = experiment.chain
+    if not chain.endpoints:  # the embedded network's blocks are known without starting it
+        workload.check_chain(chain.devnet.block_gas)
     if chain.endpoints:
         endpoints = list(chain.endpoints)
         where = f"{len(endpoints)} endpoint(s): {', '.join(endpoints)}"

@@ -9,21 +9,37 @@ tests, while load runs send workers' transactions from ``actors/`` on a schedule
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
+from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from loadgen import contracts, model
 from loadgen.chain import build_transaction, send_transaction, submit, wait_receipts
+from loadgen.errors import UserError
 from loadgen.fees import Fees
 
 if TYPE_CHECKING:
     from hexbytes import HexBytes
+
+
+def elect_gas(pool_size: int) -> int:
+    """An election's gas as measured (see ``elect_gas_bound``): what a block must hold for it."""
+    n = pool_size
+    return 77_700 + 32_200 * n + 189 * n * n
+
+
+def open_gas(members: int) -> int:
+    """Opening a round stores every member: measured on Anvil, 319,776 gas for 4 members,
+    3,397,536 for 64 and 52,650,876 for 1,024."""
+    return 115_000 + 51_300 * members
 
 
 def elect_gas_bound(pool_size: int) -> int:
@@ -37,6 +53,31 @@ def elect_gas_bound(pool_size: int) -> int:
 
 class RoundFailed(RuntimeError):
     pass
+
+
+class CoordinatorFailed(UserError):
+    """A coordinator call the node refused or reverted: the run cannot go on, and says which."""
+
+    exit_code = 1
+
+    def __init__(self, step: str, words: str) -> None:
+        super().__init__(f"the coordinator's {step} failed: {words}")
+        self.step, self.words = step, words
+
+
+@contextlib.contextmanager
+def step(name: str) -> Iterator[None]:
+    """Names the coordinator call whatever the node answers inside (its own words kept)."""
+    try:
+        yield
+    except RoundFailed as e:
+        raise CoordinatorFailed(name, str(e)) from None
+    except Web3RPCError as e:
+        error = e.rpc_response.get("error") if isinstance(e.rpc_response, dict) else None
+        words = error.get("message") if isinstance(error, dict) else None
+        raise CoordinatorFailed(name, str(words or e)) from None
+    except ContractLogicError as e:
+        raise CoordinatorFailed(name, f"reverted ({e.message or e})") from None
 
 
 @dataclass(frozen=True)
@@ -67,7 +108,8 @@ class Coordinator:
         return _succeeded(send_transaction(self.w3, self.account, to=self.contract.address, data=data, fees=self.fees))
 
     def open_round(self, shape: RoundShape) -> int:
-        return self._opened(self._send(self._open_calldata(shape)))
+        with step("openRound"):
+            return self._opened(self._send(self._open_calldata(shape)))
 
     def still_open(self, round_id: int) -> bool:
         """The round is this coordinator's and still takes commitments (a round opened ahead)."""
@@ -75,13 +117,16 @@ class Coordinator:
         return bool(coordinator == self.account.address and phase == 1)  # Phase.Commit
 
     def close_commit_phase(self, round_id: int) -> None:
-        self._send(self._calldata("closeCommitPhase", round_id))
+        with step("closeCommitPhase"):
+            self._send(self._calldata("closeCommitPhase", round_id))
 
     def close_reveal_phase(self, round_id: int) -> None:
-        self._send(self._calldata("closeRevealPhase", round_id))
+        with step("closeRevealPhase"):
+            self._send(self._calldata("closeRevealPhase", round_id))
 
     def elect(self, round_id: int, pool: int) -> PoolResult:
-        return self._elected(pool, self._send(self._calldata("elect", round_id, pool)))
+        with step(f"elect (pool {pool})"):
+            return self._elected(pool, self._send(self._calldata("elect", round_id, pool)))
 
     def finish_round(
         self, round_id: int, pools: int, pool_size: int, open_next: RoundShape | None = None
@@ -91,6 +136,10 @@ class Coordinator:
         (one wait, not one per call). Answers the elections and the next round's id. An
         election that ran out of its bounded gas is sent again, estimated now that the close
         is mined."""
+        with step("closeRevealPhase and elect"):
+            return self._finish_round(round_id, pools, pool_size, open_next)
+
+    def _finish_round(self, round_id: int, pools: int, pool_size: int, open_next: RoundShape | None) -> tuple[list[PoolResult], int | None]:
         w3, account, to = self.w3, self.account, self.contract.address
         nonce = w3.eth.get_transaction_count(account.address, "pending")
         gas = min(elect_gas_bound(pool_size), w3.eth.get_block("latest")["gasLimit"])

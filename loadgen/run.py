@@ -49,6 +49,7 @@ from loadgen.ledger import PhaseLedger
 from loadgen.metrics import DEFAULT_PORT, RunMetrics
 from loadgen.plan import PhaseSpec, RunPlan, key_index
 from loadgen.preflight import check_phase
+from loadgen.protocol import CoordinatorFailed
 from loadgen.report import summarize_file
 from loadgen.rig import Rig
 from loadgen.session import ChainSession
@@ -322,6 +323,7 @@ class Run:
                 ChainSession(self.experiment.chain, name=self.run_id, mnemonic=self.mnemonic, on_event=self.on_event)
             )
             self.session = session
+            self.workload.check_chain(session.info.block_gas_limit)  # before Ray, before any worker
             starts_ray = not ray.is_initialized()  # Ray takes seconds to start and to stop: said before each
             if starts_ray:
                 self.on_event(f"joining the Ray cluster at {self.ray_address}…" if self.ray_address else "starting a local Ray…")
@@ -345,6 +347,7 @@ class Run:
             self.records["watch_endpoints"] = session.watch_endpoints
             fleet = self.rig.fleet_for(self.run_id, session.info.chain_id, session.fees, sending)
             self.fleet = fleet
+            failed: CoordinatorFailed | None = None
             try:
                 fleet.start(plan, session.endpoints, session.source)
                 self.addresses = self._addresses(run.key_offset)  # as the actors derive them (checked when they are ready)
@@ -354,6 +357,11 @@ class Run:
             except KeyboardInterrupt:
                 self.interrupted = True
                 self.on_event("interrupted: stopping the workers and keeping what happened")
+                self._stop()
+            except CoordinatorFailed as e:
+                # the run cannot go on; what it did stays readable, with the step that failed
+                failed = e
+                self.on_event(f"{e}: stopping the workers and keeping what happened")
                 self._stop()
             except _StopEarly:
                 self.on_event(f"stopped early: {self.stopped_early}")
@@ -377,9 +385,13 @@ class Run:
                 summary["passed"] = False  # a stopped run passes nothing, however well its part went
             self._judge_generator(summary)
             summary["stopped_early"] = self.stopped_early
+            if failed is not None:
+                summary |= {"passed": False, "failed": {"step": failed.step, "error": failed.words}}
             self.store.write_json("summary.json", summary)
             self.manifest |= {"ended": _iso(time.time()), "interrupted": self.interrupted}
             self.store.write_json("manifest.json", self.manifest)
+            if failed is not None:
+                raise failed
             return RunResult(self.dir, summary, self.interrupted)
 
     def _check_local(self) -> None:

@@ -4,6 +4,7 @@ started by loadgen, and the engine run against them."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 import urllib.request
 
@@ -313,3 +314,25 @@ def test_an_observer_follows_without_sealing_and_the_watchers_read_from_it(tmp_p
     assert list(summary["watcher_receipts"]) == [observer]  # the watcher read every block there
     assert audit.missed == audit.phantom == audit.twice == 0, audit
     assert audit.committed == audit.scheduled == summary["committed"] == 500
+
+
+@pytest.mark.chain
+def test_a_node_whose_port_is_taken_before_it_starts_still_gives_a_running_network(monkeypatch):
+    real = gethnet.free_port
+    with socket.socket() as squatter:
+        squatter.bind(("", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        chosen: list[int] = []
+
+        def unlucky(host: str, ports: set[int]) -> int:
+            # the first port chosen is taken by another process before the node listens there
+            port = taken if not chosen else real(host, ports)
+            chosen.append(port)
+            return port
+
+        monkeypatch.setattr(gethnet, "free_port", unlucky)
+        with GethNetwork(GethNetworkSettings(nodes=2)) as net:
+            assert taken not in [p.http for p in net.ports]
+            assert int(rpc_call(net.urls[0], "net_peerCount"), 16) == 1
+    assert chosen[0] == taken and len(chosen) == 2 * 2 * 4  # a second start on new ports

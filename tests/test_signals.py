@@ -95,11 +95,19 @@ def assert_nothing_left(before: set[int]) -> None:
     assert not left, f"processes left behind: {left}"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_a_signal_mid_phase_stops_sending_and_writes_everything(tmp_path, sig):
+@pytest.mark.parametrize(
+    "sig, moment",
+    [
+        (signal.SIGTERM, "transfer, "),  # the phase's first progress line: it sends
+        (signal.SIGHUP, "transfer, "),
+        (signal.SIGTERM, "draining"),  # every slot sent, the last ones waiting for their blocks
+    ],
+)
+def test_a_signal_stops_sending_at_once_and_writes_everything(tmp_path, sig, moment):
     before = processes_named(*RAY_AND_NODES)
-    proc = under_timeout("run", str(transfer_config(tmp_path)), "--out", "runs", "--metrics-port", "0", tmp_path=tmp_path)
-    read_until(proc, "transfer, ")  # the phase's first progress line: it sends
+    duration_s = 6 if moment == "draining" else 40
+    proc = under_timeout("run", str(transfer_config(tmp_path, duration_s)), "--out", "runs", "--metrics-port", "0", tmp_path=tmp_path)
+    read_until(proc, moment)
     proc.send_signal(sig)
     signalled = time.time()
     code, out, err = finish(proc)
@@ -110,11 +118,23 @@ def test_a_signal_mid_phase_stops_sending_and_writes_everything(tmp_path, sig):
     assert summary["interrupted"] is True and summary["passed"] is False
     assert "INTERRUPTED" in out
     table = pq.read_table(run_dir / "transactions.parquet")
-    assert table.num_rows == summary["scheduled"] == 4_000  # every slot has its row, sent or not
+    assert table.num_rows == summary["scheduled"] == 100 * duration_s  # every slot has its row, sent or not
     t_sent = [t for t, status in zip(table["t_sent"].to_pylist(), table["status"].to_pylist(), strict=True) if status != "unsent"]
-    # a stop stops: nothing goes out after the signal reached the workers (a second at most)
+    # a stop stops: nothing goes out after the signal reached the workers
     assert max(t_sent) < signalled + 1.0
-    assert summary["unsent"] > 0
+    assert (summary["unsent"] > 0) == (moment != "draining")
+    assert_nothing_left(before)
+
+
+def test_a_signal_while_the_run_sets_up_stops_it_and_everything_it_started(tmp_path):
+    before = processes_named(*RAY_AND_NODES)
+    proc = under_timeout("run", str(transfer_config(tmp_path)), "--out", "runs", "--metrics-port", "0", tmp_path=tmp_path)
+    read_until(proc, "starting a local Ray")
+    proc.send_signal(signal.SIGTERM)
+    code, out, err = finish(proc)
+    assert code == 128 + signal.SIGTERM, (out[-2000:], err[-2000:])
+    assert not [n for n in NOISE if n in err + out], err[-3000:]
+    assert "interrupted" in out + err
     assert_nothing_left(before)
 
 

@@ -183,6 +183,10 @@ class Workload(ABC, Generic[C]):
     def check(self) -> None:
         """Whatever can be checked before any chain starts (files, names): a mistake costs a second."""
 
+    def check_chain(self, block_gas_limit: int) -> None:
+        """What the chain's blocks cannot hold, refused (ConfigError) before any worker sends:
+        a transaction the workload's coordination needs that no block could include."""
+
     @abstractmethod
     def phases(self, gas_limit: int | None, seed: int) -> tuple[PhaseSpec, ...]:
         """One epoch's phases, in order. ``gas_limit``: the experiment's override, if any."""

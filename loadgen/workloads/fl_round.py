@@ -6,14 +6,16 @@ chunk, one chunk every ``pace_s``; the coordinator closes the round and elects e
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from loadgen import contracts, model
+from loadgen.errors import ConfigError
 from loadgen.plan import PhaseSpec, WorkerSpec, paced
-from loadgen.protocol import Coordinator, PoolResult, RoundShape
+from loadgen.protocol import Coordinator, PoolResult, RoundShape, elect_gas, open_gas
 from loadgen.workloads.base import MAX_WORKERS, MIN_INTERVAL_S, Call, Payload, Stage, Workload, WorkloadConfig, within_bounds
 from loadgen.workloads.registry import register
 
@@ -144,6 +146,20 @@ class FlRound(Workload[FlRoundConfig]):
     def interval_s(self) -> float:
         return self.config.pace_s
 
+    def check_chain(self, block_gas_limit: int) -> None:
+        """The round's two largest coordinator transactions, sized from their measured gas: its
+        opening stores every member, and each pool's election counts its members' votes."""
+        c, limit = self.config, block_gas_limit
+        holds = f"this chain's blocks hold {limit:,}"
+        if (gas := elect_gas(c.redundancy)) > limit:
+            most = _largest(elect_gas, limit)
+            what = f"electing a pool of {c.redundancy:,} members needs ~{gas:,} gas; {holds}"
+            raise ConfigError("workload.redundancy", what, f"keep it ≤ {most:,} (more pools of fewer members)")
+        if (gas := open_gas(c.workers)) > limit:
+            most = _largest(open_gas, limit)
+            what = f"opening a round of {c.workers:,} members (redundancy × pools) needs ~{gas:,} gas; {holds}"
+            raise ConfigError("workload.pools", what, f"keep redundancy × pools ≤ {most:,}")
+
     def phases(self, gas_limit: int | None, seed: int) -> tuple[PhaseSpec, ...]:
         c = self.config
         chunks = model.chunk_count(c.model_length, c.chunk_size)
@@ -215,3 +231,12 @@ class FlRound(Workload[FlRoundConfig]):
         elected = sum(r["expected"] for r in results)
         stage.event(f"round {round_id}: {elected}/{c.pools} pool(s) elected their model")
         return {"epoch": epoch, "round_id": round_id, "contract": contract, "pools": results}
+
+
+def _largest(gas: Callable[[int], int], limit: int) -> int:
+    """The largest n with gas(n) ≤ limit (gas grows with n; 0 when not even one fits)."""
+    lo, hi = 0, MAX_WORKERS
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if gas(mid) <= limit else (lo, mid - 1)
+    return lo
