@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loadgen.schema import TX_SCHEMA
+from loadgen.engine.schema import TX_SCHEMA
 
 
 @dataclass(slots=True, eq=False)

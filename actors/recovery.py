@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from actors.rpc import RpcClient, RpcError
 from actors.watcher import Inclusion
-from loadgen.plan import PhaseSpec
+from loadgen.engine.plan import PhaseSpec
 
 LEAD_S = 0.2  # the replacement's first slot is at least this far ahead: time to set itself up
 

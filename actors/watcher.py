@@ -46,7 +46,7 @@ import ray
 
 from actors.endpoints import EndpointEvent, in_turn
 from actors.rpc import RpcClient, RpcError
-from loadgen.blocktime import timestamp_seconds
+from loadgen.chains.blocktime import timestamp_seconds
 
 # Inclusions kept for senders that read late: they read within a second, and one that falls
 # further behind finds a receipt by hash in its gap check; at 500 tx/s this is 60,000 kept.

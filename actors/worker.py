@@ -50,10 +50,10 @@ from actors.recovery import Resume, look_up, next_slot
 from actors.rpc import RpcClient, RpcError, SendResult
 from actors.signer import SignedTx, Signer
 from actors.watcher import Inclusion
-from loadgen.fees import Fees, sign_with
-from loadgen.ledger import WorkerRecord
-from loadgen.plan import PhaseSpec, WorkerSpec
-from loadgen.sending import Sending
+from loadgen.chains.fees import Fees, sign_with
+from loadgen.engine.ledger import WorkerRecord
+from loadgen.engine.plan import PhaseSpec, WorkerSpec
+from loadgen.engine.sending import Sending
 from loadgen.workloads.base import CallBuilder, Payload
 
 TIMER_TICK_S = 0.001  # a send may leave this much before its slot: lag is measured from the slot, negative then

@@ -39,11 +39,11 @@ import ray
 from actors.signer import Signer
 from loadgen import config
 from loadgen.accounts import MnemonicSource, derive_account
-from loadgen.audit import audit, chain_hashes
-from loadgen.chain import connect, fund
-from loadgen.devnet import DEV_MNEMONIC
-from loadgen.fees import resolve_fees, sign_with
-from loadgen.run import Run
+from loadgen.chains.chain import connect, fund
+from loadgen.chains.devnet import DEV_MNEMONIC
+from loadgen.chains.fees import resolve_fees, sign_with
+from loadgen.engine.run import Run
+from loadgen.report.audit import audit, chain_hashes
 
 
 def cpu_s(pids: list[int]) -> float:

@@ -35,11 +35,13 @@ import ray
 
 from actors.profiling import PROFILE_DIR_ENV
 from actors.signer import Signer, send_raw_body
-from loadgen import config, contracts, model
+from loadgen import config
 from loadgen.accounts import MnemonicSource, derive_account
-from loadgen.devnet import DEFAULT_CHAIN_ID as DEV_CHAIN_ID
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.run import Progress, Run
+from loadgen.chains import contracts
+from loadgen.chains.devnet import DEFAULT_CHAIN_ID as DEV_CHAIN_ID
+from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.engine.run import Progress, Run
+from loadgen.workloads.fl_round import model
 
 TICK = os.sysconf("SC_CLK_TCK")
 

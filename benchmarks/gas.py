@@ -16,11 +16,12 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.logs import DISCARD
 
-from loadgen import contracts, model
 from loadgen.accounts import MnemonicSource, derive_account
-from loadgen.chain import connect, send_transaction, wait_receipts
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.protocol import Coordinator, PoolMember
+from loadgen.chains import contracts
+from loadgen.chains.chain import connect, send_transaction, wait_receipts
+from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.workloads.fl_round import model
+from loadgen.workloads.fl_round.protocol import Coordinator, PoolMember
 
 CHUNK = 1_000
 

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loadgen import config
-from loadgen.run import Run
+from loadgen.engine.run import Run
 
 
 def main() -> None:

@@ -18,11 +18,11 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from loadgen import run as _run_module  # noqa: F401 - the real driver's imports (Ray, web3), for a fair RSS
-from loadgen.devnet import free_port
-from loadgen.metrics import MetricsServer, RunMetrics
-from loadgen.report import summarize_file
-from loadgen.store import RunStore
+from loadgen.chains.devnet import free_port
+from loadgen.engine import run as _run_module  # noqa: F401 - the real driver's imports (Ray, web3), for a fair RSS
+from loadgen.engine.metrics import MetricsServer, RunMetrics
+from loadgen.engine.store import RunStore
+from loadgen.report.summary import summarize_file
 from tests.engine import synthetic_rows
 
 BATCH = 5_000

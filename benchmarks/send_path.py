@@ -27,12 +27,13 @@ import numpy as np
 from actors.rpc import RpcClient
 from actors.signer import Signer, send_raw_body
 from actors.worker import OPEN_CONNECTIONS, Sender, Worker
-from loadgen import contracts, model
-from loadgen.devnet import free_port
-from loadgen.fees import Fees
-from loadgen.plan import WorkerSpec, constant_rate
-from loadgen.sending import Sending
-from loadgen.workloads.fl_round import Reveal
+from loadgen.chains import contracts
+from loadgen.chains.devnet import free_port
+from loadgen.chains.fees import Fees
+from loadgen.engine.plan import WorkerSpec, constant_rate
+from loadgen.engine.sending import Sending
+from loadgen.workloads.fl_round import model
+from loadgen.workloads.fl_round.workload import Reveal
 
 CHUNK = 1_000
 

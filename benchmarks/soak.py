@@ -31,7 +31,7 @@ import ray
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.e2e import cpu_seconds, memory_mb
 from loadgen import config
-from loadgen.run import Progress, Run
+from loadgen.engine.run import Progress, Run
 
 SAMPLE_S = 10.0
 

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from loadgen import config
 from loadgen.jsonfile import read_json
-from loadgen.sweep import Sweep
+from loadgen.study.sweep import Sweep
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from loadgen.consensus import CLIENT_CONSENSUS, CONSENSUS
-from loadgen.devnet import DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_CHAIN_ID, Devnet, DevnetSettings
-from loadgen.errors import ConfigError, UserError
-from loadgen.fees import TxType
-from loadgen.gethnet import (
+from loadgen.chains.consensus import CLIENT_CONSENSUS, CONSENSUS
+from loadgen.chains.devnet import DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_CHAIN_ID, Devnet, DevnetSettings
+from loadgen.chains.fees import TxType
+from loadgen.chains.gethnet import (
     DEFAULT_GETH_BLOCK_GAS_LIMIT,
     DEFAULT_GOQUORUM_BLOCK_GAS_LIMIT,
     TXPOOL_DEFAULTS,
@@ -26,8 +25,9 @@ from loadgen.gethnet import (
     GethNetworkSettings,
     TxpoolSettings,
 )
-from loadgen.plan import RunPlan, assign_workers
-from loadgen.sending import Sending
+from loadgen.engine.plan import RunPlan, assign_workers
+from loadgen.engine.sending import Sending
+from loadgen.errors import ConfigError, UserError
 from loadgen.strict import Strict
 from loadgen.workloads import WORKLOADS, WorkloadConfig, workload_of
 from loadgen.workloads import Workload as WorkloadPlugin
@@ -163,7 +163,7 @@ class ChainConfig(Strict):
 
 def _workload_union() -> Any:
     """The experiment file's ``workload:``: one of the registered workloads' config models."""
-    models = tuple(cls.config_model for cls in WORKLOADS.values())
+    models = tuple(cls.config_model for _, cls in sorted(WORKLOADS.items()))  # the kinds in order, in every message
     return Annotated[Union[models], Field(discriminator="kind")]  # noqa: UP007  (a runtime tuple of models)
 
 

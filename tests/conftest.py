@@ -5,11 +5,11 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from loadgen import contracts
 from loadgen.accounts import MnemonicSource, derive_account
-from loadgen.chain import connect
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.protocol import Coordinator, PoolMember
+from loadgen.chains import contracts
+from loadgen.chains.chain import connect
+from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.workloads.fl_round.protocol import Coordinator, PoolMember
 
 # generated inputs: a thousand each in `make test` (and CI), a hundred in `make test-fast`
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]

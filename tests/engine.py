@@ -23,10 +23,10 @@ import pytest
 import ray
 
 from loadgen import config
-from loadgen.audit import ChainAudit, audit, chain_hashes
-from loadgen.chain import connect
-from loadgen.run import Progress, Run, RunResult
-from loadgen.schema import TX_SCHEMA
+from loadgen.chains.chain import connect
+from loadgen.engine.run import Progress, Run, RunResult
+from loadgen.engine.schema import TX_SCHEMA
+from loadgen.report.audit import ChainAudit, audit, chain_hashes
 
 
 def fl_experiment(endpoints: list[str], run: dict | None = None, **workload) -> config.Experiment:

@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from loadgen import config
-from loadgen.chain import connect
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.rig import Rig
-from loadgen.run import Run
+from loadgen.chains.chain import connect
+from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.engine.rig import Rig
+from loadgen.engine.run import Run
 from tests.engine import assert_the_chain_agrees, fl_experiment, local_ray, pid_alive, pid_of, run_killing, statuses
 from tests.faults import FaultProxy, Faults
 

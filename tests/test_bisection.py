@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadgen.bisection import Bisection, SearchState, Trial, verdict
+from loadgen.study.bisection import Bisection, SearchState, Trial, verdict
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadgen.capacity import GeneratorLoad, judge, lag_bound_s
+from loadgen.engine.capacity import GeneratorLoad, judge, lag_bound_s
 
 pytestmark = pytest.mark.unit
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from loadgen.devnet import DEV_MNEMONIC
-from loadgen.gethnet import GethNetwork, GethNetworkSettings
+from loadgen.chains.devnet import DEV_MNEMONIC
+from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings
 from tests.engine import local_ray, transfers_past_capacity
 
 pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.slow]

@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from loadgen import config
-from loadgen.chain import connect
-from loadgen.devnet import DEV_MNEMONIC
-from loadgen.gethnet import GethNetwork, GethNetworkSettings
-from loadgen.run import Progress, Run
+from loadgen.chains.chain import connect
+from loadgen.chains.devnet import DEV_MNEMONIC
+from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings
+from loadgen.engine.run import Progress, Run
 from tests.engine import assert_the_chain_agrees, local_ray, pid_alive, run_killing, statuses
 
 pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.chaos]

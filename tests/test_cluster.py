@@ -18,9 +18,9 @@ import ray
 import yaml
 from ray.cluster_utils import Cluster
 
-from loadgen.chain import connect
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.run import Progress, Run
+from loadgen.chains.chain import connect
+from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.engine.run import Progress, Run
 from tests.engine import assert_the_chain_agrees, execute, fl_experiment, statuses
 from tests.faults import FaultProxy, Faults
 

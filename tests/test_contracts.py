@@ -10,9 +10,10 @@ import pytest
 from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
-from loadgen import contracts, model, protocol
-from loadgen.chain import send_transaction, wait_receipts
-from loadgen.protocol import RoundShape, play_round
+from loadgen.chains import contracts
+from loadgen.chains.chain import send_transaction, wait_receipts
+from loadgen.workloads.fl_round import model, protocol
+from loadgen.workloads.fl_round.protocol import RoundShape, play_round
 
 REPO = Path(__file__).resolve().parent.parent
 CHUNK = 100

@@ -10,13 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from loadgen import cli
-from loadgen.chain import connect
+from loadgen.chains.chain import connect
+from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.config import from_dict
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.engine.preview import preview
+from loadgen.engine.run import Progress, Run
 from loadgen.errors import ConfigError
-from loadgen.preview import preview
-from loadgen.protocol import CoordinatorFailed, elect_gas, open_gas
-from loadgen.run import Progress, Run
+from loadgen.workloads.fl_round.protocol import CoordinatorFailed, elect_gas, open_gas
 from tests.engine import fl_experiment, local_ray
 
 SMALL_BLOCKS = 30_000_000

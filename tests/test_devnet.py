@@ -8,9 +8,9 @@ import time
 import pytest
 from eth_account import Account
 
-from loadgen import devnet as devnet_mod
-from loadgen.chain import connect, probe, send_transaction
-from loadgen.devnet import Devnet, DevnetSettings
+from loadgen.chains import devnet as devnet_mod
+from loadgen.chains.chain import connect, probe, send_transaction
+from loadgen.chains.devnet import Devnet, DevnetSettings
 from loadgen.errors import ToolMissing
 from tests.engine import children_of_a_killed_parent, pid_alive
 
@@ -74,7 +74,7 @@ def test_stop_ends_the_process():
 @pytest.mark.chain
 def test_no_orphan_when_the_parent_is_killed():
     pids, gone = children_of_a_killed_parent(
-        "from loadgen.devnet import Devnet, DevnetSettings\nchain = Devnet(DevnetSettings(block_time_s=0)).start()"
+        "from loadgen.chains.devnet import Devnet, DevnetSettings\nchain = Devnet(DevnetSettings(block_time_s=0)).start()"
     )
     assert len(pids) == 1 and gone
 

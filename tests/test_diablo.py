@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from loadgen.diablo import import_file
+from loadgen.report.diablo import import_file
 
 
 def diablo_file(path, seed=0):

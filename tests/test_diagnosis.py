@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadgen.diagnosis import PhaseOutcome, diagnose
+from loadgen.engine.diagnosis import PhaseOutcome, diagnose
 
 pytestmark = pytest.mark.unit
 

@@ -24,7 +24,7 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from loadgen.cli.display import Display, block, clock, fit, plain
-from loadgen.run import Progress, RecentCommits
+from loadgen.engine.run import Progress, RecentCommits
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"

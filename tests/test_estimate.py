@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from loadgen.errors import UserError
-from loadgen.estimate import STUDY_ROWS, YEAR, ModelRow, human, pace_from, parse_row, training_seconds
+from loadgen.study.estimate import STUDY_ROWS, YEAR, ModelRow, human, pace_from, parse_row, training_seconds
 
 CNN, BERT, GPT3 = STUDY_ROWS
 

@@ -14,8 +14,8 @@ import pyarrow.compute as pc
 import pytest
 
 from loadgen import config
-from loadgen.chain import connect
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.chains.chain import connect
+from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from tests.engine import assert_the_chain_agrees, execute, fl_experiment, local_ray, statuses
 from tests.faults import FaultProxy, Faults
 

@@ -10,11 +10,11 @@ from web3.exceptions import MethodUnavailable, Web3RPCError
 
 from actors.signer import Signer
 from loadgen.accounts import MnemonicSource, derive_account
-from loadgen.chain import connect
-from loadgen.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.chains.chain import connect
+from loadgen.chains.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.chains.fees import Fees, resolve_fees, sign_with
+from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings
 from loadgen.errors import ConfigError
-from loadgen.fees import Fees, resolve_fees, sign_with
-from loadgen.gethnet import GethNetwork, GethNetworkSettings
 
 GWEI = 10**9
 TO = bytes.fromhex("5FbDB2315678afecb367f032d93F642f64180aa3")

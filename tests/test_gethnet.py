@@ -16,17 +16,18 @@ from eth_keyfile import keyfile
 from web3 import Web3
 from web3.exceptions import Web3RPCError
 
-from loadgen import clients, config, gethnet
+from loadgen import config
 from loadgen.accounts import derive_account, mnemonic_source
-from loadgen.chain import build_transaction, connect, probe, submit, wait_receipts
-from loadgen.consensus import ISTANBUL_DIGEST, Clique, NodeIdentity, Qbft, Raft
-from loadgen.devnet import DEV_MNEMONIC
+from loadgen.chains import clients, gethnet
+from loadgen.chains.chain import build_transaction, connect, probe, submit, wait_receipts
+from loadgen.chains.consensus import ISTANBUL_DIGEST, Clique, NodeIdentity, Qbft, Raft
+from loadgen.chains.devnet import DEV_MNEMONIC
+from loadgen.chains.fees import Fees
+from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings, TxpoolSettings
+from loadgen.chains.nodeproc import rpc_call
+from loadgen.engine.run import Progress, Run
 from loadgen.errors import ChainStalled, ToolMissing
-from loadgen.fees import Fees
-from loadgen.gethnet import GethNetwork, GethNetworkSettings, TxpoolSettings
-from loadgen.nodeproc import rpc_call
-from loadgen.run import Progress, Run
-from loadgen.search import Search
+from loadgen.study.search import Search
 from tests.engine import (
     assert_one_row_per_attempt,
     assert_the_chain_agrees,
@@ -166,7 +167,7 @@ def test_stop_leaves_no_process_behind():
 @pytest.mark.chain
 def test_no_node_survives_a_sigkill_of_loadgen():
     pids, gone = children_of_a_killed_parent(
-        "from loadgen.gethnet import GethNetwork, GethNetworkSettings\nchain = GethNetwork(GethNetworkSettings(nodes=2)).start()"
+        "from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings\nchain = GethNetwork(GethNetworkSettings(nodes=2)).start()"
     )
     assert len(pids) == 2 and gone
 

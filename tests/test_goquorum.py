@@ -11,10 +11,10 @@ from __future__ import annotations
 import pyarrow.compute as pc
 import pytest
 
-from loadgen.chain import connect, probe
-from loadgen.devnet import DEV_MNEMONIC
-from loadgen.gethnet import GethNetwork, GethNetworkSettings, TxpoolSettings
-from loadgen.nodeproc import rpc_call
+from loadgen.chains.chain import connect, probe
+from loadgen.chains.devnet import DEV_MNEMONIC
+from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings, TxpoolSettings
+from loadgen.chains.nodeproc import rpc_call
 from tests.engine import assert_one_row_per_attempt, assert_the_chain_agrees, execute, local_ray, pid_alive, statuses
 from tests.test_gethnet import fl
 

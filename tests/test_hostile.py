@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 
 from loadgen import config
-from loadgen.chain import connect
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.chains.chain import connect
+from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from tests.engine import assert_the_chain_agrees, execute, local_ray, statuses
 from tests.faults import HOSTILE, SLOW_S, FaultProxy, Faults
 

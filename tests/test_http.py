@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from actors.http import Broken, HttpPool, NotSent
-from loadgen.devnet import free_port
+from loadgen.chains.devnet import free_port
 
 pytestmark = pytest.mark.unit
 

@@ -16,10 +16,10 @@ from prometheus_client import generate_latest
 from ray.util import state
 
 from loadgen.accounts import MnemonicSource, derive_account
-from loadgen.chain import connect
+from loadgen.chains.chain import connect
+from loadgen.chains.devnet import Devnet, DevnetSettings, free_port
 from loadgen.cli import main
-from loadgen.devnet import Devnet, DevnetSettings, free_port
-from loadgen.run import Run
+from loadgen.engine.run import Run
 from tests.engine import fl_experiment
 
 pytestmark = [pytest.mark.chain, pytest.mark.ray]

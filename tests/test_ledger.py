@@ -8,7 +8,7 @@ import random
 import pyarrow as pa
 import pytest
 
-from loadgen.ledger import FloorSet, PhaseLedger
+from loadgen.engine.ledger import FloorSet, PhaseLedger
 from tests.engine import synthetic_rows
 
 pytestmark = pytest.mark.unit

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loadgen.devnet import DEV_MNEMONIC, free_port
-from loadgen.gethnet import GethNetwork, GethNetworkSettings
-from loadgen.metrics import MetricsServer, RunMetrics
-from loadgen.run import Run
+from loadgen.chains.devnet import DEV_MNEMONIC, free_port
+from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings
+from loadgen.engine.metrics import MetricsServer, RunMetrics
+from loadgen.engine.run import Run
 from tests.engine import fl_experiment, local_ray
 from tests.faults import FaultProxy, Faults
 

@@ -6,9 +6,9 @@ import pytest
 from eth_hash.auto import keccak
 from web3.logs import DISCARD
 
-from loadgen import model
-from loadgen.chain import wait_receipts
-from loadgen.protocol import RoundShape
+from loadgen.chains.chain import wait_receipts
+from loadgen.workloads.fl_round import model
+from loadgen.workloads.fl_round.protocol import RoundShape
 
 
 @pytest.mark.unit

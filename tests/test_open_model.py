@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from loadgen.chain import connect
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.chains.chain import connect
+from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.jsonfile import read_json
 from tests.engine import assert_one_row_per_attempt, assert_the_chain_agrees, execute, fl_experiment, local_ray, statuses
 from tests.faults import FaultProxy, Faults

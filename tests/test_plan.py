@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from loadgen import config
-from loadgen.workloads import fl_round
+from loadgen.workloads.fl_round import workload as fl_round
 
 pytestmark = pytest.mark.unit
 
@@ -83,7 +83,7 @@ def test_duration_is_last_slot_of_the_slowest_worker():
 
 
 def test_a_key_offset_moves_every_worker_key_and_never_the_coordinator():
-    from loadgen.plan import assign_workers
+    from loadgen.engine.plan import assign_workers
 
     plain = assign_workers(4, 2, ["http://a", "http://b"], 2)
     moved = assign_workers(4, 2, ["http://a", "http://b"], 2, key_offset=1_000)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from loadgen import config
-from loadgen.chain import connect
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.chains.chain import connect
+from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.engine.preflight import PhaseRefused, judge
 from loadgen.errors import UserError
-from loadgen.preflight import PhaseRefused, judge
-from loadgen.workloads.fl_round import reveal_gas
+from loadgen.workloads.fl_round.workload import reveal_gas
 from tests.engine import assert_the_chain_agrees, execute, fl_experiment, local_ray, statuses
 
 CHUNK = 1_000  # 32 kB of calldata a reveal: its EIP-7623 floor is about 1.3M gas

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from loadgen import config
-from loadgen import profile as profiles
-from loadgen.report import planned_rate
+from loadgen.engine import profile as profiles
+from loadgen.report.summary import planned_rate
 
 pytestmark = pytest.mark.unit
 

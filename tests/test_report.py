@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from matplotlib import image
 
-from loadgen.report import summarize, summary_rows
-from loadgen.report_data import MIN_WINDOWS, TARGET_WINDOWS, choose_window, clock_of, flatten_config, series_of
-from loadgen.store import RunStore, parts_dir
+from loadgen.engine.store import RunStore, parts_dir
+from loadgen.report.data import MIN_WINDOWS, TARGET_WINDOWS, choose_window, clock_of, flatten_config, series_of
+from loadgen.report.summary import summarize, summary_rows
 from tests.engine import synthetic_rows
 
 COMMITTED_RGB = np.array([0x2A, 0x9D, 0x8F]) / 255

@@ -13,10 +13,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from loadgen import config, contracts
+from loadgen import config
 from loadgen.accounts import derive_account, mnemonic_source
-from loadgen.chain import connect
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.chains import contracts
+from loadgen.chains.chain import connect
+from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.errors import ConfigError
 from tests.engine import execute, fl_experiment, local_ray, statuses
 from tests.faults import FaultProxy, Faults
@@ -262,7 +263,7 @@ def test_nodes_without_eth_getBlockReceipts_get_batched_receipt_lookups(chain, t
 
 @pytest.mark.slow
 def test_sigkill_keeps_the_flushed_rows_readable(tmp_path):
-    from loadgen.store import finalize
+    from loadgen.engine.store import finalize
 
     proc = long_run_revealing(tmp_path)
     time.sleep(5)  # more than one flush period
@@ -282,7 +283,7 @@ def test_sigkill_keeps_the_flushed_rows_readable(tmp_path):
 @pytest.mark.chaos
 def test_a_coordinator_transaction_that_never_lands_is_a_one_line_error(chain):
     from loadgen.accounts import MnemonicSource, derive_account
-    from loadgen.chain import send_transaction
+    from loadgen.chains.chain import send_transaction
     from loadgen.errors import ChainStalled
 
     account = derive_account(MnemonicSource("t", DEV_MNEMONIC), 0)

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from loadgen import config
-from loadgen.bisection import verdict, wilson
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.search import Search
+from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.study.bisection import verdict, wilson
+from loadgen.study.search import Search
 from tests.engine import local_ray
 from tests.faults import FaultProxy, Faults
 
@@ -201,7 +201,7 @@ def test_a_failure_that_does_not_repeat_is_not_believed(tmp_path):
 
 @pytest.mark.unit
 def test_no_two_trials_of_a_series_share_a_key(tmp_path):
-    from loadgen.sweep import KEYS_PER_SEARCH
+    from loadgen.study.sweep import KEYS_PER_SEARCH
 
     search = scripted(tmp_path, lambda pace, _: min(1.0, pace / 0.4))
     search.execute()

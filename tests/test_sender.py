@@ -27,10 +27,10 @@ from actors.rpc import SendResult
 from actors.signer import SignedTx
 from actors.watcher import Followed, Inclusion
 from actors.worker import MAX_RESENDS, Sender
-from loadgen.fees import Fees
-from loadgen.ledger import WorkerRecord
-from loadgen.plan import PhaseSpec, WorkerSpec, constant_rate, paced
-from loadgen.sending import Sending
+from loadgen.chains.fees import Fees
+from loadgen.engine.ledger import WorkerRecord
+from loadgen.engine.plan import PhaseSpec, WorkerSpec, constant_rate, paced
+from loadgen.engine.sending import Sending
 from loadgen.workloads.base import Call, Payload
 from tests.engine import assert_one_row_per_attempt
 

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from loadgen.devnet import free_port
+from loadgen.chains.devnet import free_port
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.chain, pytest.mark.ray]
 

@@ -11,9 +11,9 @@ from eth_account import Account
 
 from actors.signer import Signer
 from loadgen.accounts import MnemonicSource, derive_account
-from loadgen.chain import connect
-from loadgen.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.model import random_model
+from loadgen.chains.chain import connect
+from loadgen.chains.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.workloads.fl_round.model import random_model
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,10 @@ from eth_hash.auto import keccak
 from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
-from loadgen import contracts, solc
 from loadgen.accounts import MnemonicSource, derive_account
-from loadgen.chain import connect, send_transaction
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.chains import contracts, solc
+from loadgen.chains.chain import connect, send_transaction
+from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent

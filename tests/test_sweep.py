@@ -9,9 +9,9 @@ import pytest
 from matplotlib import image
 
 from loadgen import config
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.errors import UserError
-from loadgen.sweep import Sweep, parse_vary
+from loadgen.study.sweep import Sweep, parse_vary
 from tests.engine import local_ray
 from tests.faults import FaultProxy, Faults
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from actors.watcher import BlockWatcher
-from loadgen.blocktime import timestamp_seconds
-from loadgen.devnet import Devnet, DevnetSettings
+from loadgen.chains.blocktime import timestamp_seconds
+from loadgen.chains.devnet import Devnet, DevnetSettings
 from tests.faults import FaultProxy, Faults
 
 

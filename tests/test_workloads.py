@@ -14,8 +14,8 @@ import yaml
 from web3.contract import Contract
 
 from loadgen import config
-from loadgen.chain import connect
-from loadgen.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.chains.chain import connect
+from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.errors import ConfigError
 from loadgen.jsonfile import read_json
 from loadgen.workloads import WORKLOADS

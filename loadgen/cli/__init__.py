@@ -7,8 +7,9 @@ import re
 import sys
 from typing import Any, NoReturn
 
-from loadgen import __version__, signals
+from loadgen import __version__
 from loadgen.cli import devnet, estimate, imports, report, run, search, sweep
+from loadgen.engine import signals
 from loadgen.errors import UserError
 
 INTERNAL_ERROR = 3

@@ -7,16 +7,18 @@ import argparse
 import time
 from pathlib import Path
 
-from loadgen import contracts, model, signals
 from loadgen.accounts import MnemonicSource, derive_account
-from loadgen.chain import connect, probe
+from loadgen.chains import contracts
+from loadgen.chains.chain import connect, probe
+from loadgen.chains.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC
+from loadgen.chains.fees import Fees
+from loadgen.chains.gethnet import TXPOOL_DEFAULTS, GethNetwork
 from loadgen.cli import types
 from loadgen.config import DevnetConfig, TxpoolConfig
-from loadgen.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC
+from loadgen.engine import signals
 from loadgen.errors import ConfigError
-from loadgen.fees import Fees
-from loadgen.gethnet import TXPOOL_DEFAULTS, GethNetwork
-from loadgen.protocol import Coordinator, PoolMember, play_round
+from loadgen.workloads.fl_round import model
+from loadgen.workloads.fl_round.protocol import Coordinator, PoolMember, play_round
 
 EXAMPLES = r"""examples:
   loadgen devnet                                 # one Anvil node on :8545
@@ -104,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     chain = config.network(port=args.port or None, prometheus_targets=args.prometheus_targets)
     try:
         return _serve(chain, args)
-    except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP (loadgen.signals), at any moment: the nodes stop
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP (loadgen.engine.signals), at any moment: the nodes stop
         return signals.exit_code()
 
 

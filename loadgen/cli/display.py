@@ -21,7 +21,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
 from rich.text import Text
 
-from loadgen.run import Progress
+from loadgen.engine.run import Progress
 
 PLAIN_EVERY_S = 5.0
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"

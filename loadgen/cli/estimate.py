@@ -13,7 +13,7 @@ from rich.table import Table
 
 from loadgen.cli import types
 from loadgen.cli.report import whole_console
-from loadgen.estimate import STUDY_PACE_S, STUDY_ROWS, estimate, pace_from, parse_row
+from loadgen.study.estimate import STUDY_PACE_S, STUDY_ROWS, estimate, pace_from, parse_row
 
 EXAMPLES = r"""examples:
   loadgen estimate                                  # the study's table at its pace

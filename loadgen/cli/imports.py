@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from loadgen.diablo import CAVEATS, import_file
+from loadgen.report.diablo import CAVEATS, import_file
 
 EXAMPLES = r"""examples:
   loadgen import diablo results/*.json --out runs/

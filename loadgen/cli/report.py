@@ -15,9 +15,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from loadgen import report_data, report_html
-from loadgen.reconcile import reconcile
-from loadgen.report import load_run, summary_rows
+from loadgen.report import data as report_data
+from loadgen.report import html as report_html
+from loadgen.report.reconcile import reconcile
+from loadgen.report.summary import load_run, summary_rows
 
 EXAMPLES = r"""examples:
   loadgen report runs/20261125-120316-quickstart-3aba
@@ -64,7 +65,7 @@ def _plain(data: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from loadgen import plots  # matplotlib: loaded only when a report is drawn
+    from loadgen.report import plots  # matplotlib: loaded only when a report is drawn
 
     console = whole_console(stderr=args.json)
     loaded: dict[str, tuple[Any, dict[str, Any]]] = {}

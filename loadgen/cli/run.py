@@ -13,9 +13,9 @@ from loadgen import config
 from loadgen.cli import types
 from loadgen.cli.display import Display
 from loadgen.cli.report import summary_table
-from loadgen.metrics import DEFAULT_PORT
-from loadgen.preview import preview
-from loadgen.run import Run
+from loadgen.engine.metrics import DEFAULT_PORT
+from loadgen.engine.preview import preview
+from loadgen.engine.run import Run
 
 EXAMPLES = r"""examples:
   loadgen run configs/quickstart.yaml

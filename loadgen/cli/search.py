@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from loadgen.cli.run import add_experiment_options, load_experiment
-from loadgen.search import Search
+from loadgen.study.search import Search
 
 EXAMPLES = r"""examples:
   loadgen search configs/quickstart.yaml

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from loadgen.cli.run import load_experiment
 from loadgen.cli.search import add_search_options
-from loadgen.sweep import Sweep, parse_vary
+from loadgen.study.sweep import Sweep, parse_vary
 
 EXAMPLES = r"""examples:
   loadgen sweep configs/paper/quick/fig2-redundancy.yaml \

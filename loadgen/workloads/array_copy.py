@@ -8,9 +8,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from loadgen import contracts, model
-from loadgen.plan import PhaseSpec, WorkerSpec
+from loadgen.chains import contracts
+from loadgen.engine.plan import PhaseSpec, WorkerSpec
 from loadgen.workloads.base import Call, Payload, Stage
+from loadgen.workloads.fl_round import model
 from loadgen.workloads.rate import RateDriven, RateDrivenConfig, rate_phase
 from loadgen.workloads.registry import register
 

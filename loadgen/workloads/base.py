@@ -6,7 +6,7 @@ A workload is one module: a config model (its ``kind`` is the experiment file's
 
 1. validates ``workload:`` against the union of the registered config models;
 2. asks the workload for its phases (``phases``, pure: built from the timing helpers of
-   ``loadgen.plan``), so a plan is known before anything runs;
+   ``loadgen.engine.plan``), so a plan is known before anything runs;
 3. calls ``play`` with a ``Stage``: the workload deploys what it needs, runs coordinator steps,
    and hands each phase to ``stage.phase`` with a payload;
 4. inside the sender actors, turns a payload into a ``CallBuilder`` that makes each worker's
@@ -22,7 +22,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
-from loadgen.plan import PhaseSpec, WorkerSpec
+from loadgen.engine.plan import PhaseSpec, WorkerSpec
 from loadgen.strict import Strict
 
 if TYPE_CHECKING:
@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from web3.contract import Contract
     from web3.types import TxReceipt
 
-    from loadgen.contracts import Artifact
-    from loadgen.fees import Fees
-    from loadgen.profile import RateProfile
+    from loadgen.chains.contracts import Artifact
+    from loadgen.chains.fees import Fees
+    from loadgen.engine.profile import RateProfile
 
 
 # Bounds that keep a plan computable on one machine (arrival times and per-worker queues are

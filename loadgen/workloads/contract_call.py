@@ -22,11 +22,11 @@ from typing import Annotated, Any, Literal
 from eth_abi import encode as abi_encode
 from pydantic import Field, field_validator, model_validator
 
-from loadgen import contracts
-from loadgen.contracts import Artifact
-from loadgen.devnet import REPO_ROOT
+from loadgen.chains import contracts
+from loadgen.chains.contracts import Artifact
+from loadgen.engine.plan import PhaseSpec, WorkerSpec
 from loadgen.errors import ConfigError
-from loadgen.plan import PhaseSpec, WorkerSpec
+from loadgen.paths import REPO_ROOT
 from loadgen.strict import Strict
 from loadgen.workloads.base import Call, Payload, Stage
 from loadgen.workloads.rate import RateDriven, RateDrivenConfig, rate_phase
@@ -110,7 +110,7 @@ class ContractSpec(Strict):
         return self
 
     def load(self) -> Artifact:
-        from loadgen import solc  # node and solc only when a source is compiled
+        from loadgen.chains import solc  # node and solc only when a source is compiled
 
         if self.source is not None:
             return solc.compile_source(_find(self.source), self.name, field="workload.contract.source")

@@ -7,8 +7,8 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, model_validator
 
-from loadgen import profile as profiles
-from loadgen.plan import PhaseSpec, constant_rate, profiled
+from loadgen.engine import profile as profiles
+from loadgen.engine.plan import PhaseSpec, constant_rate, profiled
 from loadgen.strict import Strict
 from loadgen.workloads.base import MAX_WORKERS, MIN_INTERVAL_S, Workload, WorkloadConfig, within_bounds
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from loadgen.plan import PhaseSpec, WorkerSpec
+from loadgen.engine.plan import PhaseSpec, WorkerSpec
 from loadgen.workloads.base import Call, Payload, Stage
 from loadgen.workloads.rate import RateDriven, RateDrivenConfig, rate_phase
 from loadgen.workloads.registry import register

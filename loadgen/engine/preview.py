@@ -1,0 +1,49 @@
+"""What a run would do, said without starting anything (``loadgen run --dry-run``).
+
+Everything that can be checked before Ray and a chain start is checked here: the experiment
+file, the workload's own check (a contract compiles, its function exists), and the plan (workers,
+endpoints, actors, phases, transactions, how long). What only the chain can say (gas estimates,
+fees, funding) is named as what the run will ask it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from loadgen.config import Experiment
+from loadgen.engine.plan import RunPlan
+
+
+def preview(experiment: Experiment, actors: int | None = None) -> tuple[RunPlan, list[str]]:
+    """The plan and a few lines that describe it; raises ConfigError on what the workload refuses."""
+    workload = experiment.plugin
+    workload.check()
+    chain = experiment.chain
+    if not chain.endpoints:  # the embedded network's blocks are known without starting it
+        workload.check_chain(chain.devnet.block_gas)
+    if chain.endpoints:
+        endpoints = list(chain.endpoints)
+        where = f"{len(endpoints)} endpoint(s): {', '.join(endpoints)}"
+    else:
+        nodes = 1 if chain.devnet.client == "anvil" else chain.devnet.nodes
+        endpoints = [f"<devnet node {i + 1}>" for i in range(nodes)]
+        where = f"an embedded {chain.devnet.client} network of {nodes} node(s), started for the run"
+    n_actors = experiment.run.actors or actors or os.cpu_count() or 1
+    plan = experiment.plan(endpoints, n_actors)
+    lines = [
+        f"experiment {experiment.name}: workload {experiment.workload.kind}, on {where}",
+        f"{len(plan.workers)} workers in {min(n_actors, len(plan.workers))} sender actor(s), "
+        f"{plan.epochs} epoch(s), {plan.transactions:,} transactions when none is refused",
+    ]
+    for phase in plan.phases:
+        gas = f"gas limit {phase.gas_limit:,}" if phase.gas_fixed else f"gas limit from the node's estimate (planned {phase.gas_limit:,})"
+        lasts = phase.duration_s
+        when = f"over {lasts:,.1f} s (~{phase.transactions / lasts:,.1f} tx/s)" if lasts > 0 else "at once"
+        value = f", {phase.value_wei:,} wei each" if phase.value_wei else ""
+        lines.append(f"  phase {phase.name}: {phase.transactions:,} transactions {when}, {gas}{value}")
+    run = experiment.run
+    lines.append(
+        f"send mode {run.send_mode}, failover {'on' if run.failover else 'off'}, commit timeout {run.commit_timeout_s:g} s, "
+        f"threshold {run.threshold:.0%}"
+    )
+    return plan, lines
