@@ -10,6 +10,7 @@ from loadgen.chains import contracts
 from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.workloads.fl_round.protocol import Coordinator, PoolMember
+from tests.engine import local_ray
 
 # generated inputs: a thousand each in `make test` (and CI), a hundred in `make test-fast`
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -22,6 +23,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "full"))
 def instant_chain():
     """Anvil mining one block per transaction: protocol tests need the rules, not the pace."""
     with Devnet(DevnetSettings(block_time_s=0)) as node:
+        yield node
+
+
+@pytest.fixture(scope="module")
+def chain():
+    """A module's Ray and an Anvil with quarter-second blocks: the engine's tests run on it."""
+    with local_ray(DEV_MNEMONIC), Devnet(DevnetSettings(block_time_s=0.25)) as node:
         yield node
 
 

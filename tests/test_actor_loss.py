@@ -16,19 +16,12 @@ import pytest
 
 from loadgen import config
 from loadgen.chains.chain import connect
-from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.engine.rig import Rig
 from loadgen.engine.run import Run
-from tests.engine import assert_the_chain_agrees, fl_experiment, local_ray, pid_alive, pid_of, run_killing, statuses
+from tests.engine import assert_the_chain_agrees, fl_experiment, pid_alive, pid_of, run_killing, statuses
 from tests.faults import FaultProxy, Faults
 
 pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.chaos]
-
-
-@pytest.fixture(scope="module")
-def chain():
-    with local_ray(DEV_MNEMONIC), Devnet(DevnetSettings(block_time_s=0.25)) as node:
-        yield node
 
 
 def rate_experiment(url: str, key_offset: int, duration_s: float = 8) -> config.Experiment:

@@ -15,20 +15,13 @@ import pytest
 
 from loadgen import config
 from loadgen.chains.chain import connect
-from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from tests.engine import assert_the_chain_agrees, execute, fl_experiment, local_ray, statuses
+from tests.engine import assert_the_chain_agrees, execute, fl_experiment, statuses
 from tests.faults import FaultProxy, Faults
 
 pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.chaos]
 
 RATE, SECONDS, WORKERS = 20, 8, 4
 SCHEDULED = RATE * SECONDS
-
-
-@pytest.fixture(scope="module")
-def chain():
-    with local_ray(DEV_MNEMONIC), Devnet(DevnetSettings(block_time_s=0.25)) as node:
-        yield node
 
 
 def experiment(endpoints: list[str], key_offset: int, **run) -> config.Experiment:

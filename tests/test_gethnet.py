@@ -43,7 +43,6 @@ from tests.engine import (
 # Small enough that 8 workers sending 32 kB chunks every 0.05 s overflow every node's pool
 # (a chunk takes 2 of the 32 kB slots: 8 chunk transactions per node).
 TIGHT = TxpoolSettings(account_slots=2, global_slots=12, account_queue=2, global_queue=4, no_locals=True)
-REPO_GETH = clients.geth_binary()
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +105,7 @@ def test_a_signer_whose_keystore_iv_starts_with_a_zero_byte_still_mines(monkeypa
 
 @pytest.mark.subprocess
 def test_the_pinned_version_and_missing_binaries(monkeypatch, tmp_path):
+    built = clients.geth_binary()
     assert clients.pinned_version() == "v1.10.3"
     monkeypatch.setenv("LOADGEN_GETH", str(tmp_path / "nope"))
     with pytest.raises(ToolMissing, match="LOADGEN_GETH"):
@@ -118,7 +118,7 @@ def test_the_pinned_version_and_missing_binaries(monkeypatch, tmp_path):
     with pytest.raises(ToolMissing, match="LOADGEN_GOQUORUM"):
         clients.goquorum_binary()
     # upstream geth is not GoQuorum, and is refused as such
-    monkeypatch.setenv("LOADGEN_GOQUORUM", str(REPO_GETH))
+    monkeypatch.setenv("LOADGEN_GOQUORUM", str(built))
     with pytest.raises(ToolMissing, match="is not GoQuorum"):
         clients.goquorum_binary()
 

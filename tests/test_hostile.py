@@ -11,8 +11,7 @@ import pytest
 
 from loadgen import config
 from loadgen.chains.chain import connect
-from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from tests.engine import assert_the_chain_agrees, execute, local_ray, statuses
+from tests.engine import assert_the_chain_agrees, execute, statuses
 from tests.faults import HOSTILE, SLOW_S, FaultProxy, Faults
 
 pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.chaos]
@@ -32,12 +31,6 @@ SEND_FAULTS = {
     "http-500": ("http: HTTP 500 the gateway says no", False),
     "http-503": ("http: HTTP 503 the gateway says no", False),
 }
-
-
-@pytest.fixture(scope="module")
-def chain():
-    with local_ray(DEV_MNEMONIC), Devnet(DevnetSettings(block_time_s=0.25)) as node:
-        yield node
 
 
 def experiment(url: str, key_offset: int) -> config.Experiment:

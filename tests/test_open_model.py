@@ -12,9 +12,8 @@ import pyarrow.compute as pc
 import pytest
 
 from loadgen.chains.chain import connect
-from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.jsonfile import read_json
-from tests.engine import assert_one_row_per_attempt, assert_the_chain_agrees, execute, fl_experiment, local_ray, statuses
+from tests.engine import assert_one_row_per_attempt, assert_the_chain_agrees, execute, fl_experiment, statuses
 from tests.faults import FaultProxy, Faults
 
 pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.chaos]
@@ -24,12 +23,6 @@ PACE_S = 0.05
 WORKERS = 4  # two pools of two
 CHUNKS = 20
 PLANNED = WORKERS * (1 + CHUNKS)
-
-
-@pytest.fixture(scope="module")
-def chain():
-    with local_ray(DEV_MNEMONIC), Devnet(DevnetSettings(block_time_s=0.25)) as node:
-        yield node
 
 
 def experiment(url: str, mode: str, key_offset: int, max_retries: int = 3):
