@@ -46,6 +46,7 @@ import ray
 
 from actors.endpoints import EndpointEvent, in_turn
 from actors.rpc import RpcClient, RpcError
+from actors.stats import WatcherLag
 from loadgen.chains.blocktime import timestamp_seconds
 
 # Inclusions kept for senders that read late: they read within a second, and one that falls
@@ -117,15 +118,6 @@ class Followed:
     cursor: int
     inclusions: list[Inclusion]
     read_to: int
-
-
-@dataclass(frozen=True, slots=True)
-class WatcherLag:
-    """How far behind the chain's head the watcher reads: blocks, and seconds since the oldest
-    block it has not read yet was known to exist (0 when it is up to date)."""
-
-    blocks: int
-    seconds: float
 
 
 @dataclass(frozen=True, slots=True)

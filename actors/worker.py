@@ -49,6 +49,7 @@ from actors.profiling import profiled
 from actors.recovery import Resume, look_up, next_slot
 from actors.rpc import RpcClient, RpcError, SendResult
 from actors.signer import SignedTx, Signer
+from actors.stats import SenderStats
 from actors.watcher import Inclusion
 from loadgen.chains.fees import Fees, sign_with
 from loadgen.engine.ledger import WorkerRecord
@@ -767,24 +768,29 @@ class Sender:
         self._record_inclusion(row, inclusion)
         self._finish_included(row)
 
-    def stats(self) -> dict:
-        return {
-            "scheduled": self.scheduled,
-            "sent": self.sent,
-            "accepted": self.accepted,
-            "inflight": len(self.inflight),
-            "recent": len(self.recent),
-            "gaps_recovered": self.gaps_recovered,
-            "stranded": self.stranded,
-            "failovers": self.failovers,
-            "odd_answers": self.odd_answers,
-            "unconfirmed": self.unconfirmed,
-            "recovered": self.recovered,
-            "background_errors": self.background_errors,
-            "max_lag_s": self.max_lag_s,
-            "max_answer_s": self.max_answer_s,
-            **{s: self.collector.counts[s] for s in ("committed", "reverted", "rejected", "dropped", "unsent")},
-        }
+    def stats(self) -> SenderStats:
+        counts = self.collector.counts
+        return SenderStats(
+            scheduled=self.scheduled,
+            sent=self.sent,
+            accepted=self.accepted,
+            committed=counts["committed"],
+            reverted=counts["reverted"],
+            rejected=counts["rejected"],
+            dropped=counts["dropped"],
+            unsent=counts["unsent"],
+            gaps_recovered=self.gaps_recovered,
+            stranded=self.stranded,
+            failovers=self.failovers,
+            odd_answers=self.odd_answers,
+            unconfirmed=self.unconfirmed,
+            recovered=self.recovered,
+            background_errors=self.background_errors,
+            inflight=len(self.inflight),
+            recent=len(self.recent),
+            max_lag_s=self.max_lag_s,
+            max_answer_s=self.max_answer_s,
+        )
 
 
 @ray.remote(max_concurrency=1000)  # type: ignore[call-overload]  # ray's overloads omit actor options
@@ -844,13 +850,13 @@ class SenderActor:
         """Reads inclusions from another watcher (the one before was lost)."""
         self.sender.follow(watcher)
 
-    async def collect(self) -> tuple[object, dict, list[EndpointEvent]]:
+    async def collect(self) -> tuple[object, SenderStats, list[EndpointEvent]]:
         stats = self.sender.stats()
         self.sender.max_lag_s = self.sender.max_answer_s = 0.0
         # the whole process's CPU (Ray's threads too): what the actor costs, and whether it had any left
         cpu, now = time.process_time(), time.monotonic()
-        stats["cpu_s"] = cpu - self._cpu_base
-        stats["max_busy"] = (cpu - self._cpu_mark[0]) / (now - self._cpu_mark[1]) if now > self._cpu_mark[1] else 0.0
+        stats.cpu_s = cpu - self._cpu_base
+        stats.max_busy = (cpu - self._cpu_mark[0]) / (now - self._cpu_mark[1]) if now > self._cpu_mark[1] else 0.0
         self._cpu_mark = (cpu, now)
         return self.sender.collector.take(), stats, self.sender.endpoints.take_events()
 

@@ -40,7 +40,8 @@ from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chains import contracts
 from loadgen.chains.devnet import DEFAULT_CHAIN_ID as DEV_CHAIN_ID
 from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.engine.run import Progress, Run
+from loadgen.engine.progress import Progress
+from loadgen.engine.run import Run
 from loadgen.workloads.fl_round import model
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -148,7 +149,7 @@ def run_measured(exp: config.Experiment, env: dict[str, str] | None = None, mnem
         for pid in actor_pids:
             threads[pid] = threads_cpu(pid)
             peaks[pid] = max(peaks.get(pid, 0.0), memory_mb(pid, "VmHWM"))
-        curve.append((p.stats.get("sent", 0.0), time.process_time() - driver0 + sum(samples.get(a, 0.0) for a in actor_pids)))
+        curve.append((p.stats.sent, time.process_time() - driver0 + sum(samples.get(a, 0.0) for a in actor_pids)))
 
     driver0 = time.process_time()
     run = Run(exp, Path(tempfile.mkdtemp()), on_progress=on_progress, mnemonic=mnemonic, metrics_port=0)

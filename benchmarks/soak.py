@@ -31,7 +31,8 @@ import ray
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.e2e import cpu_seconds, memory_mb
 from loadgen import config
-from loadgen.engine.run import Progress, Run
+from loadgen.engine.progress import Progress
+from loadgen.engine.run import Run
 
 SAMPLE_S = 10.0
 
@@ -86,9 +87,9 @@ def main() -> None:
         for name, pid in pids.items():
             samples.rss.setdefault(name, []).append(memory_mb(pid))
             samples.cpu.setdefault(name, []).append(cpu_seconds(pid))
-        samples.inflight.append(p.stats.get("inflight", 0))
-        samples.recent.append(p.stats.get("recent", 0))
-        samples.max_lag.append(p.stats.get("max_lag_s", 0))
+        samples.inflight.append(p.stats.inflight)
+        samples.recent.append(p.stats.recent)
+        samples.max_lag.append(p.stats.max_lag_s)
         print(
             f"{now - started:7.0f} s  rss {' '.join(f'{k}={v[-1]:.0f}' for k, v in samples.rss.items())} MB  "
             f"in flight {samples.inflight[-1]:.0f}  recent {samples.recent[-1]:.0f}",

@@ -24,7 +24,8 @@ import ray
 
 from loadgen import config
 from loadgen.chains.chain import connect
-from loadgen.engine.run import Progress, Run, RunResult
+from loadgen.engine.progress import Progress
+from loadgen.engine.run import Run, RunResult
 from loadgen.engine.schema import TX_SCHEMA
 from loadgen.report.audit import ChainAudit, audit, chain_hashes
 

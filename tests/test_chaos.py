@@ -20,7 +20,8 @@ from loadgen import config
 from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEV_MNEMONIC
 from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings
-from loadgen.engine.run import Progress, Run
+from loadgen.engine.progress import Progress
+from loadgen.engine.run import Run
 from tests.engine import assert_the_chain_agrees, local_ray, pid_alive, run_killing, statuses
 
 pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.chaos]
@@ -76,7 +77,7 @@ def test_a_stalled_node(network, tmp_path):
     started = threading.Event()
 
     def on_progress(p: Progress) -> None:
-        if not started.is_set() and p.elapsed_s > 0 and p.stats.get("sent", 0) > RATE * 3:
+        if not started.is_set() and p.elapsed_s > 0 and p.stats.sent > RATE * 3:
             started.set()
             os.kill(stalled, signal.SIGSTOP)
             threading.Timer(STALL_S, os.kill, (stalled, signal.SIGCONT)).start()
@@ -97,7 +98,7 @@ def test_the_watcher_s_node_killed_and_the_chain_goes_on_with_three(network, tmp
     node0 = network.pids[0]
 
     def on_progress(p: Progress) -> None:
-        if pid_alive(node0) and p.stats.get("sent", 0) > RATE * 3:
+        if pid_alive(node0) and p.stats.sent > RATE * 3:
             os.kill(node0, signal.SIGKILL)
 
     result = Run(transfers(network.urls, 62_000), tmp_path, metrics_port=0, metrics_linger_s=0, on_progress=on_progress).execute()

@@ -20,7 +20,8 @@ from ray.cluster_utils import Cluster
 
 from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.engine.run import Progress, Run
+from loadgen.engine.progress import Progress
+from loadgen.engine.run import Run
 from tests.engine import assert_the_chain_agrees, execute, fl_experiment, statuses
 from tests.faults import FaultProxy, Faults
 

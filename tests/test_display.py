@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 from rich.cells import cell_len
 from rich.console import Console
 
+from actors.stats import SenderStats
 from loadgen.cli.display import Display, block, clock, fit, plain
-from loadgen.engine.run import Progress, RecentCommits
+from loadgen.engine.progress import Progress, RecentCommits
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
@@ -38,8 +39,9 @@ def progress(**over) -> Progress:
     fields = {
         "phase": "reveal", "epoch": 0, "planned": 66, "stats": stats, "elapsed_s": 12.0, "phase_left_s": 3.0,
         "interval_s": 0.5, "run_left_s": 3.0, "tx_per_s": 11.8, "latency_p95_s": 1.97,
-    }  # fmt: skip
-    return Progress(**(fields | over))
+    } | over  # fmt: skip
+    fields["stats"] = SenderStats(**fields["stats"])
+    return Progress(**fields)
 
 
 HUGE = {k: 12_345_678 for k in ("scheduled", "sent", "inflight", "committed", "reverted", "rejected", "dropped", "unsent")}
@@ -80,7 +82,7 @@ def test_the_plain_line_is_one_whole_line(p):
     assert line.startswith("[1:02:05] ")
     for word in VOCABULARY:
         assert re.search(rf"\b{word} [\d,]+", line), word
-    assert f"{int(p.stats['committed']):,}" in line
+    assert f"{p.stats.committed:,}" in line
 
 
 @pytest.mark.unit

@@ -25,7 +25,8 @@ from loadgen.chains.devnet import DEV_MNEMONIC
 from loadgen.chains.fees import Fees
 from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings, TxpoolSettings
 from loadgen.chains.nodeproc import rpc_call
-from loadgen.engine.run import Progress, Run
+from loadgen.engine.progress import Progress
+from loadgen.engine.run import Run
 from loadgen.errors import ChainStalled, ToolMissing
 from loadgen.study.search import Search
 from tests.engine import (
@@ -257,7 +258,7 @@ def test_a_run_stopped_early_lets_what_it_sent_land_before_it_ends(tmp_path):
     with GethNetwork(GethNetworkSettings(nodes=1, block_gas_limit=6_000_000)) as net:
 
         def enough(p: Progress) -> str | None:
-            return "enough" if p.phase == "reveal" and p.stats.get("sent", 0) >= 8 + 24 else None
+            return "enough" if p.phase == "reveal" and p.stats.sent >= 8 + 24 else None
 
         experiment = fl(net.urls, model_length=20_000, pace_s=0.05)
         result = Run(experiment, tmp_path, metrics_port=0, metrics_linger_s=0, should_stop=enough).execute()

@@ -323,7 +323,7 @@ def test_a_refused_item_goes_again_as_the_same_bytes_in_the_next_slot_and_the_re
     assert rejected.nonce == retried.nonce == 8 and rejected.tx_hash == retried.tx_hash == node.sends[1].hash
     assert [r.nonce for r in rows if r.status == "committed"] == [7, 8, 9, 10]
     stats = ran.sender.stats()
-    assert (stats["scheduled"], stats["sent"], stats["accepted"], stats["committed"], stats["rejected"]) == (5, 5, 4, 4, 1)
+    assert (stats.scheduled, stats.sent, stats.accepted, stats.committed, stats.rejected) == (5, 5, 4, 4, 1)
     assert_one_row_per_attempt(ran.sender.collector.take(), planned=4)
 
 

@@ -21,7 +21,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
 from rich.text import Text
 
-from loadgen.engine.run import Progress
+from loadgen.engine.progress import Progress
 
 PLAIN_EVERY_S = 5.0
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -53,7 +53,7 @@ def where(p: Progress) -> str:
 
 
 def doing(p: Progress) -> str:
-    inflight = int(p.stats.get("inflight", 0))
+    inflight = p.stats.inflight
     if p.phase_left_s > 0:
         return f"{where(p)}: sending"
     return f"{where(p)}: draining {inflight:,} in flight…" if inflight else f"{where(p)}: all scheduled, none in flight"
@@ -76,14 +76,14 @@ def counts(p: Progress) -> list[str]:
     s = p.stats
     return [
         f"planned {p.planned:,}",
-        f"scheduled {int(s.get('scheduled', 0)):,}",
-        f"sent {int(s.get('sent', 0)):,}",
-        f"in flight {int(s.get('inflight', 0)):,}",
+        f"scheduled {s.scheduled:,}",
+        f"sent {s.sent:,}",
+        f"in flight {s.inflight:,}",
     ]
 
 
 def outcomes(p: Progress) -> list[str]:
-    return [f"{k} {int(p.stats.get(k, 0)):,}" for k in OUTCOMES]
+    return [f"{k} {getattr(p.stats, k):,}" for k in OUTCOMES]
 
 
 def rates(p: Progress) -> list[str]:
@@ -91,19 +91,19 @@ def rates(p: Progress) -> list[str]:
     return [
         f"now {p.tx_per_s:.1f} tx/s",
         f"p95 latency {latency}",
-        f"schedule lag {p.stats.get('max_lag_s', 0.0):.3f} s",
-        f"watcher lag {p.stats.get('watcher_lag_s', 0.0):.1f} s",
+        f"schedule lag {p.stats.max_lag_s:.3f} s",
+        f"watcher lag {p.watcher_lag.seconds:.1f} s",
     ]
 
 
 def warnings(p: Progress) -> list[str]:
     said = []
     if p.lagging:
-        said.append(f"GENERATOR LAGGING {p.stats['max_lag_s']:.2f} s behind schedule")
-    if p.stats.get("watcher_lag_s", 0.0) > WATCHER_BEHIND_S:
-        said.append(f"WATCHER {int(p.stats['watcher_lag_blocks'])} blocks ({p.stats['watcher_lag_s']:.1f} s) behind the chain")
+        said.append(f"GENERATOR LAGGING {p.stats.max_lag_s:.2f} s behind schedule")
+    if p.watcher_lag.seconds > WATCHER_BEHIND_S:
+        said.append(f"WATCHER {p.watcher_lag.blocks} blocks ({p.watcher_lag.seconds:.1f} s) behind the chain")
     if p.slow_answers:
-        said.append(f"node answers in {p.stats['max_answer_s']:.2f} s > pace {p.interval_s:g} s")
+        said.append(f"node answers in {p.stats.max_answer_s:.2f} s > pace {p.interval_s:g} s")
     return said
 
 

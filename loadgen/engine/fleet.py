@@ -14,7 +14,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from web3 import Web3
 
 from actors.endpoints import EndpointEvent, in_turn
-from actors.watcher import BlockRow, Reorg, WatcherActor, WatcherLag
+from actors.stats import SenderStats, WatcherLag
+from actors.watcher import BlockRow, Reorg, WatcherActor
 from actors.worker import SenderActor
 from loadgen.accounts import MnemonicSource
 from loadgen.chains.fees import Fees
@@ -45,7 +46,8 @@ class Collected:
     the endpoints that went down or came back (as each actor and watcher saw it)."""
 
     tables: list[pa.Table]
-    totals: dict[str, float]
+    totals: SenderStats
+    lag: WatcherLag  # the slowest watcher's: its senders decide last
     blocks: list[BlockRow] = field(default_factory=list)
     events: list[EndpointEvent] = field(default_factory=list)
     reorgs: list[Reorg] = field(default_factory=list)
@@ -61,9 +63,6 @@ class _PhaseRun:
     t0: float
     commit_timeout_s: float
     trial: int
-
-
-_GAUGES = {"inflight", "recent"}  # counters of the moment, not of the run: a lost actor's are gone with it
 
 
 def _each(refs: list[ray.ObjectRef]) -> list[Any]:
@@ -98,8 +97,8 @@ class SenderFleet:
         self._phase_refs: list[ray.ObjectRef] = []
         self._phase: _PhaseRun | None = None
         self._bases: dict[int, int] = {}
-        self._stats_of: dict[int, dict[str, float]] = {}  # actor → its counters at the last collection
-        self._lost_totals: dict[str, float] = {}  # the counters of actors lost and replaced
+        self._stats_of: dict[int, SenderStats] = {}  # actor → its counters at the last collection
+        self._lost_totals = SenderStats()  # the counters of actors lost and replaced
 
     def renew(self, run_id: str, fees: Fees) -> None:
         """Readies the fleet for the next run of a series: each actor gets a fresh sender, and
@@ -232,9 +231,8 @@ class SenderFleet:
     def _respawn(self, a: int) -> None:
         """A new process for actor ``a``, on its node if that is alive (else on another), not
         set up yet."""
-        for k, v in self._stats_of.pop(a, {}).items():
-            if k not in _GAUGES and not k.startswith("max_"):
-                self._lost_totals[k] = self._lost_totals.get(k, 0) + v
+        if a in self._stats_of:
+            self._lost_totals += self._stats_of.pop(a).kept()
         alive = node_slots(None)
         if self.slots[a] not in alive:
             self.slots[a] = alive[a % len(alive)]
@@ -252,7 +250,7 @@ class SenderFleet:
         one handed over)."""
         tables: list[pa.Table] = []
         events: list[EndpointEvent] = []
-        totals: dict[str, float] = dict(self._lost_totals)
+        totals = self._lost_totals
         for a, answer in enumerate(_each([a.collect.remote() for a in self.actors])):
             if answer is None:
                 continue
@@ -260,8 +258,7 @@ class SenderFleet:
             self._stats_of[a] = stats
             if table is not None:
                 tables.append(table)
-            for k, v in stats.items():
-                totals[k] = max(totals.get(k, 0), v) if k.startswith("max_") else totals.get(k, 0) + v
+            totals += stats
             events += seen
         # every watcher sees the same chain (each drains its own list): each block once, as the first watcher has it
         seen_blocks: dict[int, BlockRow] = {}
@@ -285,10 +282,8 @@ class SenderFleet:
         blocks = [seen_blocks[n] for n in sorted(seen_blocks)]
         if blocks:
             self._last_block = blocks[-1].number
-        # the slowest watcher: its senders decide last
-        totals["watcher_lag_blocks"] = max((lag.blocks for lag in lags), default=0)
-        totals["watcher_lag_s"] = max((lag.seconds for lag in lags), default=0.0)
-        return Collected(tables, totals, blocks, sorted(events, key=lambda e: e.t), reorgs, receipts)
+        lag = WatcherLag(max((lag.blocks for lag in lags), default=0), max((lag.seconds for lag in lags), default=0.0))
+        return Collected(tables, totals, lag, blocks, sorted(events, key=lambda e: e.t), reorgs, receipts)
 
     def _replace_watcher(self, node_id: str) -> None:
         """A lost watcher's successor starts from the block after the last one handed over, and

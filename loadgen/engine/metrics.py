@@ -19,6 +19,8 @@ import pyarrow as pa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 from prometheus_client.metrics_core import Metric
 
+from actors.stats import SenderStats, WatcherLag
+
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120)
 LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 DEFAULT_PORT = 9464
@@ -143,7 +145,7 @@ class RunMetrics:
         self._final = 0
         self._committed = 0
         self._last_block_ts: float | None = None
-        self._stats: dict[str, float] = {}
+        self._stats = SenderStats()
 
     def init_series(self, endpoints: list[str], phases: list[str]) -> None:
         """Creates every bounded series at zero, so rates and panels exist before the first event."""
@@ -216,16 +218,18 @@ class RunMetrics:
             for v in values[mask & (keys == key)]:
                 hist.observe(v)
 
-    def actor_stats(self, stats: dict[str, float]) -> None:
-        self.in_flight.labels(self.run_id).set(stats.get("inflight", 0))
-        self.sender_busy.labels(self.run_id).set(stats.get("max_busy", 0.0))
-        self.watcher_lag_blocks.labels(self.run_id).set(stats.get("watcher_lag_blocks", 0))
-        self.watcher_lag.labels(self.run_id).set(stats.get("watcher_lag_s", 0.0))
-        for key, counter in (("gaps_recovered", self.gaps), ("failovers", self.failovers)):
-            more = stats.get(key, 0) - self._stats.get(key, 0)
+    def actor_stats(self, stats: SenderStats, lag: WatcherLag) -> None:
+        self.in_flight.labels(self.run_id).set(stats.inflight)
+        self.sender_busy.labels(self.run_id).set(stats.max_busy)
+        self.watcher_lag_blocks.labels(self.run_id).set(lag.blocks)
+        self.watcher_lag.labels(self.run_id).set(lag.seconds)
+        for more, counter in (
+            (stats.gaps_recovered - self._stats.gaps_recovered, self.gaps),
+            (stats.failovers - self._stats.failovers, self.failovers),
+        ):
             if more > 0:
                 counter.labels(self.run_id).inc(more)
-        self._stats = dict(stats)
+        self._stats = stats
 
     def generator(self, bound: bool) -> None:
         self.generator_bound.labels(self.run_id).set(1 if bound else 0)

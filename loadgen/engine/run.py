@@ -11,28 +11,24 @@ sent. The run knows no workload by name.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import platform
 import secrets
 import socket
-import threading
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import ray
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
 from web3.types import TxReceipt
 
+from actors.stats import SenderStats, WatcherLag
 from loadgen import __version__
 from loadgen import config as config_mod
 from loadgen.accounts import MnemonicSource, derive_account, mnemonic_source
@@ -49,6 +45,8 @@ from loadgen.engine.ledger import PhaseLedger
 from loadgen.engine.metrics import DEFAULT_PORT, RunMetrics
 from loadgen.engine.plan import PhaseSpec, RunPlan, key_index
 from loadgen.engine.preflight import check_phase
+from loadgen.engine.progress import Progress, RecentCommits
+from loadgen.engine.ray_cluster import ray_session, reachable, wait_interruptibly
 from loadgen.engine.rig import Rig
 from loadgen.engine.session import ChainSession
 from loadgen.engine.store import RunStore, blocks_table, txpool_table
@@ -58,67 +56,6 @@ from loadgen.workloads.base import Payload
 from loadgen.workloads.fl_round.protocol import CoordinatorFailed
 
 COLLECT_EVERY_S = 1.0
-RECENT_S = 5.0  # what the live display calls "now"
-
-
-@dataclass
-class Progress:
-    """A snapshot for the live display, summed over actors."""
-
-    phase: str
-    epoch: int  # from 0, as in the rows and in summary.json's rounds
-    planned: int  # the whole run's: every phase of every epoch
-    stats: dict[str, float]  # the actors' counters, over the whole run so far
-    elapsed_s: float
-    phase_left_s: float  # until the phase's last scheduled send
-    lagging: bool = False
-    fixed_slots: bool = False  # a refused slot is lost rather than retried (rate-driven workloads)
-    interval_s: float | None = None  # a worker's time between two slots, when it is one number
-    epochs: int = 1
-    run_left_s: float = 0.0  # until the run's last scheduled send: the rest of this phase and every later one
-    tx_per_s: float = 0.0  # committed per second over the last RECENT_S
-    latency_p95_s: float | None = None  # of what committed in the last RECENT_S; None: nothing did
-
-    @property
-    def done(self) -> int:
-        """Planned transactions that reached their end. A refused one is sent again (one more
-        row), unless slots are fixed: then the refusal is its end."""
-        s = self.stats
-        ended = s.get("committed", 0) + s.get("reverted", 0) + s.get("dropped", 0) + s.get("unsent", 0)
-        if self.fixed_slots:
-            ended += s.get("rejected", 0)
-        return min(int(ended), self.planned)
-
-    @property
-    def slow_answers(self) -> bool:
-        """The node takes longer to answer a send than a worker waits between two: a closed-loop
-        tool would fall behind here; an open one keeps its schedule."""
-        return self.interval_s is not None and self.stats.get("max_answer_s", 0.0) > self.interval_s
-
-
-class RecentCommits:
-    """What committed in the last ``window_s``, by when its block was seen: the rate and the
-    latency the live display shows as "now" (the run's whole percentiles come at the end)."""
-
-    def __init__(self, window_s: float = RECENT_S) -> None:
-        self.window_s = window_s
-        self._included = np.empty(0)
-        self._latency = np.empty(0)
-
-    def add(self, table: pa.Table) -> None:
-        committed = table.filter(pc.equal(table.column("status"), "committed"))
-        if committed.num_rows:
-            included = committed.column("t_included").to_numpy(zero_copy_only=False).astype(float)
-            latency = committed.column("latency_s").to_numpy(zero_copy_only=False).astype(float)
-            self._included = np.concatenate([self._included, included])
-            self._latency = np.concatenate([self._latency, latency])
-
-    def now(self, t: float) -> tuple[float, float | None]:
-        """Committed per second and the latency p95 over the window that ends at ``t``."""
-        keep = self._included >= t - self.window_s  # rows come in batches, not in inclusion order
-        self._included, self._latency = self._included[keep], self._latency[keep]
-        latency = self._latency[~np.isnan(self._latency)]
-        return self._included.size / self.window_s, float(np.percentile(latency, 95)) if latency.size else None
 
 
 class _StopEarly(Exception):
@@ -136,128 +73,6 @@ class RunResult:
         if self.interrupted:
             return signals.exit_code()
         return 0 if self.summary["passed"] else 1
-
-
-RAY_CONNECT_S = 5.0
-SIGNAL_SLICE_S = 0.05
-
-
-def _wait_interruptibly(refs: list[ray.ObjectRef], timeout_s: float) -> tuple[list[ray.ObjectRef], list[ray.ObjectRef]]:
-    """ray.wait for all of ``refs`` up to ``timeout_s``, in slices: a signal's handler runs only
-    between two of them (ray.wait holds the main thread in C++), and a stop must reach the
-    senders at once."""
-    deadline = time.monotonic() + timeout_s
-    done: list[ray.ObjectRef] = []
-    pending = refs
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=len(pending), timeout=min(SIGNAL_SLICE_S, max(deadline - time.monotonic(), 0)))
-        done += ready
-        if time.monotonic() >= deadline:
-            break
-    return done, pending
-
-
-def reachable(address: str | None) -> None:
-    """Refuses a Ray address nothing listens at, in seconds (ray.init would wait for minutes,
-    printing its own retries): ``auto`` is the cluster last started on this machine, which may
-    have stopped since. None is a private local Ray, started by the run."""
-    if not address:
-        return
-    if address == "auto":
-        from ray._private.services import find_bootstrap_address
-
-        found = find_bootstrap_address(None)
-        if not found:
-            raise UserError("--ray-address auto: no Ray cluster was started on this machine; `ray start --head` starts one")
-        address = found
-    hostport = address.split("://", 1)[-1].rstrip("/")
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise UserError(f"Ray address {address!r}: write it as host:port (the head node's GCS, usually port 6379), or auto")
-    try:
-        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_S).close()
-    except OSError as e:
-        why = e.strerror or type(e).__name__
-        raise UserError(f"no Ray cluster answers at {address} ({why}): check --ray-address or $RAY_ADDRESS") from None
-
-
-@contextlib.contextmanager
-def ray_session(address: str | None) -> Iterator[None]:
-    """Joins ``address``, or starts a private local Ray (never a cluster that happens to run on
-    the machine: that is ``auto``), unless Ray is already up; leaves as it found."""
-    if ray.is_initialized():
-        yield
-        return
-    # Token authentication stays on; only its notice is too loud for a command-line tool.
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    with _token_auth(address):
-        try:
-            with contextlib.nullcontext() if address else _apart_from_our_group():
-                ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING, configure_logging=True)
-            if threading.current_thread() is threading.main_thread():
-                signals.install()  # ray.init put its own SIGTERM handler in place of ours
-        except (ConnectionError, ValueError) as e:
-            raise UserError(
-                f"cannot connect to Ray at {address}: {e} (a cluster with token authentication needs its token: "
-                "~/.ray/auth_token, $RAY_AUTH_TOKEN or $RAY_AUTH_TOKEN_PATH; `ray get-auth-token` on the head prints it)"
-            ) from None
-        try:
-            yield
-        finally:
-            ray.shutdown()
-
-
-@contextlib.contextmanager
-def _apart_from_our_group() -> Iterator[None]:
-    """Starts what runs inside in a process group of its own: a signal sent to loadgen's group
-    (``timeout``, a terminal's SIGHUP) then reaches loadgen, which stops the run and its local
-    Ray in order, and not Ray's processes, which would die under the run. Not possible when
-    loadgen leads its group (a shell's job): Ray's processes ignore SIGINT there by themselves."""
-    ours = os.getpgrp()
-    if ours == os.getpid():
-        yield
-        return
-    os.setpgid(0, 0)
-    try:
-        yield
-    finally:
-        os.setpgid(0, ours)
-
-
-def _asks_for_a_token(address: str) -> bool:
-    """Whether the cluster at ``address`` authenticates by token. Asked first because a driver
-    with token authentication on also demands the token of the cluster's own calls to it: a
-    cluster without it (``ray.cluster_utils``, ``RAY_AUTH_MODE=disabled``) then takes the
-    driver for dead and cancels every actor it creates."""
-    from ray._raylet import GcsClient  # type: ignore[attr-defined]  # (a compiled module without stubs)
-    from ray.exceptions import AuthenticationError
-
-    try:
-        GcsClient(address=address)  # asks the cluster's id: refused without the right token
-    except AuthenticationError:
-        return True
-    except Exception:  # anything else is for ray.init to say
-        return False
-    return False
-
-
-@contextlib.contextmanager
-def _token_auth(address: str | None) -> Iterator[None]:
-    """Sends this machine's Ray token to a cluster named by its address that asks for one. Ray
-    turns token authentication on by itself for a cluster it finds (``auto``) but never for an
-    explicit address, while ``ray start --head`` turns it on whenever a token is at hand (any
-    earlier local Ray leaves one in ~/.ray): the documented ``--ray-address HEAD:6379`` was
-    refused. RAY_AUTH_MODE, when set, decides."""
-    if address in (None, "auto") or "RAY_AUTH_MODE" in os.environ or not _asks_for_a_token(address):
-        yield
-        return
-    from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
-
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-    try:
-        yield
-    finally:
-        os.environ.pop("RAY_AUTH_MODE", None)  # this process's next local Ray decides afresh
 
 
 class Run:
@@ -310,7 +125,8 @@ class Run:
         self._sized: dict[str, int] = {}  # phase name → the gas limit its transactions get
         self._ledger = PhaseLedger(-1, "")  # what is stored of the phase that runs (none yet)
         self._phase_blocks: list[BlockRow] = []  # the blocks seen while it runs
-        self._totals: dict[str, float] = {}  # the actors' counters at the last collection
+        self._totals = SenderStats()  # the actors' counters at the last collection
+        self._watcher_lag = WatcherLag(0, 0.0)
         self._recent = RecentCommits()
         self._load = _LoadTally()  # what the senders spent in the phases, for the generator's verdict
 
@@ -610,12 +426,12 @@ class Run:
         t0 = time.time() + run.lead_time_s
         self._ledger = PhaseLedger(payload.epoch, phase.name, self.fleet.bases)
         self._phase_blocks = []
-        before = dict(self._totals)
+        before = self._totals
         self.metrics.phase(phase.name, payload.epoch, running=True)
         pending = self.fleet.run_phase(phase, payload, t0, run.commit_timeout_s, self.trial)
         draining = False
         while pending:
-            done, pending = _wait_interruptibly(pending, COLLECT_EVERY_S)
+            done, pending = wait_interruptibly(pending, COLLECT_EVERY_S)
             stats = self._collect()
             for a in self.fleet.lost(done):
                 workers = len(self.plan.workers_of(a))
@@ -623,11 +439,11 @@ class Run:
                 pending.append(self.fleet.replace(a, self._ledger))
                 self.records["actors_replaced"] = self.fleet.replaced
             progress = self._progress(phase, payload.epoch, t0, stats)
-            if not draining and progress.phase_left_s == 0 and stats.get("inflight", 0):
+            if not draining and progress.phase_left_s == 0 and stats.inflight:
                 draining = True  # what remains of the phase is waiting for inclusion: up to commit_timeout_s
-                self.on_event(f"{phase.name}: draining {int(stats['inflight'])} in flight (up to {run.commit_timeout_s:g} s)…")
+                self.on_event(f"{phase.name}: draining {stats.inflight} in flight (up to {run.commit_timeout_s:g} s)…")
             self.on_progress(progress)
-            self._load.busy.append(stats.get("max_busy", 0.0))
+            self._load.busy.append(stats.max_busy)
             reason = self.should_stop(progress)
             if reason:
                 self.stopped_early = reason
@@ -635,9 +451,8 @@ class Run:
         totals = self._collect(final=True)
         self.metrics.phase(phase.name, payload.epoch, running=False)
         self._load.add(phase, before, totals, len(self.fleet.actors))
-        stranded = int(totals.get("stranded", 0))  # the actors count the whole run's
-        for key in ("failovers", "odd_answers", "unconfirmed"):
-            self.records[key] = int(totals.get(key, 0))
+        stranded = totals.stranded  # the actors count the whole run's
+        self.records |= {"failovers": totals.failovers, "odd_answers": totals.odd_answers, "unconfirmed": totals.unconfirmed}
         left = self.session.wait_for_empty_pools(stranded=queued_before + stranded - self._stranded)
         self._stranded = stranded
         self._diagnose(phase, payload, totals, before, left)
@@ -665,14 +480,14 @@ class Run:
         if verdict.reason:
             self.on_event(verdict.reason)
 
-    def _diagnose(self, phase: PhaseSpec, payload: Payload, totals: dict[str, float], before: dict[str, float], left: int) -> None:
+    def _diagnose(self, phase: PhaseSpec, payload: Payload, totals: SenderStats, before: SenderStats, left: int) -> None:
         """Says why, when the nodes lost most of what they had accepted in the phase."""
         led = self._ledger
         gas = [(b.gas_used, b.gas_limit) for b in self._phase_blocks if b.gas_limit]
         outcome = PhaseOutcome(
             phase.name, payload.epoch, led.statuses["committed"] + led.statuses["reverted"] + led.statuses["dropped"],
-            led.statuses["dropped"], led.stranded, int(totals.get("gaps_recovered", 0) - before.get("gaps_recovered", 0)),
-            int(totals.get("unconfirmed", 0) - before.get("unconfirmed", 0)),
+            led.statuses["dropped"], led.stranded, totals.gaps_recovered - before.gaps_recovered,
+            totals.unconfirmed - before.unconfirmed,
             sum(used >= 0.95 * limit for used, limit in gas) / len(gas) if gas else 0.0, left,
         )  # fmt: skip
         diagnosis = diagnose(outcome)
@@ -696,7 +511,7 @@ class Run:
             self._fund(replace(self.plan, phases=tuple(checked.phase if p.name == phase.name else p for p in self.plan.phases)))
         return checked.phase
 
-    def _progress(self, phase: PhaseSpec, epoch: int, t0: float, stats: dict[str, float]) -> Progress:
+    def _progress(self, phase: PhaseSpec, epoch: int, t0: float, stats: SenderStats) -> Progress:
         assert self.plan is not None
         now = time.time()
         lead = self.experiment.run.lead_time_s
@@ -709,11 +524,11 @@ class Run:
         rate, p95 = self._recent.now(now)
         return Progress(
             phase.name, epoch, self.plan.transactions, stats, now - self.started, phase_left,
-            stats.get("max_lag_s", 0.0) > 1.0, self.plan.fixed_slots, self.workload.interval_s,
-            self.plan.epochs, run_left, rate, p95,
+            stats.max_lag_s > 1.0, self.plan.fixed_slots, self.workload.interval_s,
+            self.plan.epochs, run_left, rate, p95, self._watcher_lag,
         )  # fmt: skip
 
-    def _collect(self, final: bool = False) -> dict[str, float]:
+    def _collect(self, final: bool = False) -> SenderStats:
         assert self.fleet is not None and self.store is not None and self.session is not None
         got = self.fleet.collect()
         for table in got.tables:
@@ -721,16 +536,16 @@ class Run:
             self.store.transactions.append(table)
             self._recent.add(table)
             self.metrics.rows(table)
-        self.metrics.actor_stats(got.totals)
+        self.metrics.actor_stats(got.totals, got.lag)
         self.metrics.endpoints(got.events)
         for e in got.events:
             self.on_event(e.line())
             self.records.setdefault("endpoint_events", []).append({"t": _iso(e.t), "endpoint": e.endpoint, "up": e.up, "reason": e.reason})
-        self._totals = got.totals
+        self._totals, self._watcher_lag = got.totals, got.lag
         # how far behind the chain the watchers read at worst: the senders decide nothing
         # missing until they caught up, so a large lag shows in the drain, not in the rows
-        for key, worst in (("watcher_lag_blocks", "watcher_lag_max_blocks"), ("watcher_lag_s", "watcher_lag_max_s")):
-            self.records[worst] = max(self.records.get(worst, 0), got.totals.get(key, 0))
+        self.records["watcher_lag_max_blocks"] = max(self.records.get("watcher_lag_max_blocks", 0), got.lag.blocks)
+        self.records["watcher_lag_max_s"] = max(self.records.get("watcher_lag_max_s", 0.0), got.lag.seconds)
         known = self.records.setdefault("watcher_receipts", {})
         for url, how in got.receipts.items():
             if how == "hash" and known.get(url) != how:
@@ -769,10 +584,10 @@ class _LoadTally:
     phase_s: float = 0.0
     actors: int = 0
 
-    def add(self, phase: PhaseSpec, before: dict[str, float], after: dict[str, float], actors: int) -> None:
+    def add(self, phase: PhaseSpec, before: SenderStats, after: SenderStats, actors: int) -> None:
         self.actors = actors
-        self.cpu_s += after.get("cpu_s", 0.0) - before.get("cpu_s", 0.0)
-        self.sent += int(after.get("sent", 0) - before.get("sent", 0))
+        self.cpu_s += after.cpu_s - before.cpu_s
+        self.sent += after.sent - before.sent
         self.phase_s += phase.duration_s
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from loadgen.engine.run import Progress
+    from loadgen.engine.progress import Progress
 
 Z95 = 1.959964
 
@@ -44,8 +44,8 @@ def verdict(committed: int, scheduled: int, threshold: float, pooled_trials: int
 def can_still_pass(p: Progress, planned: int, fixed_slots: bool, threshold: float) -> bool:
     """Whether the best the rest of a trial could do still reaches the threshold."""
     s = p.stats
-    lost = s.get("reverted", 0) + s.get("dropped", 0) + s.get("unsent", 0)
-    rejected = s.get("rejected", 0)
+    lost = s.reverted + s.dropped + s.unsent
+    rejected = s.rejected
     # fixed slots: a refused slot is a transaction that never commits; otherwise a refused item
     # is sent again, one more row, and may still commit
     best = (planned - lost - rejected) / planned if fixed_slots else (planned - lost) / (planned + rejected)

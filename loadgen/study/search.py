@@ -38,8 +38,10 @@ from typing import Any
 from loadgen import config as config_mod
 from loadgen.accounts import MnemonicSource
 from loadgen.config import Experiment
+from loadgen.engine.progress import Progress
+from loadgen.engine.ray_cluster import ray_session
 from loadgen.engine.rig import Rig
-from loadgen.engine.run import Progress, Run, ray_session
+from loadgen.engine.run import Run
 from loadgen.engine.session import shared
 from loadgen.errors import UserError
 from loadgen.jsonfile import read_json, write_json

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from loadgen.config import Experiment
+from loadgen.engine.ray_cluster import ray_session
 from loadgen.engine.rig import Rig
-from loadgen.engine.run import Run, ray_session
+from loadgen.engine.run import Run
 from loadgen.engine.session import shared
 from loadgen.errors import UserError
 from loadgen.jsonfile import read_json, write_json
