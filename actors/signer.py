@@ -13,6 +13,8 @@ import binascii
 from coincurve import PrivateKey
 from eth_hash.auto import keccak
 
+from loadgen.chains.fees import Fees
+
 
 def _int(value: int) -> bytes:
     return value.to_bytes((value.bit_length() + 7) // 8, "big") if value else b""
@@ -107,3 +109,12 @@ class Signer:
         r, s, y_parity = signature[:32], signature[32:64], signature[64]
         raw = _TYPE_1559 + _list(b"".join((fields, _item(_int(y_parity)), _item(r.lstrip(b"\x00")), _item(s.lstrip(b"\x00")))))
         return SignedTx(nonce, raw)
+
+
+def sign_with(signer: Signer, fees: Fees, *, nonce: int, gas: int, to: bytes, data: bytes, value: int = 0) -> SignedTx:
+    """Signs a transaction of the fees' type: the one call a sender needs."""
+    if fees.tx_type == "legacy":
+        assert fees.gas_price is not None  # Fees.__post_init__ holds these
+        return signer.sign(nonce=nonce, gas_price=fees.gas_price, gas=gas, to=to, data=data, value=value)
+    assert fees.max_fee is not None and fees.priority_fee is not None
+    return signer.sign_1559(nonce=nonce, max_fee=fees.max_fee, priority_fee=fees.priority_fee, gas=gas, to=to, data=data, value=value)

@@ -48,10 +48,10 @@ from actors.endpoints import EndpointEvent, Endpoints, in_turn
 from actors.profiling import profiled
 from actors.recovery import Resume, look_up, next_slot
 from actors.rpc import RpcClient, RpcError, SendResult
-from actors.signer import SignedTx, Signer
+from actors.signer import SignedTx, Signer, sign_with
 from actors.stats import SenderStats
 from actors.watcher import Inclusion
-from loadgen.chains.fees import Fees, sign_with
+from loadgen.chains.fees import Fees
 from loadgen.engine.ledger import WorkerRecord
 from loadgen.engine.plan import PhaseSpec, WorkerSpec
 from loadgen.engine.sending import Sending

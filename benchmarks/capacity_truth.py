@@ -36,13 +36,14 @@ import aiohttp
 import pyarrow.parquet as pq
 import ray
 
-from actors.signer import Signer
+from actors.signer import Signer, sign_with
 from loadgen import config
 from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chains.chain import connect, fund
 from loadgen.chains.devnet import DEV_MNEMONIC
-from loadgen.chains.fees import resolve_fees, sign_with
+from loadgen.chains.fees import resolve_fees
 from loadgen.engine.run import Run
+from loadgen.engine.session import embedded_network
 from loadgen.report.audit import audit, chain_hashes
 
 
@@ -128,7 +129,7 @@ def main() -> None:
         }
     )
     if args.observer == "minimal":
-        with exp.chain.devnet.network() as net:
+        with embedded_network(exp.chain.devnet) as net:
             print(net.describe())
             validators = net.pids[: args.nodes]
             cpu_before, started = cpu_s(validators), time.monotonic()
@@ -138,7 +139,7 @@ def main() -> None:
               f"({node_cpu / max(included, 1) * 1000:.2f} ms per included transaction)")  # fmt: skip
         return
     ray.init(include_dashboard=False, logging_level=logging.ERROR)
-    with exp.chain.devnet.network() as net, tempfile.TemporaryDirectory() as tmp:
+    with embedded_network(exp.chain.devnet) as net, tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
         print(net.describe())
         w3 = connect(net.urls[0])

@@ -15,14 +15,12 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from loadgen.chains.consensus import CLIENT_CONSENSUS, CONSENSUS
-from loadgen.chains.devnet import DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_CHAIN_ID, Devnet, DevnetSettings
+from loadgen.chains.devnet import DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_CHAIN_ID
 from loadgen.chains.fees import TxType
 from loadgen.chains.gethnet import (
     DEFAULT_GETH_BLOCK_GAS_LIMIT,
     DEFAULT_GOQUORUM_BLOCK_GAS_LIMIT,
     TXPOOL_DEFAULTS,
-    GethNetwork,
-    GethNetworkSettings,
     TxpoolSettings,
 )
 from loadgen.engine.plan import RunPlan, assign_workers
@@ -95,36 +93,6 @@ class DevnetConfig(Strict):
         if self.client == "anvil":
             return DEFAULT_BLOCK_GAS_LIMIT
         return DEFAULT_GOQUORUM_BLOCK_GAS_LIMIT if self.client == "goquorum" else DEFAULT_GETH_BLOCK_GAS_LIMIT
-
-    def network(self, port: int | None = None, prometheus_targets: Path | None = None) -> Devnet | GethNetwork:
-        """The chain these settings describe, not started yet. ``port``: Anvil's RPC port, or the
-        first node's (the others follow); None picks free ports."""
-        if self.client == "anvil":
-            return Devnet(
-                DevnetSettings(
-                    port=port,
-                    block_time_s=1.0 if self.block_time_s is None else self.block_time_s,
-                    block_gas_limit=self.block_gas,
-                    chain_id=self.chain_id,
-                    gas_price=self.gas_price or 0,
-                )
-            )
-        consensus = CONSENSUS[self.consensus or CLIENT_CONSENSUS[self.client][0]]
-        return GethNetwork(
-            GethNetworkSettings(
-                nodes=self.nodes,
-                observers=self.observers,
-                consensus=consensus.name,
-                block_time_s=consensus.default_block_time_s if self.block_time_s is None else self.block_time_s,
-                block_gas_limit=self.block_gas,
-                chain_id=self.chain_id,
-                gas_price=consensus.gas_price if self.gas_price is None else self.gas_price,
-                txpool=self.txpool.settings(),
-                data_dir=Path(self.data_dir) if self.data_dir else None,
-                base_port=port,
-                prometheus_targets=prometheus_targets,
-            )
-        )
 
 
 CLIQUE_CONFIRMATIONS = 3  # the deepest fork seen under the watcher on a 4-signer clique network at 3x its capacity was 2

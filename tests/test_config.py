@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from loadgen import config
+from loadgen.engine.session import embedded_network
 from loadgen.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,7 +109,7 @@ def test_defaults():
 @pytest.mark.unit
 def test_devnet_defaults_follow_the_client():
     def network(**devnet):
-        return config.from_dict({"workload": FL, "chain": {"devnet": devnet}}).chain.devnet.network()
+        return embedded_network(config.from_dict({"workload": FL, "chain": {"devnet": devnet}}).chain.devnet)
 
     anvil = network()
     assert anvil.client == "anvil" and anvil.settings.gas_price == 0

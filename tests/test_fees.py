@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import pytest
 from web3.exceptions import MethodUnavailable, Web3RPCError
 
-from actors.signer import Signer
+from actors.signer import Signer, sign_with
 from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.chains.fees import Fees, resolve_fees, sign_with
+from loadgen.chains.fees import Fees, resolve_fees
 from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings
 from loadgen.errors import ConfigError
 

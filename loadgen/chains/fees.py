@@ -2,7 +2,7 @@
 
 A run resolves a ``Fees`` from its configuration and the node (``resolve_fees``), then hands
 it to the seams that need it: the funder budgets ``worst_case_per_gas()`` per unit of gas, the
-senders sign with ``sign_with``, the manifest records ``to_dict()``. The fees stay fixed for
+senders sign with ``actors.signer.sign_with``, the manifest records ``to_dict()``. The fees stay fixed for
 the run, so that what a run measures is the chain and not a fee estimator. Nothing here uses
 Ray, and only ``resolve_fees`` talks to a node.
 
@@ -28,8 +28,6 @@ from loadgen.errors import ConfigError
 
 if TYPE_CHECKING:
     from web3 import Web3
-
-    from actors.signer import SignedTx, Signer
 
 TxType = Literal["legacy", "eip1559"]
 TX_TYPES: tuple[TxType, ...] = ("legacy", "eip1559")
@@ -128,12 +126,3 @@ def _fee_history(w3: Web3) -> tuple[int, list[int]]:
         return w3.eth.get_block("latest")["baseFeePerGas"], []
     used = zip(history["gasUsedRatio"], history.get("reward") or [], strict=False)
     return history["baseFeePerGas"][-1], [reward[0] for ratio, reward in used if ratio > 0]
-
-
-def sign_with(signer: Signer, fees: Fees, *, nonce: int, gas: int, to: bytes, data: bytes, value: int = 0) -> SignedTx:
-    """Signs a transaction of the fees' type: the one call a sender needs."""
-    if fees.tx_type == "legacy":
-        assert fees.gas_price is not None  # Fees.__post_init__ holds these
-        return signer.sign(nonce=nonce, gas_price=fees.gas_price, gas=gas, to=to, data=data, value=value)
-    assert fees.max_fee is not None and fees.priority_fee is not None
-    return signer.sign_1559(nonce=nonce, max_fee=fees.max_fee, priority_fee=fees.priority_fee, gas=gas, to=to, data=data, value=value)

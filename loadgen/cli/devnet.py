@@ -16,6 +16,7 @@ from loadgen.chains.gethnet import TXPOOL_DEFAULTS, GethNetwork
 from loadgen.cli import types
 from loadgen.config import DevnetConfig, TxpoolConfig
 from loadgen.engine import signals
+from loadgen.engine.session import embedded_network
 from loadgen.errors import ConfigError
 from loadgen.workloads.fl_round import model
 from loadgen.workloads.fl_round.protocol import Coordinator, PoolMember, play_round
@@ -103,7 +104,7 @@ def devnet_config(args: argparse.Namespace) -> DevnetConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = devnet_config(args)
-    chain = config.network(port=args.port or None, prometheus_targets=args.prometheus_targets)
+    chain = embedded_network(config, port=args.port or None, prometheus_targets=args.prometheus_targets)
     try:
         return _serve(chain, args)
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP (loadgen.engine.signals), at any moment: the nodes stop

@@ -18,10 +18,12 @@ from web3.types import RPCEndpoint
 
 from loadgen.accounts import MnemonicSource, derive_account, mnemonic_source
 from loadgen.chains.chain import ChainInfo, Funding, connect, fund, probe
-from loadgen.chains.devnet import DEV_MNEMONIC
+from loadgen.chains.consensus import CLIENT_CONSENSUS, CONSENSUS
+from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.chains.fees import Fees, resolve_fees
+from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings
 from loadgen.chains.nodeproc import rpc_call
-from loadgen.config import CLIQUE_CONFIRMATIONS, ChainConfig, Experiment
+from loadgen.config import CLIQUE_CONFIRMATIONS, ChainConfig, DevnetConfig, Experiment
 from loadgen.errors import ConfigError
 from loadgen.paths import REPO_ROOT
 
@@ -54,7 +56,7 @@ class ChainSession:
             self.watch_endpoints = list(self.chain.watch_endpoints)
             if not self.endpoints:
                 self.on_event(f"starting the {self.chain.devnet.client} devnet…")
-                node = self.chain.devnet.network(prometheus_targets=targets_file(self.name))
+                node = embedded_network(self.chain.devnet, prometheus_targets=targets_file(self.name))
                 self._stack.enter_context(node)  # starts it (both kinds' __enter__ return the node itself)
                 self.endpoints = node.urls
                 self.watch_endpoints = self.watch_endpoints or node.observer_urls
@@ -141,6 +143,37 @@ class ChainSession:
         return max(pending + queued - (queued if stranded is None else stranded), 0)
 
 
+def embedded_network(devnet: DevnetConfig, port: int | None = None, prometheus_targets: Path | None = None) -> Devnet | GethNetwork:
+    """The chain these settings describe, not started yet. ``port``: Anvil's RPC port, or the
+    first node's (the others follow); None picks free ports."""
+    if devnet.client == "anvil":
+        return Devnet(
+            DevnetSettings(
+                port=port,
+                block_time_s=1.0 if devnet.block_time_s is None else devnet.block_time_s,
+                block_gas_limit=devnet.block_gas,
+                chain_id=devnet.chain_id,
+                gas_price=devnet.gas_price or 0,
+            )
+        )
+    consensus = CONSENSUS[devnet.consensus or CLIENT_CONSENSUS[devnet.client][0]]
+    return GethNetwork(
+        GethNetworkSettings(
+            nodes=devnet.nodes,
+            observers=devnet.observers,
+            consensus=consensus.name,
+            block_time_s=consensus.default_block_time_s if devnet.block_time_s is None else devnet.block_time_s,
+            block_gas_limit=devnet.block_gas,
+            chain_id=devnet.chain_id,
+            gas_price=consensus.gas_price if devnet.gas_price is None else devnet.gas_price,
+            txpool=devnet.txpool.settings(),
+            data_dir=Path(devnet.data_dir) if devnet.data_dir else None,
+            base_port=port,
+            prometheus_targets=prometheus_targets,
+        )
+    )
+
+
 @contextlib.contextmanager
 def shared(experiment: Experiment, name: str) -> Iterator[tuple[Experiment, MnemonicSource | None]]:
     """For a series of runs (a search, a sweep): the experiment pointed at one embedded network
@@ -148,7 +181,7 @@ def shared(experiment: Experiment, name: str) -> Iterator[tuple[Experiment, Mnem
     if experiment.chain.endpoints:
         yield experiment, None
         return
-    with experiment.chain.devnet.network(prometheus_targets=targets_file(name)) as node:
+    with embedded_network(experiment.chain.devnet, prometheus_targets=targets_file(name)) as node:
         watch = experiment.chain.watch_endpoints or node.observer_urls
         pointed = experiment.with_overrides({"chain.endpoints": node.urls, "chain.watch_endpoints": watch})
         yield pointed, MnemonicSource("devnet", DEV_MNEMONIC)
