@@ -17,6 +17,10 @@ import orjson
 from actors.http import Broken, HttpPool, NotSent
 from actors.signer import SEND_ID
 
+# Answers meaning the node already has this very transaction: accepted after all.
+ALREADY_THERE = ("already known", "known transaction", "already imported", "nonce too low")
+LOOKUP_BATCH = 200  # calls in one batch: geth refuses batches of more than 1,000 and answers of more than 25 MB
+
 T = TypeVar("T")
 
 

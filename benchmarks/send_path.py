@@ -25,8 +25,8 @@ import aiohttp
 import numpy as np
 
 from actors.rpc import RpcClient
+from actors.sender import OPEN_CONNECTIONS, Sender, Worker
 from actors.signer import Signer, send_raw_body
-from actors.worker import OPEN_CONNECTIONS, Sender, Worker
 from loadgen.chains import contracts
 from loadgen.chains.devnet import free_port
 from loadgen.chains.fees import Fees

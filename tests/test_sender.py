@@ -1,4 +1,4 @@
-"""The sender's logic (actors/worker.py's Sender) against a scripted node: no Ray, no chain.
+"""The sender's logic (actors/sender.py's Sender) against a scripted node: no Ray, no chain.
 
 ``FakeNode`` stands in for the endpoint's RpcClient (the four methods the Sender calls:
 send_raw, batch, call, close) and for the chain behind it: it keeps every transaction it is
@@ -23,10 +23,11 @@ import pytest
 import rlp
 from eth_hash.auto import keccak
 
+from actors.gaps import MAX_RESENDS
 from actors.rpc import SendResult
+from actors.sender import Sender
 from actors.signer import SignedTx
 from actors.watcher import Followed, Inclusion
-from actors.worker import MAX_RESENDS, Sender
 from loadgen.chains.fees import Fees
 from loadgen.engine.ledger import WorkerRecord
 from loadgen.engine.plan import PhaseSpec, WorkerSpec, constant_rate, paced
@@ -76,7 +77,7 @@ class Tx:
 
 
 class FakeWatcher:
-    """What Sender._follow reads: ``await watcher.inclusions_since.remote(cursor)``."""
+    """What the sender's inclusion following (actors/settling.py) reads: ``await watcher.inclusions_since.remote(cursor)``."""
 
     def __init__(self) -> None:
         self.inclusions: list[Inclusion] = []
@@ -754,7 +755,7 @@ def test_a_resent_transaction_included_late_has_one_row_with_its_resend():
 
 
 def test_a_stuck_watcher_is_not_waited_for_and_direct_look_ups_find_what_the_chain_holds(monkeypatch):
-    monkeypatch.setattr("actors.worker.CATCH_UP_STALL_S", 0.2)
+    monkeypatch.setattr("actors.settling.CATCH_UP_STALL_S", 0.2)
     node = FakeNode()
     node.watcher.behind = True  # and never catches up
     ran = asyncio.run(drive(node, reveal(3), commit_timeout_s=0.2))

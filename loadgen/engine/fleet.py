@@ -14,9 +14,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from web3 import Web3
 
 from actors.endpoints import EndpointEvent, in_turn
+from actors.sender_actor import SenderActor
 from actors.stats import SenderStats, WatcherLag
 from actors.watcher import BlockRow, Reorg, WatcherActor
-from actors.worker import SenderActor
 from loadgen.accounts import MnemonicSource
 from loadgen.chains.fees import Fees
 from loadgen.engine.ledger import PhaseLedger
