@@ -73,7 +73,7 @@ def test_a_coordinator_call_the_node_refuses_mid_run_ends_it_with_its_step_and_e
 
         def on_progress(p: Progress) -> None:
             if p.phase == "reveal":  # the coordinator can no longer pay for its next call
-                w3.provider.make_request("anvil_setBalance", [holder["run"].coordinator.address, "0x0"])  # type: ignore[arg-type]
+                w3.provider.make_request("anvil_setBalance", [holder["run"].session.coordinator.address, "0x0"])  # type: ignore[arg-type]
 
         run = Run(experiment, tmp_path, metrics_port=0, metrics_linger_s=0, on_progress=on_progress)
         holder["run"] = run

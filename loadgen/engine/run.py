@@ -16,26 +16,19 @@ import platform
 import secrets
 import socket
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import ray
-from eth_account.signers.local import LocalAccount
-from web3 import Web3
-from web3.contract import Contract
-from web3.types import TxReceipt
 
 from actors.stats import SenderStats, WatcherLag
 from loadgen import __version__
 from loadgen import config as config_mod
-from loadgen.accounts import MnemonicSource, derive_account, mnemonic_source
-from loadgen.chains.chain import send_transaction
-from loadgen.chains.contracts import Artifact, calldata, deploy
+from loadgen.accounts import MnemonicSource, mnemonic_source
 from loadgen.chains.devnet import DEV_MNEMONIC
-from loadgen.chains.fees import Fees
 from loadgen.config import Experiment
 from loadgen.engine import signals
 from loadgen.engine.capacity import GeneratorLoad, judge
@@ -43,12 +36,13 @@ from loadgen.engine.diagnosis import PhaseOutcome, diagnose
 from loadgen.engine.fleet import STOP_GRACE_S, BlockRow, SenderFleet, node_slots
 from loadgen.engine.ledger import PhaseLedger
 from loadgen.engine.metrics import DEFAULT_PORT, RunMetrics
-from loadgen.engine.plan import PhaseSpec, RunPlan, key_index
+from loadgen.engine.plan import PhaseSpec, RunPlan
 from loadgen.engine.preflight import check_phase
 from loadgen.engine.progress import Progress, RecentCommits
 from loadgen.engine.ray_cluster import ray_session, reachable, wait_interruptibly
 from loadgen.engine.rig import Rig
 from loadgen.engine.session import ChainSession
+from loadgen.engine.stage import RunStage, worker_addresses
 from loadgen.engine.store import RunStore, blocks_table, txpool_table
 from loadgen.errors import ConfigError, UserError
 from loadgen.report.summary import summarize_file
@@ -167,10 +161,14 @@ class Run:
             failed: CoordinatorFailed | None = None
             try:
                 fleet.start(plan, session.endpoints, session.source)
-                self.addresses = self._addresses(run.key_offset)  # as the actors derive them (checked when they are ready)
+                self.addresses = worker_addresses(session, plan, run.key_offset)  # as the actors derive them (checked when ready)
                 if session.fees.worst_case_per_gas() or any(p.value_wei for p in plan.phases):
                     self._fund(plan)
-                workload.play(self)
+                stage = RunStage(
+                    session, plan, self.addresses, self.seed, self.store, self.rig, self.manifest, self.records,
+                    workload.shares_contracts, self.on_event, self.phase,
+                )  # fmt: skip
+                workload.play(stage)
             except KeyboardInterrupt:
                 self.interrupted = True
                 self.on_event("interrupted: stopping the workers and keeping what happened")
@@ -312,87 +310,6 @@ class Run:
         if self.store is not None:
             self._collect(final=True)
 
-    # the workload's stage ---------------------------------------------------------------------
-    # (``execute`` sets the session, plan, store and fleet before the workload plays)
-    @property
-    def w3(self) -> Web3:
-        assert self.session is not None
-        return self.session.w3
-
-    @property
-    def coordinator(self) -> LocalAccount:
-        assert self.session is not None
-        return self.session.coordinator
-
-    @property
-    def fees(self) -> Fees:
-        assert self.session is not None
-        return self.session.fees
-
-    @property
-    def phases(self) -> tuple[PhaseSpec, ...]:
-        assert self.plan is not None
-        return self.plan.phases
-
-    def deploy(self, artifact: Artifact, *args: Any) -> Contract:
-        assert self.store is not None
-        key = self._contract_key(artifact, args)
-        known = self.rig.deployed(key) if self.rig and key else None  # (the rig is the run's by now)
-        address = Web3.to_checksum_address(known) if known else None
-        if address is not None and self.w3.eth.get_code(address):
-            self.on_event(f"{artifact.name} at {address}, deployed by an earlier run of the series")
-            contract = self.w3.eth.contract(address=address, abi=artifact.abi)
-        else:
-            self.on_event(f"deploying {artifact.name}…")
-            contract = deploy(self.w3, self.coordinator, artifact, *args, fees=self.fees)
-            if self.rig and key:
-                self.rig.remember(key, contract.address)
-        return self._recorded(artifact, contract)
-
-    def deployed_at(self, artifact: Artifact, address: str, field: str) -> Contract:
-        checksummed = Web3.to_checksum_address(address)
-        code = bytes(self.w3.eth.get_code(checksummed))
-        if code != artifact.runtime:
-            what = "no code" if not code else f"code that is not this loadgen's {artifact.name}"
-            fix = "remove it to deploy one, or give one that manifest.json's contracts name"
-            raise ConfigError(field, f"{checksummed} holds {what} on this chain", fix)
-        self.on_event(f"{artifact.name} at {checksummed}, from {field}")
-        return self._recorded(artifact, self.w3.eth.contract(address=checksummed, abi=artifact.abi))
-
-    def _recorded(self, artifact: Artifact, contract: Contract) -> Contract:
-        assert self.store is not None
-        self.manifest.setdefault("contracts", {})[artifact.name] = contract.address
-        self.store.write_json("manifest.json", self.manifest)
-        return contract
-
-    def _contract_key(self, artifact: Artifact, args: tuple[Any, ...]) -> str | None:
-        """What names a contract the series' runs may share (see Rig); None: this run's own."""
-        if self.rig is None or not self.workload.shares_contracts or self.session is None:
-            return None
-        return Rig.contract_key(self.session.info.chain_id, artifact.name, artifact.bytecode, args)
-
-    def transact(self, contract: Contract, function: str, *args: Any) -> TxReceipt:
-        data = calldata(contract, function, *args)
-        receipt = send_transaction(self.w3, self.coordinator, to=contract.address, data=data, fees=self.fees)
-        if receipt["status"] != 1:
-            raise UserError(f"the set-up call {function} on {contract.address} reverted (transaction {receipt['transactionHash'].hex()})")
-        return receipt
-
-    @property
-    def handover(self) -> dict[Hashable, Any]:
-        assert self.rig is not None
-        return self.rig.handover
-
-    def next_addresses(self) -> list[str] | None:
-        assert self.rig is not None
-        offset = self.rig.next_key_offset
-        return None if offset is None else self._addresses(offset)
-
-    def _addresses(self, key_offset: int) -> list[str]:
-        """The workers' accounts with keys from ``key_offset`` on (0.3 ms a key)."""
-        assert self.session is not None and self.plan is not None
-        return [derive_account(self.session.source, key_index(key_offset, w.worker)).address for w in self.plan.workers]
-
     def _fleet_ready(self) -> None:
         """The sender actors set up, before the first phase is signed."""
         assert self.fleet is not None and self.plan is not None
@@ -407,12 +324,6 @@ class Run:
             self.on_event(f"{fleet.replaced} sender actor(s) lost since the last run were replaced")
             self.records["actors_replaced"] = fleet.replaced
         self.on_event(f"{len(self.plan.workers)} workers in {len(fleet.actors)} actors on {fleet.ray_nodes} Ray node(s)")
-
-    def event(self, message: str) -> None:
-        self.on_event(message)
-
-    def record(self, key: str, value: Any) -> None:
-        self.records[key] = value
 
     def phase(self, phase: PhaseSpec, payload: Payload) -> None:
         run = self.experiment.run
@@ -502,7 +413,7 @@ class Run:
         known = self._sized.get(phase.name)
         if known is not None:
             return replace(phase, gas_limit=known)
-        checked = check_phase(self.w3, phase, payload, self.plan.workers, self.addresses, self.session.info.block_gas_limit)
+        checked = check_phase(self.session.w3, phase, payload, self.plan.workers, self.addresses, self.session.info.block_gas_limit)
         for line in checked.lines:
             self.on_event(line)
         self._sized[phase.name] = checked.phase.gas_limit

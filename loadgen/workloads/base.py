@@ -83,8 +83,13 @@ class Payload(ABC):
 class Stage(Protocol):
     """What the engine offers a workload while it plays."""
 
-    addresses: list[str]  # the workers' accounts, by worker index
-    seed: int
+    @property
+    def addresses(self) -> list[str]:
+        """The workers' accounts, by worker index."""
+        ...
+
+    @property
+    def seed(self) -> int: ...
 
     @property
     def handover(self) -> dict[Hashable, Any]:
