@@ -39,8 +39,8 @@ def ingest(total: int, serve: bool) -> tuple[float, float | None, Path]:
     batch = synthetic_rows("bench", n=BATCH)
     started = time.perf_counter()
     for _ in range(total // BATCH):
-        metrics.rows(batch)
-        store.transactions.append(batch)
+        metrics.add(batch)
+        store.transactions.add(batch)
     store.close()
     elapsed = time.perf_counter() - started
     scrape = None

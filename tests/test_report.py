@@ -28,7 +28,7 @@ def make_run(root, name: str, seed: int, close: bool = True):
     run_dir = root / name
     store = RunStore(run_dir, flush_s=0)
     table = synthetic_rows(name, seed=seed)
-    store.transactions.append(table)
+    store.transactions.add(table)
     store.write_json("manifest.json", {"run_id": name, "config": {"run": {"threshold": 0.85}}, "chain": {"chain_id": 1337}})
     if close:
         store.close()
@@ -97,7 +97,7 @@ def test_a_run_without_rows_gives_a_page_without_figures(tmp_path):
     run_dir = tmp_path / "nothing"
     store = RunStore(run_dir, flush_s=0)
     empty = synthetic_rows("nothing").slice(0, 0)
-    store.transactions.append(empty)
+    store.transactions.add(empty)
     store.write_json("manifest.json", {"run_id": "nothing", "config": {"run": {"threshold": 0.85}}})
     store.close()
     store.write_json("summary.json", summarize(empty, 0.85) | {"run_id": "nothing", "rounds": []})

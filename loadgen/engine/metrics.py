@@ -180,7 +180,7 @@ class RunMetrics:
         if pace_s is not None:
             self.pace.labels(self.run_id).set(pace_s)
 
-    def rows(self, table: pa.Table) -> None:
+    def add(self, table: pa.Table) -> None:
         """Final rows: outcome counts, latency, lag, refused sends."""
         rid = self.run_id
         counts = table.group_by(["status", "phase", "endpoint"]).aggregate([([], "count_all")])

@@ -17,14 +17,13 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import ray
 
-from actors.stats import SenderStats, WatcherLag
 from loadgen import __version__
 from loadgen import config as config_mod
 from loadgen.accounts import MnemonicSource, mnemonic_source
@@ -32,28 +31,19 @@ from loadgen.chains.devnet import DEV_MNEMONIC
 from loadgen.config import Experiment
 from loadgen.engine import signals
 from loadgen.engine.capacity import GeneratorLoad, judge
-from loadgen.engine.diagnosis import PhaseOutcome, diagnose
-from loadgen.engine.fleet import STOP_GRACE_S, BlockRow, SenderFleet, node_slots
-from loadgen.engine.ledger import PhaseLedger
+from loadgen.engine.fleet import STOP_GRACE_S, SenderFleet, node_slots
 from loadgen.engine.metrics import DEFAULT_PORT, RunMetrics
-from loadgen.engine.plan import PhaseSpec, RunPlan
-from loadgen.engine.preflight import check_phase
-from loadgen.engine.progress import Progress, RecentCommits
-from loadgen.engine.ray_cluster import ray_session, reachable, wait_interruptibly
+from loadgen.engine.phases import LoadTally, PhaseRunner, RunContext, StopEarly
+from loadgen.engine.plan import RunPlan
+from loadgen.engine.progress import Progress
+from loadgen.engine.ray_cluster import ray_session, reachable
 from loadgen.engine.rig import Rig
 from loadgen.engine.session import ChainSession
 from loadgen.engine.stage import RunStage, worker_addresses
-from loadgen.engine.store import RunStore, blocks_table, txpool_table
+from loadgen.engine.store import RunStore
 from loadgen.errors import ConfigError, UserError
 from loadgen.report.summary import summarize_file
-from loadgen.workloads.base import Payload
 from loadgen.workloads.fl_round.protocol import CoordinatorFailed
-
-COLLECT_EVERY_S = 1.0
-
-
-class _StopEarly(Exception):
-    """The caller's should_stop said the run has nothing more to tell."""
 
 
 @dataclass
@@ -114,15 +104,7 @@ class Run:
         self.addresses: list[str] = []
         self.seed = experiment.run.seed
         self.workload = experiment.plugin
-        self._stranded = 0
-        self._ready = False  # the fleet's workers are set up (before the first phase)
-        self._sized: dict[str, int] = {}  # phase name → the gas limit its transactions get
-        self._ledger = PhaseLedger(-1, "")  # what is stored of the phase that runs (none yet)
-        self._phase_blocks: list[BlockRow] = []  # the blocks seen while it runs
-        self._totals = SenderStats()  # the actors' counters at the last collection
-        self._watcher_lag = WatcherLag(0, 0.0)
-        self._recent = RecentCommits()
-        self._load = _LoadTally()  # what the senders spent in the phases, for the generator's verdict
+        self.runner: PhaseRunner | None = None  # once set up
 
     # the whole run ------------------------------------------------------------------------
     def execute(self) -> RunResult:
@@ -164,9 +146,14 @@ class Run:
                 self.addresses = worker_addresses(session, plan, run.key_offset)  # as the actors derive them (checked when ready)
                 if session.fees.worst_case_per_gas() or any(p.value_wei for p in plan.phases):
                     self._fund(plan)
+                context = RunContext(
+                    self.experiment, workload, session, plan, self.store, fleet, self.metrics, self.addresses, self.manifest,
+                    self.records, self.run_id, self.trial, self.started, self.on_event, self.on_progress, self.should_stop, self._fund,
+                )  # fmt: skip
+                self.runner = runner = PhaseRunner(context)
                 stage = RunStage(
                     session, plan, self.addresses, self.seed, self.store, self.rig, self.manifest, self.records,
-                    workload.shares_contracts, self.on_event, self.phase,
+                    workload.shares_contracts, self.on_event, runner.phase,
                 )  # fmt: skip
                 workload.play(stage)
             except KeyboardInterrupt:
@@ -178,7 +165,8 @@ class Run:
                 failed = e
                 self.on_event(f"{e}: stopping the workers and keeping what happened")
                 self._stop()
-            except _StopEarly:
+            except StopEarly:
+                self.stopped_early = self.runner.stopped_early if self.runner else None
                 self.on_event(f"stopped early: {self.stopped_early}")
                 # what was sent lands (or not) as in a run that went on: the rows stay the
                 # chain's, and the next run of a series does not start behind this one's load
@@ -307,71 +295,13 @@ class Run:
         if self.fleet is None or not self.fleet.actors:
             return
         self.fleet.stop(grace_s)
-        if self.store is not None:
-            self._collect(final=True)
-
-    def _fleet_ready(self) -> None:
-        """The sender actors set up, before the first phase is signed."""
-        assert self.fleet is not None and self.plan is not None
-        if self._ready:
-            return
-        self._ready = True
-        fleet = self.fleet
-        if fleet.ready() != self.addresses:
-            raise RuntimeError("the sender actors derived other worker addresses than the driver")
-        self.manifest["sender_actors"] = fleet.actor_ids  # the same ones across a search's trials
-        if fleet.replaced:  # lost since the series' last run
-            self.on_event(f"{fleet.replaced} sender actor(s) lost since the last run were replaced")
-            self.records["actors_replaced"] = fleet.replaced
-        self.on_event(f"{len(self.plan.workers)} workers in {len(fleet.actors)} actors on {fleet.ray_nodes} Ray node(s)")
-
-    def phase(self, phase: PhaseSpec, payload: Payload) -> None:
-        run = self.experiment.run
-        assert self.fleet is not None and self.plan is not None and self.session is not None
-        self._fleet_ready()
-        queued_before = self.session.queued()  # what earlier phases or runs left stranded stays
-        phase = self._preflight(phase, payload)
-        for a in self.fleet.prepare(phase, payload):
-            self.on_event(f"sender actor {a} was lost between phases: a new one takes its workers over")
-            self.records["actors_replaced"] = self.fleet.replaced
-        t0 = time.time() + run.lead_time_s
-        self._ledger = PhaseLedger(payload.epoch, phase.name, self.fleet.bases)
-        self._phase_blocks = []
-        before = self._totals
-        self.metrics.phase(phase.name, payload.epoch, running=True)
-        pending = self.fleet.run_phase(phase, payload, t0, run.commit_timeout_s, self.trial)
-        draining = False
-        while pending:
-            done, pending = wait_interruptibly(pending, COLLECT_EVERY_S)
-            stats = self._collect()
-            for a in self.fleet.lost(done):
-                workers = len(self.plan.workers_of(a))
-                self.on_event(f"sender actor {a} was lost: a new one takes its {workers} workers over, from what the chain holds")
-                pending.append(self.fleet.replace(a, self._ledger))
-                self.records["actors_replaced"] = self.fleet.replaced
-            progress = self._progress(phase, payload.epoch, t0, stats)
-            if not draining and progress.phase_left_s == 0 and stats.inflight:
-                draining = True  # what remains of the phase is waiting for inclusion: up to commit_timeout_s
-                self.on_event(f"{phase.name}: draining {stats.inflight} in flight (up to {run.commit_timeout_s:g} s)…")
-            self.on_progress(progress)
-            self._load.busy.append(stats.max_busy)
-            reason = self.should_stop(progress)
-            if reason:
-                self.stopped_early = reason
-                raise _StopEarly
-        totals = self._collect(final=True)
-        self.metrics.phase(phase.name, payload.epoch, running=False)
-        self._load.add(phase, before, totals, len(self.fleet.actors))
-        stranded = totals.stranded  # the actors count the whole run's
-        self.records |= {"failovers": totals.failovers, "odd_answers": totals.odd_answers, "unconfirmed": totals.unconfirmed}
-        left = self.session.wait_for_empty_pools(stranded=queued_before + stranded - self._stranded)
-        self._stranded = stranded
-        self._diagnose(phase, payload, totals, before, left)
+        if self.runner is not None:
+            self.runner.collect(final=True)
 
     def _judge_generator(self, summary: dict[str, Any]) -> None:
         """Marks a run whose senders could not keep their schedule (loadgen/capacity.py): its
         commit ratio measured the generator, not the chain."""
-        load = self._load
+        load = self.runner.load if self.runner is not None else LoadTally()
         verdict = judge(
             GeneratorLoad(
                 summary["schedule_lag_first_p99_s"],
@@ -390,116 +320,6 @@ class Run:
         self.metrics.generator(verdict.bound)
         if verdict.reason:
             self.on_event(verdict.reason)
-
-    def _diagnose(self, phase: PhaseSpec, payload: Payload, totals: SenderStats, before: SenderStats, left: int) -> None:
-        """Says why, when the nodes lost most of what they had accepted in the phase."""
-        led = self._ledger
-        gas = [(b.gas_used, b.gas_limit) for b in self._phase_blocks if b.gas_limit]
-        outcome = PhaseOutcome(
-            phase.name, payload.epoch, led.statuses["committed"] + led.statuses["reverted"] + led.statuses["dropped"],
-            led.statuses["dropped"], led.stranded, totals.gaps_recovered - before.gaps_recovered,
-            totals.unconfirmed - before.unconfirmed,
-            sum(used >= 0.95 * limit for used, limit in gas) / len(gas) if gas else 0.0, left,
-        )  # fmt: skip
-        diagnosis = diagnose(outcome)
-        if diagnosis is not None:
-            self.on_event(f"lost: {diagnosis.line()}")
-            self.records.setdefault("diagnosis", []).append(diagnosis.to_dict())
-
-    def _preflight(self, phase: PhaseSpec, payload: Payload) -> PhaseSpec:
-        """The phase with the gas limit its transactions get (see loadgen/preflight.py), checked
-        once per phase of the run; workers are topped up when it costs more than planned."""
-        assert self.plan is not None and self.session is not None
-        known = self._sized.get(phase.name)
-        if known is not None:
-            return replace(phase, gas_limit=known)
-        checked = check_phase(self.session.w3, phase, payload, self.plan.workers, self.addresses, self.session.info.block_gas_limit)
-        for line in checked.lines:
-            self.on_event(line)
-        self._sized[phase.name] = checked.phase.gas_limit
-        self.records.setdefault("gas_limits", {})[phase.name] = checked.phase.gas_limit
-        if checked.phase.gas_limit > phase.gas_limit and self.session.fees.worst_case_per_gas():
-            self._fund(replace(self.plan, phases=tuple(checked.phase if p.name == phase.name else p for p in self.plan.phases)))
-        return checked.phase
-
-    def _progress(self, phase: PhaseSpec, epoch: int, t0: float, stats: SenderStats) -> Progress:
-        assert self.plan is not None
-        now = time.time()
-        lead = self.experiment.run.lead_time_s
-        phases = self.plan.phases
-        # a plug-in may play a phase that is not in its plan: then none is counted after it
-        later = next((phases[i + 1 :] for i, p in enumerate(phases) if p.name == phase.name), ())
-        phase_left = max(t0 + phase.duration_s - now, 0.0)
-        epochs_after = self.plan.epochs - epoch - 1
-        run_left = phase_left + sum(lead + p.duration_s for p in later) + epochs_after * sum(lead + p.duration_s for p in phases)
-        rate, p95 = self._recent.now(now)
-        return Progress(
-            phase.name, epoch, self.plan.transactions, stats, now - self.started, phase_left,
-            stats.max_lag_s > 1.0, self.plan.fixed_slots, self.workload.interval_s,
-            self.plan.epochs, run_left, rate, p95, self._watcher_lag,
-        )  # fmt: skip
-
-    def _collect(self, final: bool = False) -> SenderStats:
-        assert self.fleet is not None and self.store is not None and self.session is not None
-        got = self.fleet.collect()
-        for table in got.tables:
-            self._ledger.add(table)
-            self.store.transactions.append(table)
-            self._recent.add(table)
-            self.metrics.rows(table)
-        self.metrics.actor_stats(got.totals, got.lag)
-        self.metrics.endpoints(got.events)
-        for e in got.events:
-            self.on_event(e.line())
-            self.records.setdefault("endpoint_events", []).append({"t": _iso(e.t), "endpoint": e.endpoint, "up": e.up, "reason": e.reason})
-        self._totals, self._watcher_lag = got.totals, got.lag
-        # how far behind the chain the watchers read at worst: the senders decide nothing
-        # missing until they caught up, so a large lag shows in the drain, not in the rows
-        self.records["watcher_lag_max_blocks"] = max(self.records.get("watcher_lag_max_blocks", 0), got.lag.blocks)
-        self.records["watcher_lag_max_s"] = max(self.records.get("watcher_lag_max_s", 0.0), got.lag.seconds)
-        known = self.records.setdefault("watcher_receipts", {})
-        for url, how in got.receipts.items():
-            if how == "hash" and known.get(url) != how:
-                self.on_event(
-                    f"the block watcher reads {url}'s receipts one transaction at a time (it serves neither "
-                    "eth_getBlockReceipts nor GraphQL): it falls behind blocks of thousands; start geth/GoQuorum with --graphql"
-                )
-            known[url] = how
-        for r in got.reorgs:
-            self.on_event(
-                f"the chain replaced {r.depth} block(s) from {r.number} that the watcher had read with "
-                f"{self.fleet.sending.confirmations} confirmation(s): their rows may name blocks it no longer has; "
-                f"raise chain.confirmations above {r.depth}"
-            )
-            self.records.setdefault("reorgs", []).append({"t": _iso(r.t), "block": r.number, "depth": r.depth})
-        self._phase_blocks += got.blocks
-        if got.blocks:
-            self.store.blocks.append(blocks_table(self.run_id, self.trial, got.blocks))
-            self.metrics.blocks(got.blocks)
-        pools = self.session.txpools()
-        self.metrics.txpools(pools)
-        if pools:
-            self.store.txpool.append(txpool_table(self.run_id, self.trial, time.time(), pools))
-        if final:
-            self.store.transactions.flush()
-            self.store.blocks.flush()
-            self.store.txpool.flush()
-        return got.totals
-
-
-@dataclass
-class _LoadTally:
-    busy: list[float] = field(default_factory=list)
-    cpu_s: float = 0.0
-    sent: int = 0
-    phase_s: float = 0.0
-    actors: int = 0
-
-    def add(self, phase: PhaseSpec, before: SenderStats, after: SenderStats, actors: int) -> None:
-        self.actors = actors
-        self.cpu_s += after.cpu_s - before.cpu_s
-        self.sent += after.sent - before.sent
-        self.phase_s += phase.duration_s
 
 
 def _iso(t: float) -> str:

@@ -37,7 +37,7 @@ class _Writer:
         self._pending_rows = 0
         self._closed = False
 
-    def append(self, table: pa.Table) -> None:
+    def add(self, table: pa.Table) -> None:
         self._pending.append(table)
         self.rows += table.num_rows
         self._pending_rows += table.num_rows

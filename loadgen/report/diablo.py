@@ -84,7 +84,7 @@ def import_file(path: Path, out: Path, threshold: float) -> Path:
     table = to_table(read(path), run_id)
     run_dir = out / run_id
     store = RunStore(run_dir, flush_s=0)
-    store.transactions.append(table)
+    store.transactions.add(table)
     store.close()
     store.write_json("manifest.json", {"run_id": run_id, "imported_from": str(path), "tool": "diablo", "caveats": list(CAVEATS)})
     store.write_json("summary.json", summarize(table, threshold) | {"run_id": run_id, "rounds": [], "caveats": list(CAVEATS)})
