@@ -11,6 +11,7 @@ import pytest
 
 from loadgen.chains.devnet import DEV_MNEMONIC
 from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings
+from loadgen.chains.nodeproc import rpc_call
 from tests.engine import local_ray, transfers_past_capacity
 
 pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.slow]
@@ -43,3 +44,22 @@ def test_goquorum_qbft_past_capacity_the_record_is_the_chain(tmp_path):
         summary, audit = transfers_past_capacity(net.urls, tmp_path, rate_tps=900, duration_s=30)
     assert summary["confirmations"] == 0  # QBFT's blocks are final
     assert_the_record_is_the_chain(summary, audit, 900, 30, block_s=1.0)
+
+
+def test_an_observer_follows_without_sealing_and_the_watchers_read_from_it(tmp_path):
+    with local_ray(mnemonic=DEV_MNEMONIC), GethNetwork(GethNetworkSettings(nodes=2, observers=1)) as net:
+        (observer,) = net.observer_urls
+        assert net.urls == net.all_urls[:2]
+        # a clique of the two validators: the observer's node is not a signer
+        signers = rpc_call(observer, "clique_getSigners", ["latest"])
+        assert sorted(s.lower() for s in signers) == sorted(i.signer.lower() for i in net.identities[:2])
+        summary, audit = transfers_past_capacity(net.urls, tmp_path, rate_tps=100, duration_s=5, watch=[observer])
+        head = int(rpc_call(net.urls[0], "eth_blockNumber"), 16)
+        assert (
+            rpc_call(observer, "eth_getBlockByNumber", [hex(head - 1), False])["hash"]
+            == (rpc_call(net.urls[0], "eth_getBlockByNumber", [hex(head - 1), False])["hash"])
+        )
+    assert summary["watch_endpoints"] == [observer]
+    assert list(summary["watcher_receipts"]) == [observer]  # the watcher read every block there
+    assert audit.missed == audit.phantom == audit.twice == 0, audit
+    assert audit.committed == audit.scheduled == summary["committed"] == 500

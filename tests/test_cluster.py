@@ -69,13 +69,17 @@ def test_a_run_joins_a_cluster_started_by_ray_start_with_its_token(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_nodes():
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, logging_level="ERROR")
-    yield cluster
-    ray.shutdown()
-    cluster.shutdown()
+    """Without token authentication, whatever earlier Rays of the session left on the machine
+    (a token in ~/.ray turns it on): the CLI test below is about such a cluster."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_AUTH_MODE", "disabled")
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, logging_level="ERROR")
+        yield cluster
+        ray.shutdown()
+        cluster.shutdown()
 
 
 def test_both_nodes_send_and_workers_spread_over_endpoints(two_nodes, tmp_path, monkeypatch):

@@ -38,7 +38,6 @@ from tests.engine import (
     local_ray,
     pid_alive,
     statuses,
-    transfers_past_capacity,
 )
 
 # Small enough that 8 workers sending 32 kB chunks every 0.05 s overflow every node's pool
@@ -279,43 +278,23 @@ def test_the_search_finds_a_pace_the_small_pools_take(tmp_path):
     # module's tighter one keeps what the overflow test left stuck behind its nonce gaps.
     txpool = TxpoolSettings(account_slots=4, global_slots=64, account_queue=8, global_queue=32, no_locals=True)
     with GethNetwork(GethNetworkSettings(nodes=4, txpool=txpool)) as net:
-        # 16 workers sending 40 chunks: 160 a node, more than its pool holds when sent too fast.
-        # A chunk refused 4 times running is given up: with many more retries, a machine fast
-        # enough catches up after the burst, and even the fastest pace passes.
+        # 16 workers sending 20 chunks: 80 a node, more than its pool holds (32 chunks) when four
+        # workers a node send faster than about one every 0.125 s. A chunk refused 4 times running
+        # is given up: with many more retries, a machine fast enough catches up after the burst,
+        # and even the fastest pace passes.
         state = Search(
-            fl(net.urls, model_length=40_000, redundancy=8, max_retries=3),
+            fl(net.urls, model_length=20_000, redundancy=8, max_retries=3),
             tmp_path,
             lo=0.05,
-            hi=1.0,
-            tolerance=0.5,
+            hi=0.5,
+            tolerance=0.8,
             run_options={"metrics_port": 0, "metrics_linger_s": 0},
         ).execute()
-    assert state.min_value is not None and 0.05 < state.min_value <= 1.0, state.notes
+    assert state.min_value is not None and 0.05 < state.min_value <= 0.5, state.notes
     passed = [p.value for p in state.probes if p.verdict == "pass"]
     failed = [p.value for p in state.probes if p.verdict == "fail"]
     assert failed and passed and state.min_value == min(passed)
     assert max(v for v in failed if v < state.min_value) < state.min_value  # a slower pace passed where a faster one failed
-
-
-@pytest.mark.chain
-@pytest.mark.ray
-def test_an_observer_follows_without_sealing_and_the_watchers_read_from_it(tmp_path):
-    with local_ray(mnemonic=DEV_MNEMONIC), GethNetwork(GethNetworkSettings(nodes=2, observers=1)) as net:
-        (observer,) = net.observer_urls
-        assert net.urls == net.all_urls[:2]
-        # a clique of the two validators: the observer's node is not a signer
-        signers = rpc_call(observer, "clique_getSigners", ["latest"])
-        assert sorted(s.lower() for s in signers) == sorted(i.signer.lower() for i in net.identities[:2])
-        summary, audit = transfers_past_capacity(net.urls, tmp_path, rate_tps=100, duration_s=5, watch=[observer])
-        head = int(rpc_call(net.urls[0], "eth_blockNumber"), 16)
-        assert (
-            rpc_call(observer, "eth_getBlockByNumber", [hex(head - 1), False])["hash"]
-            == (rpc_call(net.urls[0], "eth_getBlockByNumber", [hex(head - 1), False])["hash"])
-        )
-    assert summary["watch_endpoints"] == [observer]
-    assert list(summary["watcher_receipts"]) == [observer]  # the watcher read every block there
-    assert audit.missed == audit.phantom == audit.twice == 0, audit
-    assert audit.committed == audit.scheduled == summary["committed"] == 500
 
 
 @pytest.mark.chain
