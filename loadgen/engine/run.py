@@ -132,7 +132,7 @@ class Run:
             if self.rig is None:  # shut down as the run ends, before Ray
                 self.rig = stack.enter_context(Rig())
             self._serve_metrics(self.rig, workload.interval_s)
-            self.manifest = self._manifest(session, plan)
+            self.manifest = run_manifest(self, session, plan)
             self.store.write_json("manifest.json", self.manifest)
             run = self.experiment.run
             sending = replace(run.sending, confirmations=session.confirmations, watch_endpoints=tuple(session.watch_endpoints))
@@ -250,30 +250,6 @@ class Run:
                     "lower chain.gas_limit (or the workload's transaction size)",
                 )
 
-    def _manifest(self, session: ChainSession, plan: RunPlan) -> dict:
-        return {
-            "run_id": self.run_id,
-            "trial": self.trial,
-            "loadgen_version": __version__,
-            "ray_version": ray.__version__,
-            "python": platform.python_version(),
-            "config": config_mod.to_public_dict(self.experiment),
-            "endpoints": session.endpoints,
-            "embedded_devnet": session.embedded,
-            "devnet": session.devnet,
-            "chain": session.info.to_dict(),
-            "fees": session.fees.to_dict(),
-            "keys": f"derived from the mnemonic of {session.source.origin}, path m/44'/60'/0'/0/<index>: "
-            "0 the coordinator, 1 + run.key_offset + i worker i",
-            # the cluster's control store: whose Ray ran it (a run's private one unless it was told to join)
-            "ray_cluster": ray.get_runtime_context().gcs_address,
-            "ray_nodes": sorted(set(node_slots(None))),
-            "actors": len({w.actor for w in plan.workers}),
-            "workers": len(plan.workers),
-            "planned_transactions": plan.transactions,
-            "started": _iso(self.started),
-        }
-
     def _fund(self, plan: RunPlan) -> None:
         """Every worker needs ether for its worst case: every slot it may use (retries included)
         at its phase's gas limit and fee, plus the value it sends."""
@@ -320,6 +296,33 @@ class Run:
         self.metrics.generator(verdict.bound)
         if verdict.reason:
             self.on_event(verdict.reason)
+
+
+def run_manifest(run: Run, session: ChainSession, plan: RunPlan) -> dict:
+    """What manifest.json says of a run as it starts: its versions, config, chain, keys' origin
+    and where it ran (no key, no mnemonic)."""
+    return {
+        "run_id": run.run_id,
+        "trial": run.trial,
+        "loadgen_version": __version__,
+        "ray_version": ray.__version__,
+        "python": platform.python_version(),
+        "config": config_mod.to_public_dict(run.experiment),
+        "endpoints": session.endpoints,
+        "embedded_devnet": session.embedded,
+        "devnet": session.devnet,
+        "chain": session.info.to_dict(),
+        "fees": session.fees.to_dict(),
+        "keys": f"derived from the mnemonic of {session.source.origin}, path m/44'/60'/0'/0/<index>: "
+        "0 the coordinator, 1 + run.key_offset + i worker i",
+        # the cluster's control store: whose Ray ran it (a run's private one unless it was told to join)
+        "ray_cluster": ray.get_runtime_context().gcs_address,
+        "ray_nodes": sorted(set(node_slots(None))),
+        "actors": len({w.actor for w in plan.workers}),
+        "workers": len(plan.workers),
+        "planned_transactions": plan.transactions,
+        "started": _iso(run.started),
+    }
 
 
 def _iso(t: float) -> str:
