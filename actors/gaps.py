@@ -10,9 +10,9 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from actors.blocks import Inclusion
 from actors.collector import TxRow
 from actors.rpc import ALREADY_THERE, LOOKUP_BATCH, RpcError
-from actors.watcher import Inclusion
 
 if TYPE_CHECKING:
     from actors.sender import Sender

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from actors.blocks import Inclusion
 from actors.collector import TxRow
 from actors.rpc import RpcClient, RpcError
-from actors.watcher import Inclusion
 from loadgen.engine.ledger import WorkerRecord
 from loadgen.engine.plan import PhaseSpec
 from loadgen.workloads.base import Payload

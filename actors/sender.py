@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import ray
 
+from actors.blocks import Inclusion
 from actors.collector import Collector, TxRow
 from actors.endpoints import Endpoints, in_turn
 from actors.gaps import GapCheck
@@ -48,7 +49,6 @@ from actors.rpc import ALREADY_THERE, RpcClient, RpcError, SendResult
 from actors.settling import Settling
 from actors.signer import SignedTx, Signer, sign_with
 from actors.stats import SenderStats
-from actors.watcher import Inclusion
 from loadgen.chains.fees import Fees
 from loadgen.engine.ledger import WorkerRecord
 from loadgen.engine.plan import PhaseSpec, WorkerSpec

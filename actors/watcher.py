@@ -38,16 +38,15 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
 import ray
 
+from actors.blocks import BlockReader, BlockRow, Inclusion
 from actors.endpoints import EndpointEvent, in_turn
 from actors.rpc import RpcClient, RpcError
 from actors.stats import WatcherLag
-from loadgen.chains.blocktime import timestamp_seconds
 
 # Inclusions kept for senders that read late: they read within a second, and one that falls
 # further behind finds a receipt by hash in its gap check; at 500 tx/s this is 60,000 kept.
@@ -58,56 +57,12 @@ SUBSCRIBE_TIMEOUT_S = 5.0
 RESUBSCRIBE_S = 10.0
 HEARTBEAT_S = 5.0
 BLOCKS_AT_ONCE = 4  # blocks read at once while behind
-RECEIPT_BATCH = 200  # receipts a request: geth refuses batches of over 1,000 calls or 25 MB of answer
-RECEIPT_REQUESTS_AT_ONCE = 4  # receipt batches in flight: a node answers a batch on one core
-BLOCK_QUERY = "{ block(number: %d) { hash parent { hash } timestamp gasUsed gasLimit transactions { hash status gasUsed gasPrice } } }"
 KEPT_HASHES = 256  # block hashes kept to see a reorganization under the watcher
-
-
-def graphql_url(url: str) -> str:
-    """Where geth-derived nodes serve GraphQL: /graphql on the HTTP-RPC port."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/graphql", "", ""))
-
-
-def _number(value: object) -> int:
-    """GraphQL's Long is a JSON number on geth 1.10 and a hex string on later ones; BigInt is hex."""
-    if isinstance(value, str):
-        return int(value, 16)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise ValueError(f"not a number: {value!r:.40}")
 
 
 def ws_url(url: str) -> str:
     """The WebSocket address on the same host and port: http → ws, https → wss."""
     return "ws" + url[4:] if url.startswith("http") else url
-
-
-@dataclass(frozen=True, slots=True)
-class Inclusion:
-    tx_hash: bytes
-    block_number: int
-    t_observed: float
-    status: int
-    gas_used: int
-    block_timestamp_s: float | None  # None: read from a receipt alone
-    effective_gas_price: int | None  # what the sender paid per gas (None: the node does not say)
-
-    @classmethod
-    def of(cls, receipt: object, tx_hash: str, t_observed: float, block_timestamp_s: float | None) -> Inclusion:
-        """The inclusion a receipt of ``tx_hash`` says; a receipt of another transaction, or one
-        without a number, status or gas where they belong, is an answer not to be believed."""
-        try:
-            assert isinstance(receipt, dict)
-            assert str(receipt["transactionHash"]).lower() == tx_hash.lower()
-            price = receipt.get("effectiveGasPrice")
-            return cls(
-                bytes.fromhex(tx_hash[2:]), int(receipt["blockNumber"], 16), t_observed, int(receipt["status"], 16),
-                int(receipt["gasUsed"], 16), block_timestamp_s, int(price, 16) if price else None,
-            )  # fmt: skip
-        except (AssertionError, KeyError, TypeError, ValueError):
-            raise RpcError("rpc", f"not a receipt of {tx_hash}: {receipt!r:.200}", unhealthy=True) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,24 +96,6 @@ class WatcherReport:
     receipts: tuple[str, str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Read:
-    row: BlockRow
-    inclusions: list[Inclusion]
-    hash: str
-    parent: str
-
-
-@dataclass(frozen=True, slots=True)
-class BlockRow:
-    number: int
-    timestamp_s: float
-    tx_count: int
-    gas_used: int
-    gas_limit: int
-    t_observed: float
-
-
 class BlockWatcher:
     def __init__(
         self,
@@ -183,8 +120,7 @@ class BlockWatcher:
         self.blocks: list[BlockRow] = []
         self._inclusion_base = 0  # sequence number of inclusions[0]; older ones were trimmed
         self._next_block: int | None = None
-        self.receipts_via: str | None = None  # "block", "graphql" or "hash": chosen per endpoint (_choose)
-        self._graphql: RpcClient | None = None
+        self.reader = BlockReader(self.rpc)  # how this endpoint's blocks and receipts are read
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._polling: asyncio.Task | None = None
@@ -197,7 +133,6 @@ class BlockWatcher:
         self._head = asyncio.Event()
         self._heard: dict[int, float] = {}  # block number → when it was first known to exist (announced, or polled)
         self.head = -1  # the newest block known to exist
-        self._receipt_requests = asyncio.Semaphore(RECEIPT_REQUESTS_AT_ONCE)
 
     async def start(self, from_block: int | None = None) -> int:
         """Follows the chain from ``from_block`` (a lost watcher's successor), else from the next
@@ -263,8 +198,7 @@ class BlockWatcher:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.rpc.close()
-        if self._graphql is not None:
-            await self._graphql.close()
+        await self.reader.close()
 
     async def _loop(self) -> None:
         assert self._next_block is not None, "start() sets it before the loop runs"
@@ -313,10 +247,10 @@ class BlockWatcher:
         """Reads the next blocks up to ``head``, several at once, and hands them over in order:
         those before a block that failed are kept, the rest are read again next round."""
         assert self._next_block is not None, "start() sets it before the loop runs"
-        if self.receipts_via is None:  # once, before the reads that use it start together
-            await self._choose()
+        if self.reader.receipts_via is None:  # once, before the reads that use it start together
+            await self.reader.choose()
         numbers = range(self._next_block, min(head, self._next_block + BLOCKS_AT_ONCE - 1) + 1)
-        reads = await asyncio.gather(*(self._read(n, self._heard.get(n, time.time())) for n in numbers), return_exceptions=True)
+        reads = await asyncio.gather(*(self.reader.read(n, self._heard.get(n, time.time())) for n in numbers), return_exceptions=True)
         for read in reads:
             if isinstance(read, BaseException):
                 raise read
@@ -365,100 +299,15 @@ class BlockWatcher:
     async def _follow_next(self) -> None:
         lost = self.rpc
         await lost.close()
-        if self._graphql is not None:
-            await self._graphql.close()
-        self._graphql, self.receipts_via = None, None
+        await self.reader.close()
         url = in_turn(self.endpoints, lost.url)[1]
         self.rpc = RpcClient(url)
+        self.reader = BlockReader(self.rpc)
         self._listen(url)
         self._failing, self._progress_at = 0, time.monotonic()
         start = "its next block" if self._next_block is None else f"block {self._next_block}"
         why = f"the block watcher follows {url} from {start}: {self.last_error}"
         self.events.append(EndpointEvent(time.time(), lost.url, False, why))
-
-    async def _choose(self) -> None:
-        """How this endpoint's blocks are read (see the module's docstring); asked again after a
-        failover. An endpoint that does not answer at all fails the round, to be asked later."""
-        try:
-            answer = await self.rpc.call("eth_getBlockReceipts", ["latest"])
-            if isinstance(answer, list):
-                self.receipts_via = "block"
-                return
-        except RpcError as e:
-            if e.unhealthy:
-                raise
-        graphql = RpcClient(graphql_url(self.rpc.url))
-        try:
-            await graphql.query("{ block { number } }")
-        except RpcError:
-            await graphql.close()
-            self.receipts_via = "hash"
-            return
-        self._graphql, self.receipts_via = graphql, "graphql"
-
-    async def _read(self, number: int, seen: float) -> _Read:
-        if self._graphql is not None:
-            return await self._read_graphql(number, seen)
-        block = await self.rpc.call("eth_getBlockByNumber", [hex(number), False])
-        if block is None:  # the node answered the number before it could serve the block
-            raise RpcError("rpc", f"block {number} not served yet")
-        try:
-            hashes = [str(h) for h in block["transactions"]]
-            ts = timestamp_seconds(int(block["timestamp"], 16))
-            row = BlockRow(number, ts, len(hashes), int(block["gasUsed"], 16), int(block["gasLimit"], 16), seen)
-            own, parent = str(block["hash"]), str(block["parentHash"])
-        except (KeyError, TypeError, ValueError):
-            raise RpcError("rpc", f"not a block: {block!r:.200}", unhealthy=True) from None
-        receipts = await self._receipts(number, hashes) if hashes else []
-        return _Read(row, [Inclusion.of(r, h, seen, ts) for r, h in zip(receipts, hashes, strict=True)], own, parent)
-
-    async def _read_graphql(self, number: int, seen: float) -> _Read:
-        assert self._graphql is not None, "chosen by _choose"
-        block = (await self._graphql.query(BLOCK_QUERY % number)).get("block")
-        if block is None:  # the node answered the number before it could serve the block
-            raise RpcError("rpc", f"block {number} not served yet")
-        try:
-            ts = timestamp_seconds(_number(block["timestamp"]))
-            txs = block["transactions"] or []
-            row = BlockRow(number, ts, len(txs), _number(block["gasUsed"]), _number(block["gasLimit"]), seen)
-            inclusions = [
-                Inclusion(
-                    bytes.fromhex(t["hash"][2:]), number, seen, _number(t["status"]), _number(t["gasUsed"]), ts, _number(t["gasPrice"])
-                )
-                for t in txs
-            ]
-            own, parent = str(block["hash"]), str(block["parent"]["hash"])
-        except (KeyError, TypeError, ValueError):
-            raise RpcError("rpc", f"not a block: {block!r:.200}", unhealthy=True) from None
-        return _Read(row, inclusions, own, parent)
-
-    async def _receipts(self, number: int, hashes: list[str]) -> list[object]:
-        """The block's receipts in the order of its transactions."""
-        if self.receipts_via == "block":
-            try:
-                answer = await self.rpc.call("eth_getBlockReceipts", [hex(number)])
-                listed = answer if isinstance(answer, list) else []
-                by_hash = {str(r.get("transactionHash")).lower(): r for r in listed if isinstance(r, dict)}
-                if all(h.lower() in by_hash for h in hashes):
-                    return [by_hash[h.lower()] for h in hashes]
-            except RpcError as e:
-                if e.kind != "rpc" or e.unhealthy:
-                    raise
-            # answered this block amiss: asked again, transaction by transaction
-        parts = [hashes[i : i + RECEIPT_BATCH] for i in range(0, len(hashes), RECEIPT_BATCH)]
-        answered = await asyncio.gather(*(self._receipt_batch(part) for part in parts))
-        return [r for part in answered for r in part]
-
-    async def _receipt_batch(self, hashes: list[str]) -> list[object]:
-        async with self._receipt_requests:
-            answers = await self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
-            receipts: list[object] = []
-            for h, answer in zip(hashes, answers, strict=True):
-                if isinstance(answer, RpcError) or answer is None:
-                    # a batch answered in part (or with the wrong ids): ask for this one alone
-                    answer = await self.rpc.call("eth_getTransactionReceipt", [h])
-                receipts.append(answer)
-            return receipts
 
     def _trim(self, now: float) -> None:
         cut = 0
@@ -485,7 +334,7 @@ class BlockWatcher:
         blocks, self.blocks = self.blocks, []
         events, self.events = self.events, []
         reorgs, self.reorgs = self.reorgs, []
-        receipts = None if self.receipts_via is None else (self.rpc.url, self.receipts_via)
+        receipts = None if self.reader.receipts_via is None else (self.rpc.url, self.reader.receipts_via)
         return WatcherReport(blocks, events, self.lag(), reorgs, receipts)
 
 

@@ -23,11 +23,12 @@ import pytest
 import rlp
 from eth_hash.auto import keccak
 
+from actors.blocks import Inclusion
 from actors.gaps import MAX_RESENDS
 from actors.rpc import SendResult
 from actors.sender import Sender
 from actors.signer import SignedTx
-from actors.watcher import Followed, Inclusion
+from actors.watcher import Followed
 from loadgen.chains.fees import Fees
 from loadgen.engine.ledger import WorkerRecord
 from loadgen.engine.plan import PhaseSpec, WorkerSpec, constant_rate, paced

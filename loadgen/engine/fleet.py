@@ -13,10 +13,11 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from web3 import Web3
 
+from actors.blocks import BlockRow
 from actors.endpoints import EndpointEvent, in_turn
 from actors.sender_actor import SenderActor
 from actors.stats import SenderStats, WatcherLag
-from actors.watcher import BlockRow, Reorg, WatcherActor
+from actors.watcher import Reorg, WatcherActor
 from loadgen.accounts import MnemonicSource
 from loadgen.chains.fees import Fees
 from loadgen.engine.ledger import PhaseLedger
