@@ -14,7 +14,7 @@ lint: setup
 test: setup lint
 	.venv/bin/python -m pytest
 
-# the unit tests only (marker `unit`: no chain, no Ray, no subprocess): under a minute, for the edit-test loop
+# the unit tests only (marker `unit`: no chain, no Ray, no subprocess): about 30 s, for the edit-test loop
 test-fast: setup
 	HYPOTHESIS_PROFILE=fast .venv/bin/python -m pytest -q -m unit
 
