@@ -138,7 +138,7 @@ def main() -> None:
         print(f"minimal observer: {included:,} of {sent:,} included; nodes' CPU {node_cpu:.1f} CPU-s over {took:.0f} s "
               f"({node_cpu / max(included, 1) * 1000:.2f} ms per included transaction)")  # fmt: skip
         return
-    ray.init(include_dashboard=False, logging_level=logging.ERROR)
+    ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR)
     with embedded_network(exp.chain.devnet) as net, tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
         print(net.describe())

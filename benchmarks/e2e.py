@@ -123,7 +123,7 @@ class Measured:
 
 
 def run_measured(exp: config.Experiment, env: dict[str, str] | None = None, mnemonic: MnemonicSource | None = None) -> Measured:
-    ray.init(include_dashboard=False, logging_level=logging.ERROR, runtime_env={"env_vars": env or {}})
+    ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR, runtime_env={"env_vars": env or {}})
     curve: list[tuple[float, float]] = []  # (sent so far, loadgen CPU so far), one per progress
     samples: dict[int, float] = {}
     names: dict[int, str] = {}

@@ -90,7 +90,7 @@ def knee(consensus: str, rates: list[float]) -> None:
             nodes=4, consensus=consensus, gas_price=gas_price, block_gas_limit=block_gas, block_time_s=1 if consensus != "raft" else 0.05
         )
     )
-    ray.init(include_dashboard=False, logging_level=logging.ERROR)
+    ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR)
     print(f"{net.describe()}; {WORKERS} workers; chunks of 1,000 values; default txpool limits")
     print("offered tx/s | committed tx/s (phase) | best 5 s | commit ratio | latency p50 | latency p99 | lag p99")
     with net:

@@ -65,7 +65,7 @@ def main() -> None:
             "run": {"commit_timeout_s": 60, "lead_time_s": 2},
         }
     )
-    ray.init(include_dashboard=False, logging_level=logging.ERROR)
+    ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR)
     samples = Samples()
     pids: dict[str, int] = {"driver": os.getpid()}
     holder: dict[str, Run] = {}

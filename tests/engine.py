@@ -42,9 +42,10 @@ def fl_experiment(endpoints: list[str], run: dict | None = None, **workload) -> 
 
 @contextlib.contextmanager
 def local_ray(mnemonic: str | None = None) -> Iterator[None]:
-    """The local Ray a test module's runs share: this machine's 2 CPUs, no dashboard, quiet. With
+    """The local Ray a test module's runs share: this machine's 2 CPUs, no dashboard, quiet, and
+    its own (Ray's default joins a cluster another process started on the machine). With
     ``mnemonic``, LOADGEN_MNEMONIC is set as long (runs on explicit endpoints need one)."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
     try:
         with pytest.MonkeyPatch.context() as env:
             if mnemonic is not None:

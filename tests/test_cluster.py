@@ -69,17 +69,13 @@ def test_a_run_joins_a_cluster_started_by_ray_start_with_its_token(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_nodes():
-    """Without token authentication, whatever earlier Rays of the session left on the machine
-    (a token in ~/.ray turns it on): the CLI test below is about such a cluster."""
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RAY_AUTH_MODE", "disabled")
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, logging_level="ERROR")
-        yield cluster
-        ray.shutdown()
-        cluster.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, logging_level="ERROR")
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
 
 
 def test_both_nodes_send_and_workers_spread_over_endpoints(two_nodes, tmp_path, monkeypatch):
@@ -101,28 +97,52 @@ def test_both_nodes_send_and_workers_spread_over_endpoints(two_nodes, tmp_path, 
     assert blocks == list(range(blocks[0], blocks[0] + len(blocks)))
 
 
-def test_the_cli_runs_on_a_two_node_cluster_that_does_not_authenticate(two_nodes, tmp_path):
+TWO_NODES_APART = """
+import sys, time
+from ray.cluster_utils import Cluster
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+cluster.add_node(num_cpus=1)
+cluster.wait_for_nodes()
+print(cluster.address, flush=True)
+sys.stdin.read()  # until the test closes it
+cluster.shutdown()
+"""
+
+
+def test_the_cli_runs_on_a_two_node_cluster_that_does_not_authenticate(tmp_path):
     """As a user runs it, against a cluster without token authentication (``ray.cluster_utils``,
     ``RAY_AUTH_MODE=disabled``) while a token is at hand on the machine: a driver that turned
     token authentication on demanded the token of the cluster's own calls to it, and the cluster,
-    taking the driver for dead, cancelled every actor it created."""
+    taking the driver for dead, cancelled every actor it created. The cluster runs in a process
+    of its own: Ray's authentication setting is process-wide, and this one's must not change."""
     ray_cli = str(Path(sys.executable).parent / "ray")
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")} | {"HOME": str(tmp_path)}
     subprocess.run([ray_cli, "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
-    with Devnet(DevnetSettings(block_time_s=0.25)) as node:
-        experiment = {
-            "chain": {"endpoints": [node.url]},
-            "workload": {"kind": "transfer", "rate_tps": 20, "duration_s": 2, "workers": 4},
-            "run": {"actors": 2},
-        }
-        (tmp_path / "transfers.yaml").write_text(yaml.safe_dump(experiment))
-        result = subprocess.run(
-            [sys.executable, "-m", "loadgen", "run", str(tmp_path / "transfers.yaml"), "--ray-address", two_nodes.address,
-             "--metrics-port", "0", "--json", "--out", str(tmp_path / "runs")],
-            env=env | {"LOADGEN_MNEMONIC": DEV_MNEMONIC}, capture_output=True, text=True, timeout=240,
-        )  # fmt: skip
+    apart = env | {"RAY_AUTH_MODE": "disabled"}
+    cluster = subprocess.Popen([sys.executable, "-c", TWO_NODES_APART], env=apart, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        address = cluster.stdout.readline().strip()
+        assert address, "the cluster did not come up"
+        with Devnet(DevnetSettings(block_time_s=0.25)) as node:
+            experiment = {
+                "chain": {"endpoints": [node.url]},
+                "workload": {"kind": "transfer", "rate_tps": 20, "duration_s": 2, "workers": 4},
+                "run": {"actors": 2},
+            }
+            (tmp_path / "transfers.yaml").write_text(yaml.safe_dump(experiment))
+            result = subprocess.run(
+                [sys.executable, "-m", "loadgen", "run", str(tmp_path / "transfers.yaml"), "--ray-address", address,
+                 "--metrics-port", "0", "--json", "--out", str(tmp_path / "runs")],
+                env=env | {"LOADGEN_MNEMONIC": DEV_MNEMONIC}, capture_output=True, text=True, timeout=240,
+            )  # fmt: skip
+    finally:
+        cluster.stdin.close()
+        try:
+            cluster.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            cluster.kill()
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"joining the Ray cluster at {two_nodes.address}" in result.stderr
+    assert f"joining the Ray cluster at {address}" in result.stderr
     assert "4 workers in 2 actors on 2 Ray node(s)" in result.stderr
     summary = json.loads(result.stdout)
     assert summary["committed"] == summary["scheduled"] == 40

@@ -48,7 +48,7 @@ def test_no_output_of_a_run_holds_a_key_or_the_mnemonic(tmp_path, monkeypatch):
     monkeypatch.setenv("LOADGEN_MNEMONIC", phrase)
     scraped: list[str] = []
     # with its dashboard, which serves what `ray list tasks` and `ray summary tasks` show
-    context = ray.init(num_cpus=2, include_dashboard=True, dashboard_port=free_port(), logging_level=logging.ERROR)
+    context = ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_port=free_port(), logging_level=logging.ERROR)
     cluster = f"http://{context.dashboard_url}"
     ray_logs = Path(context.address_info["session_dir"]) / "logs"
     with contextlib.ExitStack() as stack:

@@ -33,11 +33,11 @@ LOADGEN = [sys.executable, "-m", "loadgen"]
 NOISE = ("SIGTERM received", "Traceback", "(raylet)", "ActorDiedError", "internal error", "*** ")
 
 
-def transfer_config(tmp_path: Path, duration_s: float = 40) -> Path:
+def transfer_config(tmp_path: Path, duration_s: float = 40, block_time_s: float = 1) -> Path:
     path = tmp_path / "transfers.yaml"
     doc = {
         "name": "signalled",
-        "chain": {"devnet": {"client": "anvil"}},
+        "chain": {"devnet": {"client": "anvil", "block_time_s": block_time_s}},
         "workload": {"kind": "transfer", "workers": 20, "rate_tps": 100, "duration_s": duration_s},
         "run": {"commit_timeout_s": 10},
     }
@@ -106,7 +106,9 @@ def assert_nothing_left(before: set[int]) -> None:
 def test_a_signal_stops_sending_at_once_and_writes_everything(tmp_path, sig, moment):
     before = processes_named(*RAY_AND_NODES)
     duration_s = 6 if moment == "draining" else 40
-    proc = under_timeout("run", str(transfer_config(tmp_path, duration_s)), "--out", "runs", "--metrics-port", "0", tmp_path=tmp_path)
+    # blocks every 3 s while it drains: the last second's transactions are still in flight
+    config = transfer_config(tmp_path, duration_s, block_time_s=3 if moment == "draining" else 1)
+    proc = under_timeout("run", str(config), "--out", "runs", "--metrics-port", "0", tmp_path=tmp_path)
     read_until(proc, moment)
     proc.send_signal(sig)
     signalled = time.time()

@@ -27,7 +27,7 @@ RUN = {"commit_timeout_s": 15, "lead_time_s": 0.5, "gap_check_s": 1.0}
 
 @pytest.fixture(scope="module")
 def chain():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     mp = pytest.MonkeyPatch()
     mp.setenv("LOADGEN_MNEMONIC", DEV_MNEMONIC)
     with Devnet(DevnetSettings(block_time_s=0.5)) as node:

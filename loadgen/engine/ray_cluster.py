@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -71,7 +72,13 @@ def ray_session(address: str | None) -> Iterator[None]:
     with _token_auth(address):
         try:
             with contextlib.nullcontext() if address else _apart_from_our_group():
-                ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING, configure_logging=True)
+                try:
+                    ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING, configure_logging=True)
+                except SystemExit as e:  # Ray's own SIGTERM handler while it starts: a stop like any other
+                    ray.shutdown()
+                    if e.code == signal.SIGTERM:
+                        raise signals.stopped(signal.SIGTERM) from None
+                    raise
             if threading.current_thread() is threading.main_thread():
                 signals.install()  # ray.init put its own SIGTERM handler in place of ours
         except (ConnectionError, ValueError) as e:

@@ -4,8 +4,8 @@ stop``) and SIGHUP (a closed terminal) do what Ctrl-C does, and the exit code sa
 Each signal raises ``Stopped``, a KeyboardInterrupt, in the main thread: the first where the
 command is (a run stops its workers, keeps its rows and writes its summary), a second one inside
 that clean-up, which then ends at once (the Parquet parts already written stay readable). Ray's
-``init`` puts a handler of its own on SIGTERM (it exits with a stack dump): ``install`` is called
-again once Ray is up.
+``init`` puts handlers of its own on SIGTERM (while it starts: ``sys.exit(15)``; once up: a stack
+dump): the first is turned into a stop, and ``install`` is called again once Ray is up.
 """
 
 from __future__ import annotations
@@ -23,9 +23,14 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
+def stopped(signum: int) -> Stopped:
+    """The stop a signal means, recorded as received (the exit code names the first)."""
     _received.append(signum)
-    raise Stopped(signum)
+    return Stopped(signum)
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise stopped(signum)
 
 
 def install() -> None:
