@@ -15,8 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from loadgen.report import data as report_data
 from loadgen.report import html as report_html
+from loadgen.report import run_report
 from loadgen.report.reconcile import reconcile
 from loadgen.report.summary import load_run, summary_rows
 
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     for run_dir in args.runs:
         table, summary, manifest = load_run(run_dir)
         landed = None if args.offline else reconcile(run_dir, table, manifest.get("endpoints", []))
-        rep = report_data.build(run_dir, table, summary, manifest)
+        rep = run_report.build(run_dir, table, summary, manifest)
         figs = plots.figures(rep, run_dir / "plots")
         page = report_html.write(run_dir, rep, figs)
         loaded[run_dir.name] = (table, summary)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loadgen.engine.profile import RateProfile
-from loadgen.report.summary import floats, planned_rate, summarize
+from loadgen.report.summary import floats, summarize
 
 TARGET_WINDOWS = 60
 MIN_WINDOWS = 10
@@ -82,7 +81,7 @@ def _statuses(table: pa.Table) -> np.ndarray:
     return table.column("status").to_numpy(zero_copy_only=False).astype(str)
 
 
-def _none(values: np.ndarray) -> list[float | None]:
+def nullable(values: np.ndarray) -> list[float | None]:
     return [None if math.isnan(v) else float(v) for v in values]
 
 
@@ -135,7 +134,7 @@ class Series:
     lag_max_s: np.ndarray
 
     def to_dict(self) -> dict[str, list[float | None]]:
-        return {name: _none(getattr(self, name)) for name in self.__dataclass_fields__}
+        return {name: nullable(getattr(self, name)) for name in self.__dataclass_fields__}
 
 
 def _rate(clock: Clock, t: np.ndarray) -> np.ndarray:
@@ -324,111 +323,3 @@ def txpool_of(run_dir: Path, clock: Clock) -> Txpool | None:
     pending[row, column] = floats(table.column("pending"))
     queued[row, column] = floats(table.column("queued"))
     return Txpool(times - clock.start, endpoints, pending, queued)
-
-
-@dataclass(frozen=True)
-class Headline:
-    """The row at the top of the page."""
-
-    duration_s: float
-    planned: int | None
-    scheduled: int
-    sent: int
-    committed: int
-    offered_tps: float | None  # scheduled / the time they were scheduled over
-    committed_tps: float | None
-    commit_ratio: float
-    threshold: float
-    latency_p50_s: float | None
-    latency_p95_s: float | None
-    latency_p99_s: float | None
-    passed: bool
-    generator_bound: bool
-    generator_reason: str | None
-
-
-def headline_of(summary: dict[str, Any], manifest: dict[str, Any], clock: Clock, table: pa.Table) -> Headline:
-    scheduled = floats(table.column("t_scheduled"))
-    span = float(scheduled.max() - scheduled.min()) if scheduled.size else 0.0
-    return Headline(
-        duration_s=clock.span_s,
-        planned=manifest.get("planned_transactions"),
-        scheduled=summary["scheduled"],
-        sent=summary["scheduled"] - summary["unsent"],
-        committed=summary["committed"],
-        offered_tps=summary["scheduled"] / span if span > 0 else None,
-        committed_tps=summary.get("throughput_tps"),
-        commit_ratio=summary["commit_ratio"],
-        threshold=summary["threshold"],
-        latency_p50_s=summary.get("latency_p50_s"),
-        latency_p95_s=summary.get("latency_p95_s"),
-        latency_p99_s=summary.get("latency_p99_s"),
-        passed=bool(summary.get("passed")),
-        generator_bound=bool(summary.get("generator_bound")),
-        generator_reason=(summary.get("generator") or {}).get("reason") if summary.get("generator_bound") else None,
-    )
-
-
-@dataclass(frozen=True)
-class RunReport:
-    run_id: str
-    summary: dict[str, Any]
-    manifest: dict[str, Any]
-    clock: Clock
-    headline: Headline
-    series: Series
-    phases: list[Span]
-    endpoints: list[Group]
-    phase_groups: list[Group]
-    blocks: Blocks | None
-    txpool: Txpool | None
-    config: list[tuple[str, str]]
-    latencies_s: np.ndarray  # every committed transaction's, sorted
-    planned_tps: np.ndarray | None  # per window, what the workload's rate profile asked for
-
-    def to_dict(self) -> dict[str, Any]:
-        """What `loadgen report --json` prints: plain JSON, NaN as null."""
-        return {
-            "run_id": self.run_id,
-            "headline": asdict(self.headline),
-            "summary": self.summary,
-            "window_s": self.clock.window_s,
-            "series": self.series.to_dict() | ({"planned_tps": _none(self.planned_tps)} if self.planned_tps is not None else {}),
-            "phases": [asdict(p) for p in self.phases],
-            "by_phase": [g.to_dict() for g in self.phase_groups],
-            "by_endpoint": [g.to_dict() for g in self.endpoints],
-            "blocks": self.blocks.stats() if self.blocks is not None else None,
-            "txpool": self.txpool.stats() if self.txpool is not None else None,
-            "config": dict(self.config),
-        }
-
-
-def build(run_dir: Path, table: pa.Table, summary: dict[str, Any], manifest: dict[str, Any]) -> RunReport:
-    """Everything the page, the figures and --json show of one run with at least one row."""
-    clock = clock_of(table)
-    ok = pc.equal(table.column("status"), "committed")
-    phase_groups = breakdown(table, "phase", clock, summary["threshold"])
-    return RunReport(
-        run_id=summary["run_id"],
-        summary=summary,
-        manifest=manifest,
-        clock=clock,
-        headline=headline_of(summary, manifest, clock, table),
-        series=series_of(table, clock),
-        phases=spans_of(phase_groups, clock),
-        endpoints=breakdown(table, "endpoint", clock, summary["threshold"]),
-        phase_groups=phase_groups,
-        blocks=blocks_of(run_dir, clock),
-        txpool=txpool_of(run_dir, clock),
-        config=flatten_config(manifest.get("config", {})),
-        latencies_s=np.sort(floats(table.filter(ok).column("latency_s"))),
-        planned_tps=planned_series(planned_rate(manifest), clock),
-    )
-
-
-def planned_series(profile: RateProfile | None, clock: Clock) -> np.ndarray | None:
-    """The profile's expected arrivals per second in each window (it starts at the first scheduled transaction)."""
-    if profile is None:
-        return None
-    starts = clock.edges[:-1]
-    return np.array([profile.count_between(t, t + clock.window_s) for t in starts]) / clock.window_s

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from loadgen.engine.schema import STATUSES
-from loadgen.report.data import Group, RunReport, seconds
+from loadgen.report.data import Group, seconds
+from loadgen.report.run_report import RunReport
 from loadgen.report.summary import metric_rows, note_rows, verdict
 
 DETAIL_KEYS = ("throughput_tps", "schedule_lag_p99_s", "answer_p50_s", "answer_p99_s")

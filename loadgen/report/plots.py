@@ -17,7 +17,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
-from loadgen.report.data import RunReport, Span, seconds
+from loadgen.report.data import Span, seconds
+from loadgen.report.run_report import RunReport
 
 COLORS = {"committed": "#2a9d8f", "reverted": "#e76f51", "rejected": "#f4a261", "dropped": "#6d597a", "unsent": "#adb5bd"}
 OFFERED, SENT, FAILING, THRESHOLD, INK = "#264653", "#e9c46a", "#e76f51", "#e63946", "#264653"

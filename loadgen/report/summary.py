@@ -1,5 +1,5 @@
 """What a run's rows add up to (counts by status, commit ratio, latency, lag) and the terminal
-table of it. The report's series and breakdowns are in report_data, its figures in plots, its
+table of it. The report's series and breakdowns are in report/data.py and run_report.py, its figures in plots, its
 page in report_html."""
 
 from __future__ import annotations
