@@ -9,11 +9,15 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from loadgen.engine.schema import TX_SCHEMA
+
+if TYPE_CHECKING:
+    from actors.blocks import Inclusion
 
 
 @dataclass(slots=True, eq=False)
@@ -45,6 +49,15 @@ class TxRow:
     finished: bool = False  # handed to the collector: a row leaves the actor once
     raw_body: bytes | None = field(default=None, repr=False)  # kept while in flight, to re-send
     t_checked: float = math.nan  # last sent or re-sent: the gap check waits gap_check_s from here (not stored)
+
+    def include(self, inc: Inclusion) -> None:
+        """Records the block that includes this row's transaction, as the watcher or a look-up saw it."""
+        self.block_number = inc.block_number
+        self.t_included = inc.t_observed
+        self.block_timestamp = math.nan if inc.block_timestamp_s is None else inc.block_timestamp_s
+        self.gas_used = inc.gas_used
+        self.effective_gas_price = inc.effective_gas_price
+        self.status = "ok" if inc.status == 1 else "failed"
 
     @property
     def latency_s(self) -> float:

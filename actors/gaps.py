@@ -122,5 +122,5 @@ class GapCheck:
             inclusion = Inclusion.of(receipt, tx_hash, time.time(), None)
         except RpcError:
             return
-        self.s._record_inclusion(row, inclusion)
+        row.include(inclusion)
         self.s._finish_included(row)

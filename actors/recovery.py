@@ -81,7 +81,7 @@ class Recovery:
         index = w.spec.worker
         sent = min(max(w.nonce - base, 0), phase.items[index])  # w.nonce: the node's pending count, read at set-up
         candidates = list(itertools.takewhile(lambda i: i < sent, (n - base for n in record.included.missing_from(base))))
-        signed = {i: self.s._sign(w, i, base + i, phase.gas_limit) for i in candidates}
+        signed = {i: self.s.presigner.sign(w, i, base + i, phase.gas_limit) for i in candidates}
         try:
             found = await look_up(w.rpc, ["0x" + signed[i].tx_hash.hex() for i in candidates])
         except RpcError:  # the node cannot say: what it would have said is sent again (same bytes, same nonces)
@@ -101,7 +101,7 @@ class Recovery:
             row.tx_hash, row.raw_body, row.t_checked = signed[i].tx_hash, signed[i].body, now
             self.s.recovered += 1
             if f.inclusion is not None:
-                self.s._record_inclusion(row, f.inclusion)
+                row.include(f.inclusion)
                 self.s._finish_included(row)
             else:
                 self.s._in_flight(row)

@@ -44,21 +44,21 @@ from actors.collector import Collector, TxRow
 from actors.endpoints import Endpoints, in_turn
 from actors.gaps import GapCheck
 from actors.pacing import ClosedPacing, OpenPacing
+from actors.presign import Presigner
 from actors.recovery import Recovery, Resume
 from actors.rpc import ALREADY_THERE, RpcClient, RpcError, SendResult
 from actors.settling import Settling
-from actors.signer import SignedTx, Signer, sign_with
+from actors.signer import SignedTx, Signer
 from actors.stats import SenderStats
 from loadgen.chains.fees import Fees
 from loadgen.engine.ledger import WorkerRecord
 from loadgen.engine.plan import PhaseSpec, WorkerSpec
 from loadgen.engine.sending import Sending
-from loadgen.workloads.base import CallBuilder, Payload
+from loadgen.workloads.base import Payload
 
 TIMER_TICK_S = 0.001  # a send may leave this much before its slot: lag is measured from the slot, negative then
 
 OPEN_CONNECTIONS = 256  # per endpoint and actor
-PRESIGN_BUDGET_BYTES = 64 * 1024 * 1024  # signed transactions held ahead, per actor
 LOG = logging.getLogger(__name__)
 
 
@@ -123,10 +123,7 @@ class Sender:
         self.max_answer_s = 0.0
         self._last_send = 0.0
         self._tasks: list[asyncio.Task] = []
-        self._payload: Payload | None = None
-        self._builder: CallBuilder | None = None
-        self._depth = 1
-        self.presign_budget_bytes = PRESIGN_BUDGET_BYTES
+        self.presigner = Presigner(fees)
         self.settling = Settling(self)
         self.open = OpenPacing(self)  # the run's mode, or a lost actor's workers' whatever the run's
         self.gap_check = GapCheck(self)
@@ -147,32 +144,8 @@ class Sender:
             self.readers.setdefault(url, self.clients.get(url) or RpcClient(url, connections=8))
         for url, rpc in self.clients.items():
             self.readers.setdefault(url, rpc)
-        await self.refresh_nonces()
+        await refresh_nonces(self.workers, self.clients)
         return [w.signer.address for w in self.workers]
-
-    async def refresh_nonces(self) -> None:
-        """Each worker's next nonce from the node's pending count: asked of its own endpoint, or
-        of the next ones in the run's order when that one does not answer (a replacement actor
-        may start while a node is down)."""
-        urls = list(self.clients)
-        for home in urls:
-            mine = [w for w in self.workers if w.rpc.url == home]
-            error: RpcError | None = None
-            for url in in_turn(urls, home) if mine else []:
-                try:
-                    answers = await self.clients[url].batch([("eth_getTransactionCount", [w.signer.address, "pending"]) for w in mine])
-                    nonces = [int(a, 16) for a in answers if not isinstance(a, RpcError)]
-                except (RpcError, TypeError, ValueError) as e:
-                    error = e if isinstance(e, RpcError) else RpcError("rpc", f"not a nonce: {e}")
-                    continue
-                if len(nonces) == len(mine):
-                    for w, nonce in zip(mine, nonces, strict=True):
-                        w.nonce = nonce
-                    break
-                error = next(a for a in answers if isinstance(a, RpcError))
-            else:
-                if error is not None:
-                    raise error
 
     def start_background(self, watcher: ray.actor.ActorHandle) -> None:
         self._tasks = [
@@ -196,25 +169,13 @@ class Sender:
 
     # one phase ---------------------------------------------------------------------------
     def prepare_phase(self, phase: PhaseSpec, payload: Payload) -> int:
-        """Signs each worker's first transactions before the phase's t0 is set: as many as fit
-        the actor's budget, so that signing stays off the sending path."""
-        self._payload, self._builder = payload, payload.builder()
-        # every transaction of a phase is about as large as its first: one estimate serves all
-        size = len(self._builder.call(self.workers[0].spec, self.workers[0].signer.address, 0).data) + 200 if self.workers else 1
-        depth = max(1, self.presign_budget_bytes // (2 * size * max(len(self.workers), 1)))  # hex: 2 bytes a byte
-        signed = 0
-        for w in self.workers:
-            w.ahead.clear()
-            for item in range(min(depth, phase.items[w.spec.worker])):
-                w.ahead.append(self._sign(w, item, w.nonce + item, phase.gas_limit))
-                signed += 1
-        self._depth = depth
-        return signed
+        """Signs ahead before the phase's t0 is set (see actors/presign.py)."""
+        return self.presigner.prepare(self.workers, phase, payload)
 
     async def run_phase(
         self, phase: PhaseSpec, payload: Payload, t0: float, commit_timeout_s: float, resume: dict[int, Resume] | None = None
     ) -> dict:
-        if self._builder is None or self._payload != payload:
+        if not self.presigner.prepared_for(payload):
             self.prepare_phase(phase, payload)
         key = (payload.epoch, phase.name)
         if resume is not None:  # a lost actor's workers go on in open mode, whatever the run's (see recover_phase)
@@ -222,7 +183,7 @@ class Sender:
         else:
             pacing = self.open if self.send_mode == "open" else ClosedPacing(self)
             await asyncio.gather(*(pacing.run(w, phase, t0) for w in self.workers))
-        self._payload = self._builder = None
+        self.presigner.done()
         await self.settling.drain(key, commit_timeout_s)
         return {"scheduled": self.scheduled, "sent": self.sent}
 
@@ -232,23 +193,12 @@ class Sender:
         """Takes over a lost actor's workers mid-phase: rebuilds from the chain the rows the lost
         actor never handed over (``known``: what the driver stored), then runs the rest of the
         phase from the next slot (see actors/recovery.py)."""
-        self._payload, self._builder = payload, payload.builder()  # signed as it goes: it starts late already
+        self.presigner.start(payload)  # signed as it goes: it starts late already
         self._last_send = max(self._last_send, time.time())  # what it adopts in flight gets the whole commit timeout
         resume = {}
         for w in self.workers:
             resume[w.spec.worker] = await Recovery(self).rebuild(w, phase, payload, t0, bases[w.spec.worker], known[w.spec.worker])
         return await self.run_phase(phase, payload, t0, commit_timeout_s, resume)
-
-    def _sign(self, w: Worker, item: int, nonce: int, gas: int) -> SignedTx:
-        assert self._builder is not None, "signed only within a prepared phase"
-        call = self._builder.call(w.spec, w.signer.address, item)
-        return sign_with(w.signer, self.fees, nonce=nonce, gas=gas, to=call.to, data=call.data, value=call.value)
-
-    def _top_up(self, w: Worker, phase: PhaseSpec, item: int, nonce: int) -> None:
-        """Keeps the signed queue (from ``item``, whose nonce is ``nonce``) as deep as it was
-        prepared: one more signed while there is time before the next slot."""
-        if len(w.ahead) < self._depth and item + len(w.ahead) < phase.items[w.spec.worker]:
-            w.ahead.append(self._sign(w, item + len(w.ahead), nonce + len(w.ahead), phase.gas_limit))
 
     def _route(self, w: Worker) -> None:
         """Moves the worker to where its next send should go (see actors/endpoints.py)."""
@@ -301,7 +251,7 @@ class Sender:
     def _in_flight(self, row: TxRow) -> None:
         inclusion = self.recent.pop(row.tx_hash, None)
         if inclusion is not None:  # the receipt came before the node's answer
-            self._record_inclusion(row, inclusion)
+            row.include(inclusion)
             self._finish_included(row)
         else:
             self.inflight[row.tx_hash] = row
@@ -348,15 +298,6 @@ class Sender:
             row.late_s = row.t_included - self._late_after
         self.collector.finish(row, "committed" if row.status == "ok" else "reverted")
 
-    @staticmethod
-    def _record_inclusion(row: TxRow, inc: Inclusion) -> None:
-        row.block_number = inc.block_number
-        row.t_included = inc.t_observed
-        row.block_timestamp = math.nan if inc.block_timestamp_s is None else inc.block_timestamp_s
-        row.gas_used = inc.gas_used
-        row.effective_gas_price = inc.effective_gas_price
-        row.status = "ok" if inc.status == 1 else "failed"
-
     def stats(self) -> SenderStats:
         counts = self.collector.counts
         return SenderStats(
@@ -380,3 +321,28 @@ class Sender:
             max_lag_s=self.max_lag_s,
             max_answer_s=self.max_answer_s,
         )
+
+
+async def refresh_nonces(workers: list[Worker], clients: dict[str, RpcClient]) -> None:
+    """Each worker's next nonce from the node's pending count: asked of its own endpoint, or
+    of the next ones in the run's order when that one does not answer (a replacement actor
+    may start while a node is down)."""
+    urls = list(clients)
+    for home in urls:
+        mine = [w for w in workers if w.rpc.url == home]
+        error: RpcError | None = None
+        for url in in_turn(urls, home) if mine else []:
+            try:
+                answers = await clients[url].batch([("eth_getTransactionCount", [w.signer.address, "pending"]) for w in mine])
+                nonces = [int(a, 16) for a in answers if not isinstance(a, RpcError)]
+            except (RpcError, TypeError, ValueError) as e:
+                error = e if isinstance(e, RpcError) else RpcError("rpc", f"not a nonce: {e}")
+                continue
+            if len(nonces) == len(mine):
+                for w, nonce in zip(mine, nonces, strict=True):
+                    w.nonce = nonce
+                break
+            error = next(a for a in answers if isinstance(a, RpcError))
+        else:
+            if error is not None:
+                raise error

@@ -126,7 +126,7 @@ class Settling:
             if f.inclusion is not None:
                 newest = max(newest, f.inclusion.block_number)
                 if take_all or f.inclusion.block_number <= self.s.read_to:
-                    self.s._record_inclusion(row, f.inclusion)
+                    row.include(f.inclusion)
                     self.s._finish_included(row)
             elif f.pending:
                 row.error = "still in a node's pool when the phase ended"
@@ -148,6 +148,6 @@ class Settling:
                     if len(self.s.recent) > RECENT_INCLUSIONS:
                         self.s.recent.popitem(last=False)
                 elif row.block_number is None:
-                    self.s._record_inclusion(row, inc)
+                    row.include(inc)
                     self.s._finish_included(row)
             self.s.read_to = followed.read_to  # after its inclusions: what is pending now is not in those blocks

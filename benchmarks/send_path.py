@@ -83,7 +83,7 @@ async def sender_run(url: str, workers: int, rate: float, seconds: float, presig
     items = max(phase.items)
     payload = Reveal(contract="0x" + "00" * 20, round_id=1, seed=0, model_length=CHUNK * items, chunk_size=CHUNK)
     if presign_all:
-        sender.presign_budget_bytes = 2 * 33_000 * items * workers + 1
+        sender.presigner.budget_bytes = 2 * 33_000 * items * workers + 1
     cpu0 = time.process_time()
     signed = sender.prepare_phase(phase, payload)
     sign_cpu = time.process_time() - cpu0

@@ -265,7 +265,7 @@ async def drive(
     payload = payload or Tagged()
     sender = await sender_on(node, workers, mode, max_unanswered, gap_check_s)
     if budget is not None:
-        sender.presign_budget_bytes = budget
+        sender.presigner.budget_bytes = budget
     before(sender)
     sender.start_background(node.watcher)
     chain = asyncio.create_task(node.run())
@@ -378,7 +378,7 @@ def test_prepare_phase_signs_ahead_what_the_budget_holds():
     sender = asyncio.run(sender_on(node, workers=2))
 
     budget = 2 * 3 * 2 * (106 + 200)  # three transactions ahead for each of the two workers
-    sender.presign_budget_bytes = budget
+    sender.presigner.budget_bytes = budget
     assert sender.prepare_phase(phase, payload) == 6
     for w in sender.workers:
         txs = [Tx.of(s.body) for s in w.ahead]
@@ -386,10 +386,10 @@ def test_prepare_phase_signs_ahead_what_the_budget_holds():
     assert sum(len(s.body) for w in sender.workers for s in w.ahead) <= budget
     assert node.sends == []  # nothing sent while preparing
 
-    sender.presign_budget_bytes = 1  # not even one: still the head of each queue
+    sender.presigner.budget_bytes = 1  # not even one: still the head of each queue
     assert sender.prepare_phase(phase, payload) == 2
     assert [len(w.ahead) for w in sender.workers] == [1, 1]
-    sender.presign_budget_bytes = 10**9  # more than the phase needs: every item, and no more
+    sender.presigner.budget_bytes = 10**9  # more than the phase needs: every item, and no more
     assert sender.prepare_phase(phase, payload) == 12
     assert [len(w.ahead) for w in sender.workers] == [6, 6]
 
@@ -402,14 +402,14 @@ def test_the_queue_stays_as_deep_as_prepared_while_items_are_accepted():
     signed_while_sending: list[tuple[int, int, int]] = []
 
     def count_signing(sender: Sender) -> None:
-        sign = sender._sign
+        sign = sender.presigner.sign
 
         def counted(w, item, nonce, gas):
             if node.sends:  # once the phase is sending (prepare_phase signs before it)
                 signed_while_sending.append((w.spec.worker, item, nonce))
             return sign(w, item, nonce, gas)
 
-        sender._sign = counted
+        sender.presigner.sign = counted  # type: ignore[method-assign]
 
     ran = asyncio.run(drive(node, reveal(6, workers=2), workers=2, payload=payload, budget=2 * 3 * 2 * 306, before=count_signing))
 

@@ -19,13 +19,13 @@ class ClosedPacing:
     async def run(self, w: Worker, phase: PhaseSpec, t0: float) -> None:
         index = w.spec.worker
         items = phase.items[index]
-        p = self.s._payload
+        p = self.s.presigner.payload
         assert p is not None, "run_phase prepared the phase"
         slot = item = attempt = 0
         gave_up = None
         while item < items and not (phase.fixed_slots and slot >= items):
             if not w.ahead:
-                w.ahead.append(self.s._sign(w, item, w.nonce, phase.gas_limit))
+                w.ahead.append(self.s.presigner.sign(w, item, w.nonce, phase.gas_limit))
             signed = w.ahead[0]
             t_scheduled = phase.slot_time(t0, index, slot)
             if not await self.s._sleep_until(t_scheduled):
@@ -40,7 +40,7 @@ class ClosedPacing:
                 w.nonce += 1
                 item += 1
                 attempt = 0
-                self.s._top_up(w, phase, item, w.nonce)
+                self.s.presigner.top_up(w, phase, item, w.nonce)
                 continue
             attempt += 1
             if phase.max_retries is not None and attempt > phase.max_retries:

@@ -39,7 +39,7 @@ class OpenPacing:
         from where ``resume`` says when it picks up a lost actor's worker."""
         index = w.spec.worker
         items = phase.items[index]
-        p = self.s._payload
+        p = self.s.presigner.payload
         assert p is not None, "run_phase prepared the phase"
         if w.stuck is not None:
             self.s._unsent(w, phase, p, t0, 0, [(i, 1) for i in range(items)], w.stuck)
@@ -51,7 +51,7 @@ class OpenPacing:
             base, slot, new = resume.base, resume.slot, resume.new
             w.ahead.clear()
             for item in resume.retry:
-                state.unaccepted[item] = self.s._sign(w, item, base + item, phase.gas_limit)
+                state.unaccepted[item] = self.s.presigner.sign(w, item, base + item, phase.gas_limit)
                 heapq.heappush(state.retry, (base + item, item))
             state.attempts.update(resume.attempts)
         while state.gave_up is None and not (phase.fixed_slots and slot >= items):
@@ -74,7 +74,7 @@ class OpenPacing:
                 signed = state.unaccepted[item]
             else:
                 item, new = new, new + 1
-                signed = w.ahead.popleft() if w.ahead else self.s._sign(w, item, base + item, phase.gas_limit)
+                signed = w.ahead.popleft() if w.ahead else self.s.presigner.sign(w, item, base + item, phase.gas_limit)
                 state.unaccepted[item] = signed
             attempt = state.attempts.get(item, 0) + 1
             state.attempts[item] = attempt
@@ -85,7 +85,7 @@ class OpenPacing:
             task = asyncio.create_task(self._send(w, phase, row, item, signed, state))
             sends.add(task)
             task.add_done_callback(sends.discard)
-            self.s._top_up(w, phase, new, base + new)
+            self.s.presigner.top_up(w, phase, new, base + new)
         while state.unanswered:  # every send gets its answer (and its row) before the phase ends
             state.changed.clear()
             await state.changed.wait()
