@@ -51,6 +51,17 @@ def under_timeout(*args: str, tmp_path: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
 
 
+def start_run(tmp_path: Path, config: Path | None = None) -> subprocess.Popen:
+    config = config or transfer_config(tmp_path)
+    return under_timeout("run", str(config), "--out", "runs", "--metrics-port", "0", tmp_path=tmp_path)
+
+
+def assert_stopped_quietly(code: int, out: str, err: str, sig: int = signal.SIGTERM) -> None:
+    """The exit code names the signal, and nothing of Ray's (or a traceback) was printed."""
+    assert code == 128 + sig, (out[-2000:], err[-2000:])
+    assert not [n for n in NOISE if n in err + out], err[-3000:]
+
+
 def read_until(proc: subprocess.Popen, text: str, timeout_s: float = 120) -> list[str]:
     lines: list[str] = []
     deadline = time.monotonic() + timeout_s
@@ -108,13 +119,12 @@ def test_a_signal_stops_sending_at_once_and_writes_everything(tmp_path, sig, mom
     duration_s = 6 if moment == "draining" else 40
     # blocks every 3 s while it drains: the last second's transactions are still in flight
     config = transfer_config(tmp_path, duration_s, block_time_s=3 if moment == "draining" else 1)
-    proc = under_timeout("run", str(config), "--out", "runs", "--metrics-port", "0", tmp_path=tmp_path)
+    proc = start_run(tmp_path, config)
     read_until(proc, moment)
     proc.send_signal(sig)
     signalled = time.time()
     code, out, err = finish(proc)
-    assert code == 128 + sig, (out[-2000:], err[-2000:])
-    assert not [n for n in NOISE if n in err + out], err[-3000:]
+    assert_stopped_quietly(code, out, err, sig)
     (run_dir,) = (tmp_path / "runs").iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["passed"] is False
@@ -130,27 +140,25 @@ def test_a_signal_stops_sending_at_once_and_writes_everything(tmp_path, sig, mom
 
 def test_a_signal_while_the_run_sets_up_stops_it_and_everything_it_started(tmp_path):
     before = processes_named(*RAY_AND_NODES)
-    proc = under_timeout("run", str(transfer_config(tmp_path)), "--out", "runs", "--metrics-port", "0", tmp_path=tmp_path)
+    proc = start_run(tmp_path)
     read_until(proc, "starting a local Ray")
     proc.send_signal(signal.SIGTERM)
     code, out, err = finish(proc)
-    assert code == 128 + signal.SIGTERM, (out[-2000:], err[-2000:])
-    assert not [n for n in NOISE if n in err + out], err[-3000:]
+    assert_stopped_quietly(code, out, err)
     assert "interrupted" in out + err
     assert_nothing_left(before)
 
 
 def test_a_second_signal_ends_the_clean_up_at_once_and_the_rows_stay_readable(tmp_path):
     before = processes_named(*RAY_AND_NODES)
-    proc = under_timeout("run", str(transfer_config(tmp_path)), "--out", "runs", "--metrics-port", "0", tmp_path=tmp_path)
+    proc = start_run(tmp_path)
     read_until(proc, "transfer, ")
     time.sleep(2)  # rows flushed as parts while the phase goes
     proc.send_signal(signal.SIGTERM)
     read_until(proc, "interrupted: stopping the workers")
     proc.send_signal(signal.SIGTERM)
     code, out, err = finish(proc)
-    assert code == 128 + signal.SIGTERM
-    assert not [n for n in NOISE if n in err + out], err[-3000:]
+    assert_stopped_quietly(code, out, err)
     (run_dir,) = (tmp_path / "runs").iterdir()
     merged = run_dir / "transactions.parquet"
     rows = pq.read_table(merged) if merged.exists() else ds.dataset(run_dir / "transactions.parts").to_table()
@@ -169,8 +177,7 @@ def test_a_search_stopped_by_sigterm_says_interrupted_and_stops_its_ray(tmp_path
         time.sleep(0.2)  # a trial is sending
     proc.send_signal(signal.SIGTERM)
     code, out, err = finish(proc)
-    assert code == 128 + signal.SIGTERM, (out[-2000:], err[-2000:])
-    assert not [n for n in NOISE if n in err + out], err[-3000:]
+    assert_stopped_quietly(code, out, err)
     assert "interrupted" in err + out
     assert_nothing_left(before)
 
