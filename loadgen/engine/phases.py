@@ -32,7 +32,7 @@ COLLECT_EVERY_S = 1.0
 
 
 class StopEarly(Exception):
-    """The caller's should_stop said the run has nothing more to tell."""
+    """The caller's should_stop said the run has nothing more to tell; its words are the reason."""
 
 
 class RowSink(Protocol):
@@ -68,7 +68,6 @@ class PhaseRunner:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self.load = LoadTally()
-        self.stopped_early: str | None = None
         self._ready = False
         self._recent = RecentCommits()
         self._ledger = PhaseLedger(-1, "")  # what is stored of the phase that runs (none yet)
@@ -123,8 +122,7 @@ class PhaseRunner:
             self.load.busy.append(stats.max_busy)
             reason = self.ctx.should_stop(progress)
             if reason:
-                self.stopped_early = reason
-                raise StopEarly
+                raise StopEarly(reason)
         totals = self.collect(final=True)
         self.ctx.metrics.phase(phase.name, payload.epoch, running=False)
         self.load.add(phase, before, totals, len(self.ctx.fleet.actors))

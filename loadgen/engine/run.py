@@ -165,8 +165,8 @@ class Run:
                 failed = e
                 self.on_event(f"{e}: stopping the workers and keeping what happened")
                 self._stop()
-            except StopEarly:
-                self.stopped_early = self.runner.stopped_early if self.runner else None
+            except StopEarly as e:
+                self.stopped_early = str(e)
                 self.on_event(f"stopped early: {self.stopped_early}")
                 # what was sent lands (or not) as in a run that went on: the rows stay the
                 # chain's, and the next run of a series does not start behind this one's load
