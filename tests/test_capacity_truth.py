@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.slow]
 
 def assert_the_record_is_the_chain(summary: dict, audit, rate_tps: float, duration_s: float, block_s: float) -> None:
     assert audit.scheduled == summary["scheduled"] == rate_tps * duration_s  # one row per scheduled transaction
-    assert audit.largest_block >= 1_000, audit  # past capacity: the network fell behind and caught up in big blocks
+    # past capacity: a block holding more than one block period of the offered load means the
+    # network fell behind and caught up in big blocks (how far past depends on the machine)
+    assert audit.largest_block > rate_tps * block_s, audit
     assert audit.missed == 0, audit  # nothing the chain holds is called dropped, unsent or rejected
     assert audit.phantom == 0, audit  # nothing recorded committed that the chain lacks or has in another block
     assert audit.twice == 0, audit
