@@ -45,8 +45,8 @@ def mnemonic_source(devnet_phrase: str | None = None) -> MnemonicSource:
     if devnet_phrase is not None:
         return MnemonicSource("devnet", devnet_phrase)
     raise UserError(
-        "no mnemonic for the workers' keys: set LOADGEN_MNEMONIC or LOADGEN_MNEMONIC_FILE "
-        "(the dev mnemonic is used only on the embedded devnet)"
+        "no mnemonic for the workers' keys: set LOADGEN_MNEMONIC or LOADGEN_MNEMONIC_FILE (for a `loadgen devnet`, "
+        "the export line it prints; the public test mnemonic is used unasked only on the embedded devnet)"
     )
 
 

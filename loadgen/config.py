@@ -8,11 +8,12 @@ so they are checked exactly like the file.
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from loadgen.chains.consensus import CLIENT_CONSENSUS, CONSENSUS
 from loadgen.chains.devnet import DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_CHAIN_ID
@@ -240,6 +241,24 @@ def _user_path(loc: tuple, raw: Any) -> list[str]:
     return kept
 
 
+def _keys_beside(loc: list[str], raw: Any) -> list[str]:
+    """The keys the section holding ``loc``'s last part takes (a workload's by its kind)."""
+    model: Any = _current()
+    node = raw
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        node = node.get(part) if isinstance(node, dict) else None
+        models = [m for m in (get_args(field.annotation) or (field.annotation,)) if isinstance(m, type) and issubclass(m, BaseModel)]
+        if part == "workload" and isinstance(node, dict):
+            models = [WORKLOADS[node["kind"]].config_model] if node.get("kind") in WORKLOADS else []
+        if len(models) != 1:
+            return []
+        model = models[0]
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
 def _to_config_error(error: ValidationError, raw: Any) -> ConfigError:
     errors = error.errors(include_url=False)
     # a misspelt key also makes its real name "missing": the unknown key is the one to report
@@ -249,6 +268,9 @@ def _to_config_error(error: ValidationError, raw: Any) -> ConfigError:
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
+        near = difflib.get_close_matches(loc[-1], _keys_beside(loc, raw), n=1, cutoff=0.6) if loc else []
+        if near:
+            return ConfigError(field, message, f"did you mean {'.'.join([*loc[:-1], near[0]])}?")
     elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
         # the tag's own key (kind, shape, gen) is the one to name, with the values it takes
         tag = first.get("ctx", {}).get("discriminator", "'kind'").strip("'")

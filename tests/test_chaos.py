@@ -22,6 +22,7 @@ from loadgen.chains.devnet import DEV_MNEMONIC
 from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings
 from loadgen.engine.progress import Progress
 from loadgen.engine.run import Run
+from loadgen.engine.verdict import EXIT_CODES
 from tests.engine import assert_the_chain_agrees, local_ray, pid_alive, run_killing, statuses
 
 pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.chaos]
@@ -55,7 +56,7 @@ def transfers(urls: list[str], key_offset: int) -> config.Experiment:
 
 
 def assert_honest(result, table: pa.Table, network: GethNetwork) -> dict[str, int]:
-    assert result.exit_code == (0 if result.summary["passed"] else 1)
+    assert result.exit_code == EXIT_CODES[result.summary["verdict"]]
     keys = list(zip(table.column("worker").to_pylist(), table.column("chunk_index").to_pylist(), strict=True))
     assert len(keys) == len(set(keys)) == SCHEDULED
     counts = statuses(table)

@@ -18,6 +18,7 @@ from eth_account import Account
 from eth_account.hdaccount.mnemonic import Language, Mnemonic
 
 from loadgen import __version__, cli
+from loadgen.chains.devnet import DEV_MNEMONIC
 
 LOADGEN = [sys.executable, "-m", "loadgen"]
 
@@ -165,8 +166,14 @@ def test_foreground_devnet_prints_its_url_and_stops_on_sigint():
     assert first.startswith("devnet: embedded devnet (Anvil) at http://127.0.0.1:")
     assert "chain id 1337" in first
     assert second.strip().startswith("http://127.0.0.1:")
-    while "Ctrl-C stops it." not in proc.stdout.readline():  # from here on it waits for the node
-        pass
+    banner = []
+    while "Ctrl-C stops it." not in (line := proc.stdout.readline()):  # from here on it waits for the node
+        banner.append(line.strip())
+    # what running against it needs, ready to paste: the public test mnemonic, marked as one
+    assert f"export LOADGEN_MNEMONIC='{DEV_MNEMONIC}'" in banner
+    assert f"loadgen run configs/quickstart.yaml --endpoints {second.strip()}" in banner
+    assert any(b.startswith("accounts: 10 of the public test mnemonic funded (#0 0x") for b in banner), banner
+    assert any("never use it for value" in b for b in banner)
     proc.send_signal(signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=15)  # reads stderr as it goes: a full pipe cannot hold the exit up

@@ -42,8 +42,8 @@ def test_shipped_configs_load(path):
     ("raw", "field", "fix"),
     [
         ({"workload": {**FL, "pace_s": -1}}, "workload.pace_s", "larger"),
-        ({"workload": {**FL, "pace": 1}}, "workload.pace", "remove it or fix its spelling"),
-        ({"workload": {k: v for k, v in FL.items() if k != "pace_s"} | {"pace": 1}}, "workload.pace", "fix its spelling"),
+        ({"workload": {**FL, "pace": 1}}, "workload.pace", "did you mean workload.pace_s?"),
+        ({"workload": {k: v for k, v in FL.items() if k != "pace_s"} | {"pace": 1}}, "workload.pace", "did you mean workload.pace_s?"),
         ({"workload": {**FL, "kind": "fl"}}, "workload.kind", "array-copy, contract-call, fl-round, transfer"),
         ({"workload": {"model_length": 3}}, "workload.kind", "add `kind:`"),
         ({"workload": {k: v for k, v in FL.items() if k != "pace_s"}}, "workload.pace_s", "add it"),
@@ -64,7 +64,7 @@ def test_shipped_configs_load(path):
         (
             {"workload": FL, "chain": {"devnet": {"client": "geth", "txpool": {"globalslots": 8}}}},
             "chain.devnet.txpool.globalslots",
-            "spelling",
+            "did you mean chain.devnet.txpool.global_slots?",
         ),
     ],
 )
@@ -153,3 +153,25 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, content, args, expected)
     assert len(lines) == 1 and lines[0].startswith("loadgen: error: ")
     assert expected in lines[0]
     assert str(path) not in lines[0] or "config field" not in lines[0]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "override, suggestion",
+    [
+        ("workload.pace=1", "did you mean workload.pace_s?"),
+        ("workload.redundancey=2", "did you mean workload.redundancy?"),
+        ("run.comit_timeout_s=3", "did you mean run.commit_timeout_s?"),
+        ("chain.devnet.blok_time_s=1", "did you mean chain.devnet.block_time_s?"),
+    ],
+)
+def test_a_misspelt_key_is_answered_with_the_key_it_resembles(override, suggestion):
+    line = error_of({"workload": FL}, config.parse_overrides([override]))
+    assert f"config field '{override.split('=')[0]}': unknown key — {suggestion}" == line
+
+
+@pytest.mark.unit
+def test_a_key_like_no_other_is_only_unknown():
+    assert "did you mean" not in error_of({"workload": FL, "zzz": 1})
+    # a transfer workload's keys are not fl-round's
+    assert "did you mean" not in error_of({"workload": {"kind": "transfer", "pace_s": 1}})

@@ -137,13 +137,16 @@ class ScriptedChain(Search):
         self.response = response
         self.calls: list[float] = []
         self.key_offsets: list[int] = []
+        self.interrupt_at: int | None = None
 
     @contextlib.contextmanager
     def environment(self):
         yield self.experiment, None
 
-    def run_trial(self, experiment, run_id, index):
+    def run_trial(self, experiment, run_id, index, on_progress=None):
         pace = experiment.workload.pace_s
+        if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
+            raise KeyboardInterrupt
         self.calls.append(pace)
         self.key_offsets.append(experiment.run.key_offset)
         ratio = self.response(pace, self.calls.count(pace))
@@ -211,3 +214,37 @@ def test_no_two_trials_of_a_series_share_a_key(tmp_path):
     assert all(a.isdisjoint(b) for i, a in enumerate(keys) for b in keys[i + 1 :])
     assert 0 not in set().union(*keys)  # the coordinator's key is never a worker's
     assert max(search.key_offsets) < KEYS_PER_SEARCH  # a sweep's next search starts above them all
+
+
+@pytest.mark.unit
+def test_an_interrupted_search_says_so_in_its_file_and_keeps_its_bracket(tmp_path):
+    search = scripted(tmp_path, lambda pace, _: min(1.0, pace / 0.4))
+    search.interrupt_at = 4  # the brackets and two midpoints ran
+    with pytest.raises(KeyboardInterrupt):
+        search.execute()
+    saved = json.loads((tmp_path / "search.json").read_text())
+    assert saved["status"] == "interrupted" and saved["min_pace_s"] is None
+    lo, hi = saved["bracket"]
+    assert 0.05 <= lo < 0.34 <= hi <= 1.6 and (lo, hi) != (0.05, 1.6)
+    # the same command resumes it, running only what is left
+    again = scripted(tmp_path, lambda pace, _: min(1.0, pace / 0.4))
+    state = again.execute()
+    assert state.status == "done" and state.min_value == pytest.approx(0.34, rel=0.05)
+    assert again.calls[0] not in search.calls
+
+
+@pytest.mark.unit
+def test_search_png_shows_each_probe_with_its_interval_and_names_every_mark(tmp_path):
+    from loadgen.study.search import figure
+
+    search = scripted(tmp_path, lambda pace, _: min(1.0, pace / 0.4))
+    state = search.execute()
+    fig = figure(state)
+    (ax,) = fig.axes
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "probe passed, 95% interval" in labels and "probe failed, 95% interval" in labels
+    assert "threshold 85%" in labels and f"minimum {state.min_value:g}" in labels and "one trial" in labels
+    assert any(label.startswith("bracket ") for label in labels)
+    bars = [c for c in ax.containers if c.has_yerr]
+    assert len(bars) == 2  # the passed and the failed probes, each with error bars
+    assert (tmp_path / "search.png").is_file()

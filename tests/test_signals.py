@@ -46,9 +46,11 @@ def transfer_config(tmp_path: Path, duration_s: float = 40, block_time_s: float 
 
 
 def under_timeout(*args: str, tmp_path: Path) -> subprocess.Popen:
-    """loadgen under `timeout` (never reached): signalling `timeout` signals loadgen's group."""
+    """loadgen under `timeout` (never reached): signalling `timeout` signals loadgen's group.
+    Every process it starts inherits a mark naming the test's folder (see ``ours``)."""
     cmd = ["timeout", "--preserve-status", "-s", "TERM", "600", *LOADGEN, *args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    env = os.environ | {MARK: str(tmp_path)}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
 
 
 def start_run(tmp_path: Path, config: Path | None = None) -> subprocess.Popen:
@@ -85,23 +87,27 @@ def finish(proc: subprocess.Popen, timeout_s: float = 60) -> tuple[int, str, str
     return proc.returncode, out, err
 
 
-def processes_named(*names: str) -> set[int]:
+MARK = "LOADGEN_SIGNAL_TEST"
+RAY_AND_NODES = ("raylet", "gcs_server", "anvil", "geth")
+
+
+def ours(tmp_path: Path, *names: str) -> set[int]:
+    """The processes of these names that one test's loadgen started (Ray's daemons and the
+    nodes inherit its environment): another suite's beside it on the machine are not counted."""
+    mark = f"{MARK}={tmp_path}".encode()
     found = set()
-    for status in Path("/proc").glob("[0-9]*/comm"):
+    for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
-            if status.read_text().strip() in names:
-                found.add(int(status.parent.name))
+            if comm.read_text().strip() in names and mark in (comm.parent / "environ").read_bytes().split(b"\0"):
+                found.add(int(comm.parent.name))
         except OSError:
             continue
     return found
 
 
-RAY_AND_NODES = ("raylet", "gcs_server", "anvil", "geth")
-
-
-def assert_nothing_left(before: set[int]) -> None:
+def assert_nothing_left(tmp_path: Path) -> None:
     deadline = time.monotonic() + 15
-    while (left := processes_named(*RAY_AND_NODES) - before) and time.monotonic() < deadline:
+    while (left := ours(tmp_path, *RAY_AND_NODES)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, f"processes left behind: {left}"
 
@@ -115,7 +121,6 @@ def assert_nothing_left(before: set[int]) -> None:
     ],
 )
 def test_a_signal_stops_sending_at_once_and_writes_everything(tmp_path, sig, moment):
-    before = processes_named(*RAY_AND_NODES)
     duration_s = 6 if moment == "draining" else 40
     # blocks every 3 s while it drains: the last second's transactions are still in flight
     config = transfer_config(tmp_path, duration_s, block_time_s=3 if moment == "draining" else 1)
@@ -135,22 +140,20 @@ def test_a_signal_stops_sending_at_once_and_writes_everything(tmp_path, sig, mom
     # a stop stops: nothing goes out after the signal reached the workers
     assert max(t_sent) < signalled + 1.0
     assert (summary["unsent"] > 0) == (moment != "draining")
-    assert_nothing_left(before)
+    assert_nothing_left(tmp_path)
 
 
 def test_a_signal_while_the_run_sets_up_stops_it_and_everything_it_started(tmp_path):
-    before = processes_named(*RAY_AND_NODES)
     proc = start_run(tmp_path)
     read_until(proc, "starting a local Ray")
     proc.send_signal(signal.SIGTERM)
     code, out, err = finish(proc)
     assert_stopped_quietly(code, out, err)
     assert "interrupted" in out + err
-    assert_nothing_left(before)
+    assert_nothing_left(tmp_path)
 
 
 def test_a_second_signal_ends_the_clean_up_at_once_and_the_rows_stay_readable(tmp_path):
-    before = processes_named(*RAY_AND_NODES)
     proc = start_run(tmp_path)
     read_until(proc, "transfer, ")
     time.sleep(2)  # rows flushed as parts while the phase goes
@@ -163,11 +166,10 @@ def test_a_second_signal_ends_the_clean_up_at_once_and_the_rows_stay_readable(tm
     merged = run_dir / "transactions.parquet"
     rows = pq.read_table(merged) if merged.exists() else ds.dataset(run_dir / "transactions.parts").to_table()
     assert rows.num_rows > 0
-    assert_nothing_left(before)
+    assert_nothing_left(tmp_path)
 
 
 def test_a_search_stopped_by_sigterm_says_interrupted_and_stops_its_ray(tmp_path):
-    before = processes_named(*RAY_AND_NODES)
     config = transfer_config(tmp_path, duration_s=10)
     args = ("search", str(config), "--param", "workload.rate_tps", "--lo", "50", "--hi", "200", "--out", "searches", "--metrics-port", "0")
     proc = under_timeout(*args, tmp_path=tmp_path)
@@ -178,8 +180,10 @@ def test_a_search_stopped_by_sigterm_says_interrupted_and_stops_its_ray(tmp_path
     proc.send_signal(signal.SIGTERM)
     code, out, err = finish(proc)
     assert_stopped_quietly(code, out, err)
-    assert "interrupted" in err + out
-    assert_nothing_left(before)
+    assert "search interrupted after 0 trial(s); bracket so far 50 … 200" in out
+    assert f"resume with: loadgen {' '.join(args)}" in out  # its folder given: the same command
+    assert json.loads((tmp_path / "searches" / "search.json").read_text())["status"] == "interrupted"
+    assert_nothing_left(tmp_path)
 
 
 def test_runs_without_a_ray_address_each_start_their_own_ray_beside_a_running_cluster(tmp_path):
@@ -207,7 +211,9 @@ def test_runs_without_a_ray_address_each_start_their_own_ray_beside_a_running_cl
         shutil.rmtree(ray_tmp, ignore_errors=True)
     clusters = []
     for i, (code, out, err) in enumerate(results):
-        assert code == 0, (out[-2000:], err[-2000:])
+        # two runs and a cluster on two cores may fall behind their schedule (INVALID, exit 4):
+        # whose Ray each ran on is what counts here
+        assert code in (0, 4), (out[-2000:], err[-2000:])
         assert "starting a local Ray" in out
         (run_dir,) = (tmp_path / f"runs{i}").iterdir()
         clusters.append(json.loads((run_dir / "manifest.json").read_text())["ray_cluster"])

@@ -121,10 +121,14 @@ def _serve(chain, args: argparse.Namespace) -> int:
             print(f"  started in {chain.started_in_s:.1f}s; data in {chain.root}")
         else:
             print(f"  {chain.url}")
-        print(f"\naccounts: the dev mnemonic's, funded (never use it elsewhere): {DEV_MNEMONIC}")
+        funded = chain.settings.prefunded if isinstance(chain, GethNetwork) else chain.settings.accounts
+        source = MnemonicSource("devnet", DEV_MNEMONIC)
+        first = ", ".join(f"#{i} {derive_account(source, i).address}" for i in range(2))
+        print(f"\naccounts: {funded:,} of the public test mnemonic funded ({first}, …; #0 funds the workers)")
+        print("  the public test mnemonic: anyone can spend what it holds, on any chain; never use it for value")
         watch = f" --watch-endpoints {','.join(chain.observer_urls)}" if chain.observer_urls else ""
-        run = f"loadgen run configs/quickstart.yaml --endpoints {','.join(chain.urls)}{watch}"
-        print(f"run against it:\n  LOADGEN_MNEMONIC='{DEV_MNEMONIC}' \\\n    {run}")
+        print(f"run against it:\n  export LOADGEN_MNEMONIC='{DEV_MNEMONIC}'")
+        print(f"  loadgen run configs/quickstart.yaml --endpoints {','.join(chain.urls)}{watch}")
         print("", flush=True)
         if args.smoke:
             return smoke_round(chain.urls[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,8 +28,10 @@ EXAMPLES = r"""examples:
   loadgen run EXPERIMENT.yaml --dry-run
   loadgen run EXPERIMENT.yaml --ray-address auto   # on a Ray cluster machine
 
-exit status: 0 the commit ratio reached the threshold, 1 it did not,
-2 bad input, 3 an unexpected error (--debug shows where), 130 interrupted
+exit status: 0 PASS (the commit ratio reached the threshold), 1 FAIL,
+4 INVALID (the run did not offer its planned load: no verdict on the chain),
+2 bad input, 3 an unexpected error (--debug shows where),
+130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP
 """
 
 
@@ -83,7 +86,7 @@ def load_experiment(args: argparse.Namespace) -> config.Experiment:
 def run(args: argparse.Namespace) -> int:
     experiment = load_experiment(args)
     if args.dry_run:
-        _, lines = preview(experiment)
+        _, lines = preview(experiment, cluster=bool(args.ray_address or os.environ.get("RAY_ADDRESS")))
         print("\n".join(lines))
         return 0
     console = Console(stderr=args.json)

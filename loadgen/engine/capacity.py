@@ -25,6 +25,16 @@ BUSY_LIMIT = 0.9  # of one core, the most a sender actor's process can use
 BUSY_TARGET = 0.5  # of one core: the load per actor to plan for, with room for bursts
 
 
+# a sender actor's CPU per transaction against a node, signing included (BENCHMARKS.md, "CPU per
+# transaction": 0.5–0.8 ms measured): what --dry-run plans actors with, at BUSY_TARGET of a core
+SENDER_CPU_PER_TX_S = 0.0008
+
+
+def actors_for(rate_tps: float) -> int:
+    """Sender actors (one process, about one core each) a rate needs, from the measured cost."""
+    return max(1, math.ceil(rate_tps * SENDER_CPU_PER_TX_S / BUSY_TARGET))
+
+
 def lag_bound_s(interval_s: float | None) -> float:
     return max(LAG_FLOOR_S, LAG_SHARE_OF_INTERVAL * interval_s) if interval_s else LAG_FLOOR_S
 

@@ -11,10 +11,33 @@ from __future__ import annotations
 import os
 
 from loadgen.config import Experiment
+from loadgen.engine.capacity import BUSY_TARGET, SENDER_CPU_PER_TX_S, actors_for
 from loadgen.engine.plan import RunPlan
 
 
-def preview(experiment: Experiment, actors: int | None = None) -> tuple[RunPlan, list[str]]:
+def capacity_lines(plan: RunPlan, actors: int, cores: int | None, cluster: bool) -> list[str]:
+    """How many sender actors the plan's busiest phase needs, and a warning where it would not
+    get them: a run short of them is INVALID (engine/verdict.py), so it is said before it starts."""
+    rates = [p.transactions / p.duration_s for p in plan.phases if p.duration_s > 0]
+    if not rates:
+        return []
+    peak = max(rates)
+    needed = actors_for(peak)
+    lines = [
+        f"its busiest phase offers ~{peak:,.1f} tx/s: about {needed} sender actor(s) at {BUSY_TARGET:.0%} of a core each "
+        f"(~{SENDER_CPU_PER_TX_S * 1000:.1f} ms of CPU a transaction, measured); {actors} planned"
+    ]
+    if needed > actors:
+        lines.append(f"warning: {actors} sender actor(s) cannot offer that: set run.actors ≥ {needed}, or lower the rate")
+    if not cluster and cores is not None and needed + 1 > cores:  # the driver and the watcher need some too
+        lines.append(
+            f"warning: this machine has {cores} core(s) and the senders alone need ~{needed}: the run would fall behind its "
+            "schedule and be INVALID; lower the rate or run on a Ray cluster (--ray-address)"
+        )
+    return lines
+
+
+def preview(experiment: Experiment, actors: int | None = None, cluster: bool = False) -> tuple[RunPlan, list[str]]:
     """The plan and a few lines that describe it; raises ConfigError on what the workload refuses."""
     workload = experiment.plugin
     workload.check()
@@ -41,6 +64,7 @@ def preview(experiment: Experiment, actors: int | None = None) -> tuple[RunPlan,
         when = f"over {lasts:,.1f} s (~{phase.transactions / lasts:,.1f} tx/s)" if lasts > 0 else "at once"
         value = f", {phase.value_wei:,} wei each" if phase.value_wei else ""
         lines.append(f"  phase {phase.name}: {phase.transactions:,} transactions {when}, {gas}{value}")
+    lines += capacity_lines(plan, min(n_actors, len(plan.workers)), os.cpu_count(), cluster)
     run = experiment.run
     lines.append(
         f"send mode {run.send_mode}, failover {'on' if run.failover else 'off'}, commit timeout {run.commit_timeout_s:g} s, "

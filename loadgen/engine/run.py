@@ -41,6 +41,7 @@ from loadgen.engine.rig import Rig
 from loadgen.engine.session import ChainSession
 from loadgen.engine.stage import RunStage, worker_addresses
 from loadgen.engine.store import RunStore
+from loadgen.engine.verdict import EXIT_CODES, Offered, judge_run
 from loadgen.errors import ConfigError, UserError
 from loadgen.report.summary import summarize_file
 from loadgen.workloads.fl_round.protocol import CoordinatorFailed
@@ -56,7 +57,7 @@ class RunResult:
     def exit_code(self) -> int:
         if self.interrupted:
             return signals.exit_code()
-        return 0 if self.summary["passed"] else 1
+        return EXIT_CODES[self.summary.get("verdict") or ("PASS" if self.summary["passed"] else "FAIL")]
 
 
 class Run:
@@ -184,12 +185,10 @@ class Run:
             summary = summarize_file(self.dir / "transactions.parquet", self.experiment.run.threshold)
             summary |= {"run_id": self.run_id, "rounds": self.records.pop("rounds", [])} | self.records
             summary["interrupted"] = self.interrupted
-            if self.interrupted:
-                summary["passed"] = False  # a stopped run passes nothing, however well its part went
-            self._judge_generator(summary)
             summary["stopped_early"] = self.stopped_early
+            self._judge(summary)
             if failed is not None:
-                summary |= {"passed": False, "failed": {"step": failed.step, "error": failed.words}}
+                summary |= {"passed": False, "verdict": "FAIL", "failed": {"step": failed.step, "error": failed.words}}
             self.store.write_json("summary.json", summary)
             self.manifest |= {"ended": _iso(time.time()), "interrupted": self.interrupted}
             self.store.write_json("manifest.json", self.manifest)
@@ -274,9 +273,10 @@ class Run:
         if self.runner is not None:
             self.runner.collect(final=True)
 
-    def _judge_generator(self, summary: dict[str, Any]) -> None:
-        """Marks a run whose senders could not keep their schedule (loadgen/capacity.py): its
-        commit ratio measured the generator, not the chain."""
+    def _judge(self, summary: dict[str, Any]) -> None:
+        """The verdict (engine/verdict.py): a run that did not offer its plan, its senders
+        behind their schedule or out of CPU (engine/capacity.py), is INVALID, never PASS; an
+        interrupted one passes nothing, however well its part went."""
         load = self.runner.load if self.runner is not None else LoadTally()
         verdict = judge(
             GeneratorLoad(
@@ -294,8 +294,19 @@ class Run:
         summary["generator_bound"] = verdict.bound
         summary["generator"] = verdict.to_dict()
         self.metrics.generator(verdict.bound)
-        if verdict.reason:
-            self.on_event(verdict.reason)
+        judgement = judge_run(
+            ratio_passed=summary["passed"],
+            interrupted=self.interrupted,
+            stopped_early=self.stopped_early is not None,
+            generator=verdict,
+            offered=Offered(summary["planned_tps"], summary["offered_tps"]),
+        )
+        summary["verdict"] = judgement.verdict
+        summary["passed"] = judgement.verdict == "PASS"
+        if judgement.verdict == "INVALID":
+            summary["invalid"] = {"cause": judgement.cause, "reasons": list(judgement.reasons)}
+            for reason in judgement.reasons:
+                self.on_event(f"invalid: {reason}")
 
 
 def run_manifest(run: Run, session: ChainSession, plan: RunPlan) -> dict:

@@ -184,13 +184,8 @@ class Group:
     last_s: float
     summary: dict[str, Any]
 
-    @property
-    def offered_tps(self) -> float | None:
-        span = self.last_s - self.first_s
-        return self.summary["scheduled"] / span if span > 0 else None
-
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "first_s": self.first_s, "last_s": self.last_s, "offered_tps": self.offered_tps} | self.summary
+        return {"key": self.key, "first_s": self.first_s, "last_s": self.last_s} | self.summary
 
 
 def _grouped(table: pa.Table, column: str) -> Iterator[tuple[str, pa.Table]]:

@@ -75,27 +75,34 @@ def _table(header: Sequence[str] | None, rows: Iterable[Sequence[Any]], cls: str
     return f"<div class='scroll'><table class='{cls}'>{head}<tbody>{body}</tbody></table></div>"
 
 
+_VERDICT_NOTES = {
+    "PASS": "commit ratio ≥ threshold",
+    "FAIL": "commit ratio < threshold",
+    "INVALID": "it did not offer its plan: no verdict on the chain",
+    "INTERRUPTED": "the run did not play out",
+}
+
+
 def headline(report: RunReport) -> str:
     h = report.headline
     counts = f"of {h.scheduled:,} scheduled · {h.sent:,} sent" + (f" · {h.planned:,} planned" if h.planned is not None else "")
     cards = [
         _card("duration", duration(h.duration_s), "first scheduled → last event"),
-        _card("offered rate", rate(h.offered_tps), "scheduled / scheduling time"),
+        _card(
+            "offered rate",
+            rate(h.offered_tps),
+            f"of {rate(h.planned_tps)} planned" if h.planned_tps else "sent / sending time",
+            "bad" if h.verdict == "INVALID" else "",
+        ),
         _card("committed rate", rate(h.committed_tps), "committed / duration"),
         _card("committed", f"{h.committed:,}", counts),
         _card("commit ratio", percent(h.commit_ratio), f"threshold {h.threshold:.0%}", "good" if h.commit_ratio >= h.threshold else "bad"),
         _card("latency p50", seconds(h.latency_p50_s), "scheduled → included"),
         _card("latency p95", seconds(h.latency_p95_s)),
         _card("latency p99", seconds(h.latency_p99_s)),
-        _card(
-            "verdict",
-            "passed" if h.passed else "failed",
-            f"commit ratio {'≥' if h.passed else '<'} threshold",
-            "good" if h.passed else "bad",
-        ),
+        _card("verdict", h.verdict, _VERDICT_NOTES[h.verdict], "good" if h.passed else "warn" if h.verdict == "INVALID" else "bad"),
     ]
-    if h.generator_bound:
-        cards.append(_card("generator-bound", "yes", h.generator_reason or "the senders could not keep their schedule", "warn"))
+    cards += [_card("invalid", "why", reason, "warn") for reason in h.reasons]
     return "<div class='cards'>" + "".join(cards) + "</div>"
 
 
@@ -116,8 +123,11 @@ def _group_row(g: Group) -> list[str]:
 
 
 def phase_table(groups: list[Group]) -> str:
-    header = ("phase", "scheduled at", "offered rate", *GROUP_HEADER, *LATENCY_HEADER)
-    rows = [[g.key, f"{g.first_s:.1f}–{g.last_s:.1f} s", rate(g.offered_tps), *_group_row(g)] for g in groups]
+    header = ("phase", "scheduled at", "planned rate", "offered rate", *GROUP_HEADER, *LATENCY_HEADER)
+    rows = [
+        [g.key, f"{g.first_s:.1f}–{g.last_s:.1f} s", rate(g.summary.get("planned_tps")), rate(g.summary.get("offered_tps")), *_group_row(g)]
+        for g in groups
+    ]
     return _table(header, rows)
 
 

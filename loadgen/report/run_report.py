@@ -29,7 +29,7 @@ from loadgen.report.data import (
     spans_of,
     txpool_of,
 )
-from loadgen.report.summary import floats, planned_rate
+from loadgen.report.summary import floats, planned_rate, verdict_of
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class Headline:
     scheduled: int
     sent: int
     committed: int
-    offered_tps: float | None  # scheduled / the time they were scheduled over
+    planned_tps: float | None  # every slot / the time they were scheduled over
+    offered_tps: float | None  # what was sent / the time from the first slot to the last send
     committed_tps: float | None
     commit_ratio: float
     threshold: float
@@ -49,8 +50,8 @@ class Headline:
     latency_p95_s: float | None
     latency_p99_s: float | None
     passed: bool
-    generator_bound: bool
-    generator_reason: str | None
+    verdict: str  # PASS, FAIL, INVALID or INTERRUPTED (engine/verdict.py)
+    reasons: tuple[str, ...]  # of an INVALID verdict
 
 
 def headline_of(summary: dict[str, Any], manifest: dict[str, Any], clock: Clock, table: pa.Table) -> Headline:
@@ -62,7 +63,8 @@ def headline_of(summary: dict[str, Any], manifest: dict[str, Any], clock: Clock,
         scheduled=summary["scheduled"],
         sent=summary["scheduled"] - summary["unsent"],
         committed=summary["committed"],
-        offered_tps=summary["scheduled"] / span if span > 0 else None,
+        planned_tps=summary.get("planned_tps", summary["scheduled"] / span if span > 0 else None),
+        offered_tps=summary.get("offered_tps"),
         committed_tps=summary.get("throughput_tps"),
         commit_ratio=summary["commit_ratio"],
         threshold=summary["threshold"],
@@ -70,8 +72,8 @@ def headline_of(summary: dict[str, Any], manifest: dict[str, Any], clock: Clock,
         latency_p95_s=summary.get("latency_p95_s"),
         latency_p99_s=summary.get("latency_p99_s"),
         passed=bool(summary.get("passed")),
-        generator_bound=bool(summary.get("generator_bound")),
-        generator_reason=(summary.get("generator") or {}).get("reason") if summary.get("generator_bound") else None,
+        verdict=verdict_of(summary),
+        reasons=tuple((summary.get("invalid") or {}).get("reasons", ())),
     )
 
 

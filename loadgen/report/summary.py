@@ -47,6 +47,8 @@ class _Totals:
         self.answers: list[np.ndarray] = []
         self.start = math.inf
         self.end = -math.inf
+        self.last_scheduled = -math.inf
+        self.last_send = -math.inf
 
     def add(self, batch: pa.Table | pa.RecordBatch) -> None:
         status = batch.column("status")
@@ -69,11 +71,15 @@ class _Totals:
         # a refused transaction's next attempt leaves when the refusal is known: that measures the
         # node's answer, not whether the generator kept time (loadgen/capacity.py)
         self.first_lags.append(lag[floats(pc.filter(batch.column("attempt"), has_sent)) == 1])
+        last_send = pc.max(sent).as_py()
+        if last_send is not None:
+            self.last_send = max(self.last_send, last_send)
         acked = batch.column("t_acked")
         answered = pc.and_(has_sent, pc.is_valid(acked))
         self.answers.append(floats(pc.filter(acked, answered)) - floats(pc.filter(sent, answered)))
         if batch.num_rows:
             self.start = min(self.start, pc.min(batch.column("t_scheduled")).as_py())
+            self.last_scheduled = max(self.last_scheduled, pc.max(batch.column("t_scheduled")).as_py())
         included = pc.max(pc.filter(batch.column("t_included"), committed)).as_py()
         if included is not None:
             self.end = max(self.end, included)
@@ -90,6 +96,8 @@ class _Totals:
         # committed within the commit timeout, as the study's tool counted: a late inclusion is
         # on the chain (and in "committed"), but not in time
         ratio = (self.counts["committed"] - self.committed_late) / self.rows if self.rows else 0.0
+        planned_span = self.last_scheduled - self.start
+        offered_span = self.last_send - self.start
         return {
             "scheduled": self.rows,
             "sent": self.rows - self.counts["unsent"],
@@ -106,6 +114,10 @@ class _Totals:
             "latency_p99_s": _percentile(latency, 99),
             "latency_max_s": float(latency.max()) if latency.size else None,
             "throughput_tps": throughput,
+            # the rate the plan asked for (every slot) and the rate the sends left at, each over its
+            # span from the first slot (engine/verdict.py); none for a plan sending all at once
+            "planned_tps": self.rows / planned_span if planned_span > 0 else None,
+            "offered_tps": (self.rows - self.counts["unsent"]) / offered_span if planned_span > 0 and offered_span > 0 else None,
             "schedule_lag_p50_s": _percentile(lag, 50),
             "schedule_lag_p99_s": _percentile(lag, 99),
             "schedule_lag_first_p99_s": _percentile(first_lag, 99),
@@ -180,6 +192,8 @@ SUMMARY_ROWS = (
     ("latency p50", "latency_p50_s", "{:.3f} s"),
     ("latency p95", "latency_p95_s", "{:.3f} s"),
     ("latency p99", "latency_p99_s", "{:.3f} s"),
+    ("planned rate", "planned_tps", "{:,.1f} tx/s"),
+    ("offered rate", "offered_tps", "{:,.1f} tx/s"),
     ("committed rate", "throughput_tps", "{:.1f} tx/s"),
     ("schedule lag p99", "schedule_lag_p99_s", "{:.4f} s"),
     ("node answer p50", "answer_p50_s", "{:.4f} s"),
@@ -208,7 +222,9 @@ def note_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
             f"{summary['late']:,} included after the commit deadline (by p50 {summary['late_p50_s']:.2f} s, max "
             f"{summary['late_max_s']:.2f} s): on the chain, counted as committed or reverted, not in the commit ratio",
         ))  # fmt: skip
-    if summary.get("generator_bound"):
+    if summary.get("invalid"):
+        rows += [("invalid", reason) for reason in summary["invalid"]["reasons"]]
+    elif summary.get("generator_bound"):  # a summary written before runs had the INVALID verdict
         reason = (summary.get("generator") or {}).get("reason")
         rows.append(("generator-bound", reason or "the senders could not keep their schedule: this run measured the generator"))
     if summary.get("interrupted"):
@@ -220,10 +236,21 @@ def note_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def verdict(summary: dict[str, Any]) -> str:
+def verdict_of(summary: dict[str, Any]) -> str:
+    """PASS, FAIL, INVALID or INTERRUPTED (engine/verdict.py), also for summaries written
+    before the verdict was stored."""
     if summary.get("interrupted"):
+        return "INTERRUPTED"
+    return summary.get("verdict") or ("PASS" if summary.get("passed") else "FAIL")
+
+
+def verdict(summary: dict[str, Any]) -> str:
+    word = verdict_of(summary)
+    if word == "INTERRUPTED":
         return "INTERRUPTED (no verdict: the run did not play out)"
-    return f"{'PASS' if summary.get('passed') else 'FAIL'} (threshold {summary.get('threshold', 0):.0%})"
+    if word == "INVALID":
+        return "INVALID (it did not offer its plan: no verdict on the chain)"
+    return f"{word} (threshold {summary.get('threshold', 0):.0%})"
 
 
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:

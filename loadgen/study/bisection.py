@@ -41,6 +41,24 @@ def verdict(committed: int, scheduled: int, threshold: float, pooled_trials: int
     return ("pass" if ratio >= threshold else "fail"), ratio, ratio
 
 
+def midpoint(lo: float, hi: float) -> float:
+    """Geometric while the bracket spans a decade or more, arithmetic after."""
+    mid = math.sqrt(lo * hi) if hi / lo >= 10 else (lo + hi) / 2
+    return float(f"{mid:.6g}")
+
+
+def probes_left(state: SearchState) -> int:
+    """Probes the search still needs at most, from where it stands: the brackets' checks, the
+    bisection's steps if every probe passed (the slower way down), and the check above."""
+    checked = {p.value for p in state.probes}
+    left = sum(v not in checked for v in (state.hi, state.lo))
+    lo, hi = state.bracket
+    while hi > lo > 0 and (hi - lo) / hi > state.tolerance:
+        hi = midpoint(lo, hi)
+        left += 1
+    return left + 1
+
+
 def can_still_pass(p: Progress, planned: int, fixed_slots: bool, threshold: float) -> bool:
     """Whether the best the rest of a trial could do still reaches the threshold."""
     s = p.stats
@@ -67,16 +85,31 @@ class Trial:
     stopped_early: str | None = None
     verdict: str = ""  # this trial alone, by the one-trial rule; the probe's verdict pools its trials
     generator_bound: str | None = None  # why the generator, not the chain, limited the trial
+    held_back: str | None = None  # why the chain took less than the trial offered (INVALID, the node's cause)
+    wall_s: float = 0.0  # how long the trial took, start to drained
 
 
 @dataclass
 class Probe:
     value: float
-    verdict: str
+    verdict: str  # pass or fail: what the bisection went by
     commit_ratio: float
-    lower: float
+    lower: float  # the 95% Wilson interval of the pooled commit ratio, whatever rule decided
     upper: float
     trials: list[int] = field(default_factory=list)  # indexes into SearchState.trials
+    committed: int = 0
+    scheduled: int = 0
+    undecided: bool = False  # its trials could not decide: counted as a failure, the safe side
+    why: str = ""  # what decided a failure besides the ratio: stopped early, the node held the senders back
+
+    def line(self, param: str) -> str:
+        """One line: the verdict, n and the interval (what the terminal and the notes print)."""
+        word = "UNDECIDED → counted as FAIL" if self.undecided else self.verdict.upper()
+        why = f"; {self.why}" if self.why else ""
+        return (
+            f"{param}={self.value:g}: {word}, {self.committed:,}/{self.scheduled:,} committed ({self.commit_ratio:.1%}; "
+            f"95% interval {self.lower:.1%}–{self.upper:.1%}; {len(self.trials)} trial(s){why})"
+        )
 
 
 @dataclass
@@ -138,27 +171,30 @@ class Bisection:
             trials.append(self._trial(value, base + repeats))
             result = self._judge(value, trials)
             if result.verdict == "undecided":
-                result.verdict = "fail"
+                result.verdict, result.undecided = "fail", True
                 self.state.notes.append(f"{value:g}: still undecided after {len(trials)} trial(s), counted as a failure")
         self.state.probes = [p for p in self.state.probes if p.value != value] + [result]
         self._save()
-        self.on_event(f"probe {self.state.param}={value:g}: {result.verdict.upper()} ({result.commit_ratio:.1%})")
+        self.on_event("probe " + result.line(self.state.param))
         return result
 
     def _judge(self, value: float, trials: list[Trial]) -> Probe:
         committed = sum(t.committed for t in trials)
         scheduled = sum(t.scheduled for t in trials)
-        stopped = any(t.stopped_early for t in trials)
-        v, lower, upper = verdict(committed, scheduled, self.state.threshold, len(trials))
-        if stopped:
-            v = "fail"  # it was already certain to miss the threshold
+        v, _, _ = verdict(committed, scheduled, self.state.threshold, len(trials))
+        why = ""
+        if any(t.stopped_early for t in trials):
+            v, why = "fail", "stopped early: it could no longer reach the threshold"
+        held = next((t.held_back for t in trials if t.held_back), None)
+        if held:
+            v, why = "fail", f"the chain could not take this pace ({held})"
         indexes = [self.state.trials.index(t) for t in trials]
-        return Probe(value, v, committed / scheduled if scheduled else 0.0, lower, upper, indexes)
+        lower, upper = wilson(committed, scheduled)
+        return Probe(value, v, committed / scheduled if scheduled else 0.0, lower, upper, indexes, committed, scheduled, why=why)
 
     def _bisect(self, lo: float, hi: float) -> tuple[float, float]:
         while (hi - lo) / hi > self.state.tolerance:
-            mid = math.sqrt(lo * hi) if hi / lo >= 10 else (lo + hi) / 2
-            mid = float(f"{mid:.6g}")
+            mid = midpoint(lo, hi)
             if self.probe(mid).verdict == "pass":
                 hi = mid
             else:
@@ -208,15 +244,15 @@ class Bisection:
             state.min_value = lo
             state.notes.append(f"lo={lo:g} already passes: the minimum is at most {lo:g}; lower --lo to look further")
             return
-        state.status = "done"
+        contradicted = False
         for _ in range(3):  # each contradiction moves the search above the pace that failed
             lo, hi = self._bisect(lo, hi)
             failing = self._check_above(hi, top)
             if failing is None:
                 break
-            state.status = "non-monotone"
+            contradicted = True
             lo, hi = failing, top
             state.bracket = [lo, hi]
             self.on_event(f"widening: searching again above {failing:g}")
         state.min_value = hi
-        self.on_event(f"minimum {state.param} = {hi:g} (bracket {lo:g} … {hi:g}, {state.status})")
+        state.status = "non-monotone" if contradicted else "done"  # only now: an interrupted search is not done

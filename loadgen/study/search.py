@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loadgen import config as config_mod
 from loadgen.accounts import MnemonicSource
@@ -45,9 +47,27 @@ from loadgen.engine.run import Run
 from loadgen.engine.session import shared
 from loadgen.errors import UserError
 from loadgen.jsonfile import read_json, write_json
-from loadgen.study.bisection import Bisection, SearchState, Trial, can_still_pass, verdict
+from loadgen.study.answer import too_small
+from loadgen.study.bisection import Bisection, SearchState, Trial, can_still_pass, probes_left, verdict
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 KEYS_PER_TRIAL = 1_000
+
+
+@dataclass(frozen=True)
+class SearchProgress:
+    """Where a search stands, for a live line: the trial under way and what is left."""
+
+    elapsed_s: float
+    trial: int
+    param: str
+    value: float
+    bracket: tuple[float, float]
+    probes_left: int
+    eta_s: float | None  # from the trials' mean length so far; None before the first ends
+    run: Progress | None  # the trial's own, while it runs
 
 
 def trial_key_offset(experiment: Experiment, index: int) -> int:
@@ -73,6 +93,7 @@ class Search:
         tolerance: float = 0.05,
         repeats: int = 1,
         on_event: Callable[[str], None] | None = None,
+        on_progress: Callable[[SearchProgress], None] | None = None,
         run_options: dict[str, Any] | None = None,
         ray_address: str | None = None,
         mnemonic: MnemonicSource | None = None,
@@ -90,6 +111,8 @@ class Search:
         self.experiment = experiment
         self.dir = out_dir
         self.on_event = on_event or (lambda m: None)
+        self.on_progress = on_progress or (lambda p: None)
+        self._started = time.monotonic()
         self.run_options = run_options or {}
         self.rig = rig  # a sweep's; else the search brings its own
         self.ray_address = ray_address or os.environ.get("RAY_ADDRESS")
@@ -128,12 +151,18 @@ class Search:
             overrides["chain.endpoints"] = self._endpoints
         experiment = self.experiment.with_overrides(overrides)
         run_id = f"trial-{index:03d}-{self.state.param.rsplit('.', 1)[-1]}-{value:g}-r{repeat}"
-        run_dir, s = self.run_trial(experiment, run_id, index)
+        began = time.monotonic()
+        self._report(index, value, None)
+        run_dir, s = self.run_trial(experiment, run_id, index, lambda p: self._report(index, value, p))
         single, _, _ = verdict(s["committed"], s["scheduled"], self.state.threshold, 1)
+        invalid = s.get("invalid") or {}
+        why = "; ".join(invalid.get("reasons", ())) or None
         trial = Trial(
             value, repeat, run_id, str(run_dir), s["scheduled"], s["committed"], s["commit_ratio"],
             s["latency_p50_s"], s["latency_p95_s"], s["latency_p99_s"], s.get("stopped_early"),
-            "fail" if s.get("stopped_early") else single, s["generator"]["reason"] if s.get("generator_bound") else None,
+            "fail" if s.get("stopped_early") or invalid else single,
+            why if invalid.get("cause") == "generator" else None, why if invalid.get("cause") == "node" else None,
+            time.monotonic() - began,
         )  # fmt: skip
         self.state.trials.append(trial)
         self._save()
@@ -141,7 +170,16 @@ class Search:
         self.on_event(f"trial {index}: {self.state.param}={value:g} → commit ratio {trial.commit_ratio:.1%} of {trial.scheduled}{early}")
         return trial
 
-    def run_trial(self, experiment: Experiment, run_id: str, index: int) -> tuple[Path, dict[str, Any]]:
+    def _report(self, index: int, value: float, run: Progress | None) -> None:
+        walls = [t.wall_s for t in self.state.trials if t.wall_s > 0]
+        left = probes_left(self.state)
+        eta = left * self.state.repeats * sum(walls) / len(walls) if walls else None
+        lo, hi = self.state.bracket
+        self.on_progress(SearchProgress(time.monotonic() - self._started, index, self.state.param, value, (lo, hi), left, eta, run))
+
+    def run_trial(
+        self, experiment: Experiment, run_id: str, index: int, on_progress: Callable[[Progress], None] | None = None
+    ) -> tuple[Path, dict[str, Any]]:
         """One fresh round on the chain, run to completion and drained: its folder and summary."""
         threshold = self.state.threshold
 
@@ -152,7 +190,7 @@ class Search:
             self.rig.next_key_offset = trial_key_offset(self.experiment, index + 1)
         run = Run(
             experiment, self.dir / "trials", run_id=run_id, trial=index, mnemonic=self._mnemonic,
-            should_stop=hopeless, on_event=lambda m: None, rig=self.rig, **self.run_options,
+            should_stop=hopeless, on_event=lambda m: None, on_progress=on_progress, rig=self.rig, **self.run_options,
         )  # fmt: skip
         result = run.execute()
         if result.interrupted:
@@ -173,7 +211,13 @@ class Search:
 
     # the search ------------------------------------------------------------------------------
     def execute(self) -> SearchState:
+        self.state.status = "running"
         self._save()
+        planned = self.experiment.plan(["<endpoint>"], 1).transactions
+        small = too_small(planned, self.state.threshold, self.state.repeats)
+        if small:
+            self.state.notes.append(small)
+            self.on_event(f"warning: {small}")
         try:
             with self.environment() as (experiment, mnemonic):
                 if experiment is not self.experiment:
@@ -181,6 +225,12 @@ class Search:
                     self._mnemonic = mnemonic
                     self.on_event(f"embedded devnet for the whole search at {self._endpoints[0]}")
                 Bisection(self.state, self._trial, self._save, self.on_event).search()
+        except KeyboardInterrupt:  # any signal (engine/signals.py): the folder says where it stopped
+            self.state.status = "interrupted"
+            raise
+        except BaseException:
+            self.state.status = "failed"
+            raise
         finally:
             self._save()
             self._plot()
@@ -189,25 +239,46 @@ class Search:
     def _plot(self) -> None:
         if not self.state.trials:
             return
-        import matplotlib
-
-        matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(7, 4))
-        xs = [t.value for t in self.state.trials]
-        ys = [t.commit_ratio for t in self.state.trials]
-        ax.scatter(xs, ys, color="#264653", label="trials", zorder=3)
-        for p in self.state.probes:
-            ax.scatter([p.value], [p.commit_ratio], marker="o" if p.verdict == "pass" else "x", s=90,
-                       color="#2a9d8f" if p.verdict == "pass" else "#e63946", zorder=4)  # fmt: skip
-        ax.axhline(self.state.threshold, ls="--", color="#e63946", label=f"threshold {self.state.threshold:.0%}")
-        if self.state.min_value is not None:
-            ax.axvline(self.state.min_value, ls=":", color="#2a9d8f", label=f"minimum {self.state.min_value:g}")
-        if max(xs) / min(xs) >= 10:
-            ax.set_xscale("log")
-        ax.set(xlabel=self.state.param, ylabel="commit ratio", ylim=(0, 1.05), title="Commit ratio against " + self.state.param)
-        ax.legend(loc="lower right")
-        fig.tight_layout()
+        fig = figure(self.state)
         fig.savefig(self.dir / "search.png", dpi=110)
         plt.close(fig)
+
+
+def figure(state: SearchState) -> Figure:
+    """search.png: every trial, every probe with its 95% interval, the threshold, the bracket
+    and the answer, each in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    xs = [t.value for t in state.trials]
+    ax.scatter(xs, [t.commit_ratio for t in state.trials], color="#264653", s=14, label="one trial", zorder=3)
+    marks = {
+        "pass": ("o", "#2a9d8f", "probe passed"),
+        "fail": ("x", "#e63946", "probe failed"),
+        "undecided": ("D", "#f4a261", "undecided (counted as failed)"),
+    }
+    for kind, (marker, color, label) in marks.items():
+        probes = [p for p in state.probes if ("undecided" if p.undecided else p.verdict) == kind]
+        if not probes:
+            continue
+        ys = [p.commit_ratio for p in probes]
+        below = [max(0.0, y - p.lower) for y, p in zip(ys, probes, strict=True)]
+        above = [max(0.0, p.upper - y) for y, p in zip(ys, probes, strict=True)]
+        ax.errorbar([p.value for p in probes], ys, yerr=[below, above], fmt=marker, color=color, ms=9, capsize=4,
+                    label=f"{label}, 95% interval", zorder=4)  # fmt: skip
+    ax.axhline(state.threshold, ls="--", color="#e63946", label=f"threshold {state.threshold:.0%}")
+    if state.status in ("done", "non-monotone", "interrupted", "running"):
+        ax.axvspan(*state.bracket, color="#2a9d8f", alpha=0.1, label=f"bracket {state.bracket[0]:g} … {state.bracket[1]:g}")
+    if state.min_value is not None:
+        ax.axvline(state.min_value, ls=":", color="#2a9d8f", label=f"minimum {state.min_value:g}")
+    if max(xs) / min(xs) >= 10:
+        ax.set_xscale("log")
+    ax.set(xlabel=state.param, ylabel="commit ratio", ylim=(0, 1.05), title="Commit ratio against " + state.param)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
