@@ -1,5 +1,5 @@
 # The two commands of README.md: `make run` and `make test`. Both set the machine up first.
-.PHONY: setup run test test-fast test-unit test-goquorum lint contracts
+.PHONY: setup run test test-fast test-unit test-goquorum lint docs contracts
 
 setup:
 	@bash scripts/setup.sh
@@ -11,8 +11,13 @@ lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy
 
-test: setup lint
+test: setup lint docs
 	.venv/bin/python -m pytest
+
+# the user guide (docs/, mkdocs.yml) into build/site/: strict, so a broken link or anchor fails it
+# (not --quiet: MkDocs then stops counting the warnings strict mode turns into errors)
+docs: setup
+	.venv/bin/mkdocs build --strict
 
 # the unit tests only (marker `unit`: no chain, no Ray, no subprocess): about 30 s, for the edit-test loop
 test-fast: setup

@@ -7,6 +7,7 @@ import time
 
 import ray
 
+from actors.collector import Collector
 from actors.endpoints import EndpointEvent
 from actors.profiling import profiled
 from actors.sender import Sender
@@ -23,6 +24,7 @@ class SenderActor:
     """Hosts many workers. The driver sets it up, runs phases and collects rows in batches."""
 
     def __init__(self, run_id: str, chain_id: int, fees: Fees, sending: Sending) -> None:
+        Collector.warm_up()  # before any slot: never in the middle of the sending
         self._new_sender(run_id, chain_id, fees, sending)
 
     def _new_sender(self, run_id: str, chain_id: int, fees: Fees, sending: Sending) -> None:

@@ -53,11 +53,15 @@ class DevnetConfig(Strict):
         "anvil", description="anvil: one fast node; geth: a multi-node clique network; goquorum: QBFT or raft ($LOADGEN_GOQUORUM)"
     )
     nodes: int = Field(4, gt=0, le=32, description="geth, goquorum: nodes of the network")
-    observers: int = Field(0, ge=0, le=8, description="geth, goquorum qbft: nodes that follow without sealing; the watchers read from them")
-    consensus: Literal["clique", "qbft", "raft"] | None = Field(None, description="geth: clique; goquorum: qbft (default) or raft")
+    observers: int = Field(
+        0, ge=0, le=8, description="geth, goquorum qbft or ibft: nodes that follow without sealing; the watchers read from them"
+    )
+    consensus: Literal["clique", "qbft", "ibft", "raft"] | None = Field(
+        None, description="geth: clique; goquorum: qbft (default), ibft (the study's) or raft"
+    )
     block_time_s: float | None = Field(None, gt=0, description="1 s; raft: 0.05 s (its minting interval)")
     block_gas_limit: int | None = Field(None, gt=21_000, description="anvil: 1,000,000,000; geth: 100,000,000; goquorum: 700,000,000")
-    chain_id: int = Field(DEFAULT_CHAIN_ID, gt=0)
+    chain_id: int = Field(DEFAULT_CHAIN_ID, gt=0, description="the embedded chain's id")
     gas_price: int | None = Field(None, ge=0, description="anvil, goquorum: 0; geth: 1 wei (its pools refuse less)")
     txpool: TxpoolConfig = TxpoolConfig()
     data_dir: str | None = Field(None, description="geth, goquorum: keep the nodes' data here instead of a temporary directory")
@@ -100,7 +104,11 @@ CLIQUE_CONFIRMATIONS = 3  # the deepest fork seen under the watcher on a 4-signe
 
 
 class ChainConfig(Strict):
-    endpoints: list[str] = Field(default_factory=list)
+    endpoints: list[str] = Field(
+        default_factory=list,
+        description="RPC URLs (HTTP) of the network's nodes, the workers spread over them round robin; "
+        "empty: the embedded network chain.devnet describes, started for the run",
+    )
     watch_endpoints: list[str] = Field(
         default_factory=list,
         description="where the block watchers and the gap checks read, so that observing costs the sending nodes nothing; "
@@ -145,7 +153,7 @@ class RunConfig(Strict):
     actors: int | None = Field(None, gt=0, description="sender actors; one per CPU of the cluster when absent")
     lead_time_s: float = Field(0.3, ge=0, description="time between the start signal and the first slot (after signing ahead)")
     gap_check_s: float = Field(3.0, gt=0, description="age after which an accepted transaction not yet in a block is looked up")
-    seed: int = 0
+    seed: int = Field(0, description="seeds the models and the random arguments: the same seed, the same transactions")
     send_mode: Literal["open", "closed"] = Field(
         "open", description="open: each transaction at its slot, answered or not; closed: a worker waits for each answer"
     )
@@ -170,7 +178,7 @@ class RunConfig(Strict):
 
 
 class Experiment(Strict):
-    name: str = "experiment"
+    name: str = Field("experiment", description="part of the run id (runs/<time>-<name>-<suffix>)")
     chain: ChainConfig = ChainConfig()
     if TYPE_CHECKING:
         # statically, what every registered config is; pydantic validates against their union
@@ -320,7 +328,7 @@ def _current() -> type[Experiment]:
         _KINDS = set(WORKLOADS)
         # the field was resolved when the class was built: give it the new union, then rebuild
         field = Experiment.model_fields["workload"]
-        union: Any = Union[tuple(cls.config_model for cls in WORKLOADS.values())]  # noqa: UP007
+        union: Any = Union[tuple(cls.config_model for _, cls in sorted(WORKLOADS.items()))]  # noqa: UP007  (the kinds in order)
         field.annotation, field.discriminator = union, "kind"
         Experiment.model_rebuild(force=True)
     return Experiment

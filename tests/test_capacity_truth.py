@@ -17,7 +17,9 @@ from tests.engine import local_ray, transfers_past_capacity
 pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.slow]
 
 
-def assert_the_record_is_the_chain(summary: dict, audit, rate_tps: float, duration_s: float, block_s: float) -> None:
+def assert_the_record_is_the_chain(
+    summary: dict, audit, rate_tps: float, duration_s: float, block_s: float, sealing_s: float = 1.0
+) -> None:
     assert audit.scheduled == summary["scheduled"] == rate_tps * duration_s  # one row per scheduled transaction
     # past capacity: a block holding more than one block period of the offered load means the
     # network fell behind and caught up in big blocks (how far past depends on the machine)
@@ -29,7 +31,7 @@ def assert_the_record_is_the_chain(summary: dict, audit, rate_tps: float, durati
     assert audit.record_p50_s is not None and audit.chain_p50_s is not None
     # the chain's side is a lower bound: block timestamps are whole seconds, set when the block
     # is begun, before its thousands of transactions are executed and it is sealed
-    assert abs(audit.record_p50_s - audit.chain_p50_s) <= block_s + 1.0, audit
+    assert abs(audit.record_p50_s - audit.chain_p50_s) <= block_s + sealing_s, audit
 
 
 def test_geth_clique_past_capacity_the_record_is_the_chain(tmp_path):
@@ -45,7 +47,9 @@ def test_goquorum_qbft_past_capacity_the_record_is_the_chain(tmp_path):
     with local_ray(mnemonic=DEV_MNEMONIC), GethNetwork(settings) as net:
         summary, audit = transfers_past_capacity(net.urls, tmp_path, rate_tps=900, duration_s=30)
     assert summary["confirmations"] == 0  # QBFT's blocks are final
-    assert_the_record_is_the_chain(summary, audit, 900, 30, block_s=1.0)
+    # a QBFT block of thousands of transactions is executed by its proposer, then again by every
+    # validator before they commit it: it is final (and seen) up to ~2 s after its timestamp
+    assert_the_record_is_the_chain(summary, audit, 900, 30, block_s=1.0, sealing_s=2.0)
 
 
 def test_an_observer_follows_without_sealing_and_the_watchers_read_from_it(tmp_path):

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.chaos, pytest.mark
 
 
 def test_a_run_joins_a_cluster_started_by_ray_start_with_its_token(tmp_path):
-    """README's cluster set-up: `ray start --head` turns token authentication on whenever a token
+    """The guide's cluster set-up (docs/clusters.md): `ray start --head` turns token authentication on whenever a token
     is at hand, and Ray's driver sends it only to a cluster it finds by itself (auto), never to an
     address: `--ray-address HEAD:PORT` must still get in. First in the module: its own Ray."""
     ray_cli = str(Path(sys.executable).parent / "ray")

@@ -20,7 +20,7 @@ from loadgen import config
 from loadgen.accounts import derive_account, mnemonic_source
 from loadgen.chains import clients, gethnet
 from loadgen.chains.chain import build_transaction, connect, probe, submit, wait_receipts
-from loadgen.chains.consensus import ISTANBUL_DIGEST, Clique, NodeIdentity, Qbft, Raft
+from loadgen.chains.consensus import ISTANBUL_DIGEST, Clique, Ibft, NodeIdentity, Qbft, Raft
 from loadgen.chains.devnet import DEV_MNEMONIC
 from loadgen.chains.fees import Fees
 from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings, TxpoolSettings
@@ -87,6 +87,21 @@ def test_qbft_genesis_is_rlp_with_the_node_keys_as_validators():
     assert 32 <= cfg["txnSizeLimit"] <= 128  # KB, GoQuorum's allowed range: a 32 kB chunk fits
     raft = gethnet.genesis(GethNetworkSettings(consensus="raft", gas_price=0), Raft(), identities, [])
     assert raft["difficulty"] == "0x0" and "qbft" not in raft["config"] and raft["config"]["isQuorum"] is True
+
+
+@pytest.mark.unit
+def test_ibft_genesis_is_vanity_then_rlp_with_the_node_keys_as_validators():
+    identities = [NodeIdentity(i, 1337) for i in range(4)]
+    doc = gethnet.genesis(GethNetworkSettings(consensus="ibft", gas_price=0), Ibft(), identities, [])
+    extra = bytes.fromhex(doc["extraData"][2:])
+    assert extra[:32] == b"\x00" * 32
+    validators, seal, seals = rlp.decode(extra[32:])
+    assert [Web3.to_checksum_address(v) for v in validators] == [i.node_address for i in identities]
+    assert seal == b"" and seals == []
+    assert doc["mixHash"] == ISTANBUL_DIGEST and doc["difficulty"] == "0x1"
+    cfg = doc["config"]
+    # an "ibft" section (not "istanbul" with a testQBFTBlock): GoQuorum runs the IBFT engine from block 0
+    assert cfg["ibft"]["blockperiodseconds"] == 1 and "qbft" not in cfg and "istanbul" not in cfg
 
 
 @pytest.mark.chain

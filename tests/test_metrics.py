@@ -319,6 +319,28 @@ def test_dashboards_have_what_grafana_provisioning_needs():
             assert all(f'{variable}=~"${variable}"' in t["expr"] for t in p["targets"])
 
 
+@pytest.mark.unit
+def test_the_compose_stack_reaches_the_run_and_the_nodes_on_the_hosts_network():
+    """The nodes of an embedded network listen on 127.0.0.1: a Prometheus in a bridge network
+    could never scrape them. The stack as shipped runs on the host's network, scrapes the run on
+    localhost and the nodes from the target files loadgen writes, and Grafana finds Prometheus
+    on localhost."""
+    from loadgen.engine.session import targets_file
+
+    compose = yaml.safe_load((GRAFANA / "docker-compose.yml").read_text())["services"]
+    assert {name: service.get("network_mode") for name, service in compose.items()} == {"prometheus": "host", "grafana": "host"}
+    assert not any("ports" in service for service in compose.values())  # no port mapping on the host's network
+    assert "./prometheus:/etc/prometheus:ro" in compose["prometheus"]["volumes"]
+    datasource = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())["datasources"][0]
+    assert datasource["url"] == "http://localhost:9090"
+    jobs = {job["job_name"]: job for job in yaml.safe_load((GRAFANA / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]}
+    assert jobs["loadgen"]["static_configs"] == [{"targets": ["localhost:9464"]}]
+    (files,) = (sd["files"] for sd in jobs["loadgen-nodes"]["file_sd_configs"])
+    written = targets_file("quickstart")
+    assert written is not None and written.match(str(GRAFANA / "prometheus" / files[0]))
+    assert GethNetworkSettings().host == "127.0.0.1"  # what the target files name, reachable only from the host
+
+
 AGGREGATION = re.compile(r"\b(sum|avg|min|max|count)\s*(by\s*\(([^)]*)\))?\s*\(")
 COUNTS_TRANSACTIONS = re.compile(
     r"\brate\((loadgen_transactions_total|loadgen_chain_transactions_total|loadgen_rpc_errors_total|txpool_\w+)"

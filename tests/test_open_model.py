@@ -5,6 +5,8 @@ records still equal the chain. Closed mode, side by side, shows the lag a waitin
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +15,7 @@ import pytest
 
 from loadgen.chains.chain import connect
 from loadgen.jsonfile import read_json
+from loadgen.report.html import rate
 from tests.engine import assert_one_row_per_attempt, assert_the_chain_agrees, execute, fl_experiment, statuses
 from tests.faults import FaultProxy, Faults
 
@@ -61,7 +64,25 @@ def test_open_mode_keeps_the_schedule_while_every_answer_takes_200_ms_and_closed
     assert "(send_mode: closed) the node answered more slowly than the pace" in closed.summary["generator"]["reason"]
     assert closed.summary["generator"]["lag_p99_s"] > 1.0 > closed.summary["generator"]["lag_bound_s"]  # first attempts alone
     assert 0 < opened.summary["generator"]["cpu_per_tx_ms"] < 50
+    # so it is INVALID, never PASS (whatever its commit ratio), and exits 4; the open run stands
+    assert (closed.summary["verdict"], closed.summary["passed"], closed.exit_code) == ("INVALID", False, 4)
+    assert closed.summary["invalid"]["cause"] == "generator"
+    assert (opened.summary["verdict"], opened.exit_code) == ("PASS", 0)
+    assert closed.summary["offered_tps"] < 0.9 * closed.summary["planned_tps"]
+    assert opened.summary["offered_tps"] >= 0.9 * opened.summary["planned_tps"]
+    # and the report's headline says so: the verdict, why, and the offered rate beside the planned
+    page = report_page(closed.run_dir)
+    assert "<div class='label'>verdict</div><div class='value'>INVALID</div>" in page
+    assert "<div class='label'>invalid</div>" in page and "(send_mode: closed)" in page
+    assert f"of {rate(closed.summary['planned_tps'])} planned" in page
     assert_the_chain_agrees(connect(chain.url), open_rows)
+
+
+def report_page(run_dir) -> str:
+    done = subprocess.run([sys.executable, "-m", "loadgen", "report", str(run_dir)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "INVALID (it did not offer its plan" in done.stdout
+    return (run_dir / "report.html").read_text()
 
 
 def test_late_refusals_are_sent_again_and_every_count_matches_the_chain(chain, tmp_path):

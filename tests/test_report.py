@@ -90,6 +90,36 @@ def test_several_runs_side_by_side(tmp_path):
     assert compare.shape[1] > 800
     assert has_color(tmp_path / "cmp" / "compare.png", COMMITTED_RGB)
     assert has_color(tmp_path / "cmp" / "compare.png", THRESHOLD_RGB)  # each run's threshold over its bar
+    # everything under --out: the figures overlaid over time, a page and the numbers
+    over_time = tmp_path / "cmp" / "compare_over_time.png"
+    assert image.imread(over_time).shape[0] > 600
+    page = (tmp_path / "cmp" / "compare.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "run-a" in page and "run-b" in page
+    data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert data["runs"] == {"A": "run-a", "B": "run-b"}
+    rows = {r["label"]: r for r in data["rows"]}
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    expected = f"{(sb['committed'] - sa['committed']) / sa['committed']:+.1%}"
+    assert rows["committed"]["change_from_A"] == [expected]
+    assert rows["commit ratio"]["change_from_A"] == [f"{(sb['commit_ratio'] - sa['commit_ratio']) * 100:+.1f} pt"]
+    assert "B vs A" in result.stdout and expected in result.stdout
+    # the two synthetic runs share their configuration: said so, not an empty table
+    assert data["config_differences"] == {} and "the same in every run" in result.stdout
+
+
+@pytest.mark.subprocess
+def test_a_comparison_names_the_configuration_keys_that_differ(tmp_path):
+    a, _ = make_run(tmp_path, "run-a", seed=1)
+    b, _ = make_run(tmp_path, "run-b", seed=2)
+    manifest = json.loads((b / "manifest.json").read_text())
+    manifest["config"]["run"]["threshold"] = 0.9
+    manifest["config"]["workload"] = {"pace_s": 0.25}
+    (b / "manifest.json").write_text(json.dumps(manifest))
+    result = report(a, b, "--out", tmp_path / "cmp", "--offline")
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert data["config_differences"] == {"run.threshold": ["0.85", "0.9"], "workload.pace_s": ["–", "0.25"]}
+    assert "configuration differences" in result.stdout and "workload.pace_s" in result.stdout
 
 
 @pytest.mark.subprocess

@@ -168,10 +168,26 @@ def test_the_page_of_a_real_run_renders_with_every_image_and_no_console_error(re
         assert image["complete"] and image["naturalWidth"] > 0, image
         assert image["shownWidth"] > 300, image  # laid out at a readable size, not collapsed
     text = page["text"]
-    assert "passed" in text and "By endpoint" in text and "By phase" in text
+    assert "PASS" in text and "By endpoint" in text and "By phase" in text
     manifest = json.loads((real_run / "manifest.json").read_text())
     assert all(url in text for url in manifest["endpoints"])  # one row per endpoint
     assert "workload.model_length" in text and "10,000" in text  # the config, flattened
+
+
+@pytest.mark.chain
+@pytest.mark.ray
+@pytest.mark.slow
+def test_the_comparison_page_renders_both_figures_and_the_changes(real_run, tmp_path):
+    result = report(real_run, real_run, "--out", tmp_path / "cmp", "--offline")
+    assert result.returncode == 0, result.stderr
+    page, errors = open_page(tmp_path / "cmp" / "compare.html", tmp_path / "profile")
+    assert errors == []
+    assert page["title"] == "loadgen: 2 runs compared"
+    assert {i["alt"] for i in page["images"]} == {"compare", "over time"}
+    for image in page["images"]:
+        assert image["complete"] and image["naturalWidth"] > 0 and image["shownWidth"] > 300, image
+    text = page["text"]
+    assert "B vs A" in text and "+0.0%" in text and "The same configuration." in text
 
 
 @pytest.mark.chain
@@ -194,6 +210,9 @@ def test_the_report_json_of_a_real_run_adds_up_to_its_rows(real_run):
     assert sum(e["scheduled"] for e in data["by_endpoint"]) == table.num_rows
     assert len(data["by_endpoint"]) == len(set(table.column("endpoint").to_pylist())) == 4
     assert {p["key"]: p["scheduled"] for p in data["by_phase"]} == {"commit": 6, "reveal": 60}
+    # the terminal (stderr beside --json) has the same breakdowns as tables
+    assert "by phase" in result.stderr and "by endpoint" in result.stderr
+    assert all(e["key"] in result.stderr for e in data["by_endpoint"])
     blocks = pq.read_table(real_run / "blocks.parquet")
     assert 0 < data["blocks"]["blocks"] <= blocks.num_rows
     assert data["blocks"]["gas_used"] >= sum(g for g in table.column("gas_used").to_pylist() if g)
@@ -201,8 +220,9 @@ def test_the_report_json_of_a_real_run_adds_up_to_its_rows(real_run):
     pools = pq.read_table(real_run / "txpool.parquet")
     assert set(pools.column("endpoint").to_pylist()) == set(json.loads((real_run / "manifest.json").read_text())["endpoints"])
     assert data["txpool"]["samples"] == len(set(pools.column("t").to_pylist())) >= 10  # about once a second over a ~12 s run
+    # pending counted once: the fullest pool at each sample (a gossiped transaction sits in all four)
     assert data["txpool"]["pending_max"] == max(
-        sum(p for p, t in zip(pools.column("pending").to_pylist(), pools.column("t").to_pylist(), strict=True) if t == at)
+        max(p for p, t in zip(pools.column("pending").to_pylist(), pools.column("t").to_pylist(), strict=True) if t == at)
         for at in set(pools.column("t").to_pylist())
     )
 

@@ -189,14 +189,7 @@ def test_a_search_stopped_by_sigterm_says_interrupted_and_stops_its_ray(tmp_path
 def test_runs_without_a_ray_address_each_start_their_own_ray_beside_a_running_cluster(tmp_path):
     """Ray's own default joins the cluster last started on the machine: two runs would share it
     (and stopping one killed the other's actors)."""
-    ray_tmp = Path(tempfile.mkdtemp(prefix="lgray", dir="/tmp"))  # short: Ray's socket paths live under it
-    env = os.environ | {"RAY_TMPDIR": str(ray_tmp)}
-    env.pop("RAY_ADDRESS", None)
-    port = free_port()
-    ray_cli = str(Path(sys.executable).parent / "ray")
-    head = [ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "1", "--include-dashboard=false", "--disable-usage-stats"]
-    subprocess.run(head, env=env, check=True, capture_output=True, timeout=120)
-    try:
+    with ray_head(dict(os.environ), cpus=1) as (env, port, _):
         config = transfer_config(tmp_path, duration_s=4)
         runs = [
             subprocess.Popen([*LOADGEN, "run", str(config), "--out", f"runs{i}", "--metrics-port", "0"], cwd=tmp_path, env=env,
@@ -204,11 +197,6 @@ def test_runs_without_a_ray_address_each_start_their_own_ray_beside_a_running_cl
             for i in range(2)
         ]  # fmt: skip
         results = [finish(run, timeout_s=180) for run in runs]
-    finally:
-        for pid in [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/cmdline") if str(ray_tmp) in _cmdline(p)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
     clusters = []
     for i, (code, out, err) in enumerate(results):
         # two runs and a cluster on two cores may fall behind their schedule (INVALID, exit 4):
@@ -225,3 +213,82 @@ def _cmdline(path: Path) -> str:
         return path.read_bytes().decode(errors="replace")
     except OSError:
         return ""
+
+
+@contextlib.contextmanager
+def ray_head(env: dict[str, str], cpus: int = 2, dashboard: bool = False):
+    """`ray start --head` on 127.0.0.1 under a Ray temp folder of its own, every port of it
+    chosen free (a fixed default, e.g. the dashboard agent's 52365, may still be held by the
+    cluster a test before stopped), stopped (every process of it) after."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="lgray", dir="/tmp"))  # short: Ray's socket paths live under it
+    env = env | {"RAY_TMPDIR": str(ray_tmp)}
+    env.pop("RAY_ADDRESS", None)
+    taken: set[int] = set()
+    port, dash, *agents = (free_port(taken=taken) for _ in range(6))
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    head = [ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", str(cpus)]
+    head += ["--disable-usage-stats", "--min-worker-port", "10002", "--max-worker-port", "19999"]
+    for flag, agent_port in zip(
+        ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port"),
+        agents,
+        strict=True,
+    ):
+        head += [flag, str(agent_port)]
+    if dashboard:  # what `ray job` talks to
+        head += ["--include-dashboard=true", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash)]
+    else:
+        head += ["--include-dashboard=false"]
+    subprocess.run(head, env=env, check=True, capture_output=True, timeout=180)
+    try:
+        yield env, port, dash
+    finally:
+        for pid in [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/cmdline") if str(ray_tmp) in _cmdline(p)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_ray_job_stop_stops_a_submitted_run_as_sigterm_does(tmp_path):
+    """`ray job submit` runs loadgen on the cluster (RAY_ADDRESS is the job's), `ray job stop`
+    sends SIGTERM to it: the run stops sending, writes everything and says interrupted. Ray
+    kills a job still running RAY_JOB_STOP_WAIT_TIME_S after (3 s by default): the cluster
+    here gives it 60, as the docs tell operators to."""
+    from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    with Devnet(DevnetSettings(block_time_s=1)) as node:
+        config = tmp_path / "transfers.yaml"
+        doc = {
+            "name": "job",
+            "chain": {"endpoints": [node.url]},
+            "workload": {"kind": "transfer", "workers": 20, "rate_tps": 50, "duration_s": 120},
+            "run": {"commit_timeout_s": 10},
+        }
+        config.write_text(yaml.safe_dump(doc))
+        # RAY_AUTH_MODE=token: `ray start` protects the cluster with the machine's token (~/.ray/auth_token),
+        # which the `ray job` commands send only when told to
+        env = os.environ | {"LOADGEN_MNEMONIC": DEV_MNEMONIC, "RAY_JOB_STOP_WAIT_TIME_S": "60", "RAY_AUTH_MODE": "token"}
+        with ray_head(env, dashboard=True) as (env, _, dash):
+            address = ["--address", f"http://127.0.0.1:{dash}"]
+            entry = [*LOADGEN, "run", str(config), "--out", str(tmp_path / "runs"), "--metrics-port", "0"]
+            job = "loadgen-job-test"
+            submit = [ray_cli, "job", "submit", *address, "--no-wait", "--submission-id", job, "--", *entry]
+            deadline = time.monotonic() + 120
+            while (done := subprocess.run(submit, env=env, capture_output=True, text=True, timeout=180)).returncode:
+                # the dashboard answers before its agent takes jobs ("No available agent")
+                assert "No available agent" in done.stderr and time.monotonic() < deadline, done.stderr[-2000:]
+                time.sleep(2)
+            deadline = time.monotonic() + 180
+            while not list((tmp_path / "runs").rglob("transactions.parts/*")) and time.monotonic() < deadline:
+                time.sleep(0.5)  # the run is sending
+            subprocess.run([ray_cli, "job", "stop", *address, job], env=env, check=True, capture_output=True, timeout=120)
+            logs = subprocess.run([ray_cli, "job", "logs", *address, job], env=env, capture_output=True, text=True, timeout=60).stdout
+            status = subprocess.run([ray_cli, "job", "status", *address, job], env=env, capture_output=True, text=True, timeout=60).stdout
+    assert "was stopped" in status, status
+    assert "interrupted: stopping the workers" in logs and "INTERRUPTED (no verdict" in logs, logs[-3000:]
+    assert not [n for n in NOISE if n in logs], logs[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["verdict"] == "INTERRUPTED"
+    assert summary["unsent"] > 0  # the schedule ran two minutes: what was still to come was never sent
+    assert pq.read_table(run_dir / "transactions.parquet").num_rows == summary["scheduled"]

@@ -198,11 +198,11 @@ def test_a_contract_mistake_is_one_line_before_any_chain_starts():
 @pytest.mark.chain
 @pytest.mark.ray
 def test_a_workload_from_outside_needs_no_engine_change(chain, tmp_path):
-    """The README's example, word for word: a module of its own, registered, then run."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    source = readme.split("A complete one:\n\n```python\n", 1)[1].split("```", 1)[0]
+    """The guide's example (docs/workloads.md), word for word: a module of its own, registered, then run."""
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "workloads.md").read_text()
+    source = guide.split("\nA complete one", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict = {"__name__": "ping_plugin"}
-    exec(compile(source, "README.md", "exec", dont_inherit=True), namespace)
+    exec(compile(source, "docs/workloads.md", "exec", dont_inherit=True), namespace)
     try:
         raw = {"workload": {"kind": "ping", "rate_tps": 20, "duration_s": 1}, "chain": {"endpoints": [chain.url]}}
         result, table = execute(config.from_dict(raw | {"run": RUN | {"key_offset": 8_000}}), tmp_path)

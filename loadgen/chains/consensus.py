@@ -2,6 +2,7 @@
 
 - ``clique``: upstream geth's proof of authority; every node is a signer with its own key.
 - ``qbft``: GoQuorum's Byzantine-fault-tolerant consensus; every node is a validator (its node key).
+- ``ibft``: QBFT's predecessor, the study's consensus; validators as in QBFT, an older header format.
 - ``raft``: GoQuorum's crash-fault-tolerant consensus; one leader mints, only when there are
   transactions, and stamps blocks in nanoseconds.
 
@@ -186,20 +187,29 @@ class _GoQuorum(Consensus):
         return {"isQuorum": True, "txnSizeLimit": TXN_SIZE_LIMIT_KB, "maxCodeSize": 0}
 
 
-class Qbft(_GoQuorum):
-    name = "qbft"
+class _Istanbul(_GoQuorum):
+    """GoQuorum's Byzantine-fault-tolerant engines (``consensus/istanbul``): every node is a
+    validator signing with its node key; the genesis names them and the block period."""
+
     apis = "eth,net,web3,txpool,istanbul,admin,debug,miner"
     request_timeout_s = 10
 
     def chain_config(self, settings: GethNetworkSettings) -> dict:
-        qbft = {
+        bft = {
             "epochlength": 30000,
             "blockperiodseconds": int(settings.block_time_s),
             "requesttimeoutseconds": self.request_timeout_s,
             "policy": 0,
             "ceil2Nby3Block": 0,
         }
-        return self.quorum_config() | {"qbft": qbft}
+        return self.quorum_config() | {self.name: bft}
+
+    def args(self, settings: GethNetworkSettings, identity: NodeIdentity, ports: NodePorts, datadir: Path) -> list[str]:
+        return ["--miner.threads", "1", "--emitcheckpoints"]
+
+
+class Qbft(_Istanbul):
+    name = "qbft"
 
     def header(self, settings: GethNetworkSettings, identities: list[NodeIdentity]) -> dict:
         # QBFT's whole extraData is RLP: [vanity, validators, vote, round, committed seals]
@@ -207,8 +217,18 @@ class Qbft(_GoQuorum):
         extra = rlp.encode([b"\x00" * 32, validators, [], 0, []])
         return {"difficulty": "0x1", "mixHash": ISTANBUL_DIGEST, "extraData": "0x" + extra.hex()}
 
-    def args(self, settings: GethNetworkSettings, identity: NodeIdentity, ports: NodePorts, datadir: Path) -> list[str]:
-        return ["--miner.threads", "1", "--emitcheckpoints"]
+
+class Ibft(_Istanbul):
+    """The study's consensus: IBFT, QBFT's predecessor (an ``ibft`` genesis section keeps the
+    IBFT engine from block 0: no ``testQBFTBlock``)."""
+
+    name = "ibft"
+
+    def header(self, settings: GethNetworkSettings, identities: list[NodeIdentity]) -> dict:
+        # IBFT's extraData: 32 bytes of vanity, then RLP [validators, seal, committed seals]
+        validators = [bytes.fromhex(i.node_address[2:]) for i in identities]
+        extra = b"\x00" * 32 + rlp.encode([validators, b"", []])
+        return {"difficulty": "0x1", "mixHash": ISTANBUL_DIGEST, "extraData": "0x" + extra.hex()}
 
 
 class Raft(_GoQuorum):
@@ -239,5 +259,5 @@ class Raft(_GoQuorum):
         return f"blocks minted every {settings.block_time_s * 1000:g} ms while there are transactions"
 
 
-CONSENSUS: dict[str, type[Consensus]] = {c.name: c for c in (Clique, Qbft, Raft)}
-CLIENT_CONSENSUS = {"geth": ("clique",), "goquorum": ("qbft", "raft")}
+CONSENSUS: dict[str, type[Consensus]] = {c.name: c for c in (Clique, Qbft, Ibft, Raft)}
+CLIENT_CONSENSUS = {"geth": ("clique",), "goquorum": ("qbft", "ibft", "raft")}

@@ -74,7 +74,7 @@ class GethNetworkSettings:
     nodes: int = 4  # the validators (clique: signers), the endpoints runs send to
     # nodes that follow the chain without sealing: endpoints of their own for the watchers' reads
     observers: int = 0
-    consensus: str = "clique"  # clique (geth); qbft or raft (GoQuorum)
+    consensus: str = "clique"  # clique (geth); qbft, ibft or raft (GoQuorum)
     block_time_s: float = 1.0  # clique and QBFT: whole seconds; raft: its minting interval
     block_gas_limit: int = DEFAULT_GETH_BLOCK_GAS_LIMIT
     chain_id: int = DEFAULT_CHAIN_ID

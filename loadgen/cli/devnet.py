@@ -46,9 +46,11 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="geth, goquorum qbft: nodes that follow the chain without sealing, for `loadgen run --watch-endpoints` (default: 0)",
+        help="geth, goquorum qbft or ibft: nodes that follow the chain without sealing, for `loadgen run --watch-endpoints` (default: 0)",
     )
-    p.add_argument("--consensus", choices=("clique", "qbft", "raft"), help="geth: clique; goquorum: qbft or raft (default: clique; qbft)")
+    p.add_argument(
+        "--consensus", choices=("clique", "qbft", "ibft", "raft"), help="geth: clique; goquorum: qbft, ibft or raft (default: clique; qbft)"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address the nodes' RPC listens on")
     p.add_argument("--port", type=types.port, default=8545, help="RPC port of the first node (node i uses PORT+i); 0 picks free ports")
     p.add_argument(

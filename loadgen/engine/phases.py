@@ -25,8 +25,9 @@ from loadgen.engine.progress import Progress, RecentCommits
 from loadgen.engine.ray_cluster import wait_interruptibly
 from loadgen.engine.session import ChainSession
 from loadgen.engine.store import RunStore, blocks_table, txpool_table
+from loadgen.engine.timed import timed_actions
 from loadgen.workloads import Workload
-from loadgen.workloads.base import Payload
+from loadgen.workloads.base import Payload, Timed
 
 COLLECT_EVERY_S = 1.0
 
@@ -91,7 +92,7 @@ class PhaseRunner:
             self.ctx.records["actors_replaced"] = fleet.replaced
         self.ctx.on_event(f"{len(self.ctx.plan.workers)} workers in {len(fleet.actors)} actors on {fleet.ray_nodes} Ray node(s)")
 
-    def phase(self, phase: PhaseSpec, payload: Payload) -> None:
+    def phase(self, phase: PhaseSpec, payload: Payload, during: tuple[Timed, ...] = ()) -> None:
         run = self.ctx.experiment.run
         self._fleet_ready()
         queued_before = self.ctx.session.queued()  # what earlier phases or runs left stranded stays
@@ -105,6 +106,20 @@ class PhaseRunner:
         before = self._totals
         self.ctx.metrics.phase(phase.name, payload.epoch, running=True)
         pending = self.ctx.fleet.run_phase(phase, payload, t0, run.commit_timeout_s, self.ctx.trial)
+        with timed_actions(t0, during):
+            self._play(phase, payload, t0, pending)
+        totals = self.collect(final=True)
+        self.ctx.metrics.phase(phase.name, payload.epoch, running=False)
+        self.load.add(phase, before, totals, len(self.ctx.fleet.actors))
+        stranded = totals.stranded  # the actors count the whole run's
+        self.ctx.records.update({"failovers": totals.failovers, "odd_answers": totals.odd_answers, "unconfirmed": totals.unconfirmed})
+        left = self.ctx.session.wait_for_empty_pools(stranded=queued_before + stranded - self._stranded)
+        self._stranded = stranded
+        self._diagnose(phase, payload, totals, before, left)
+
+    def _play(self, phase: PhaseSpec, payload: Payload, t0: float, pending: list) -> None:
+        """Collects while the actors play the phase: rows, lost actors, progress, early stops."""
+        run = self.ctx.experiment.run
         draining = False
         while pending:
             done, pending = wait_interruptibly(pending, COLLECT_EVERY_S)
@@ -123,14 +138,6 @@ class PhaseRunner:
             reason = self.ctx.should_stop(progress)
             if reason:
                 raise StopEarly(reason)
-        totals = self.collect(final=True)
-        self.ctx.metrics.phase(phase.name, payload.epoch, running=False)
-        self.load.add(phase, before, totals, len(self.ctx.fleet.actors))
-        stranded = totals.stranded  # the actors count the whole run's
-        self.ctx.records.update({"failovers": totals.failovers, "odd_answers": totals.odd_answers, "unconfirmed": totals.unconfirmed})
-        left = self.ctx.session.wait_for_empty_pools(stranded=queued_before + stranded - self._stranded)
-        self._stranded = stranded
-        self._diagnose(phase, payload, totals, before, left)
 
     def _diagnose(self, phase: PhaseSpec, payload: Payload, totals: SenderStats, before: SenderStats, left: int) -> None:
         """Says why, when the nodes lost most of what they had accepted in the phase."""

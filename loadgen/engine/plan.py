@@ -12,6 +12,7 @@ is still the one the node needs), but no slot is added for it, so the offered ra
 the plan. Every slot used is one transaction row.
 
 Workloads build their phases from the helpers here: ``paced`` (a worker sends every pace_s),
+``head_then_paced`` (one first item in a window, the rest paced from a fixed time),
 ``constant_rate`` and ``profiled`` (a total arrival rate spread over the workers).
 """
 
@@ -60,6 +61,26 @@ class Paced:
 
 
 @dataclass(frozen=True)
+class HeadThenPaced:
+    """Slot 0 of worker w at head_offsets_s[w]; slot k ≥ 1 at then_s + offsets_s[w] + (k − 1)·interval_s.
+    The paced slots start at ``then_s`` whatever became of the head slots: the study's
+    schedule, its commitments spread over a window and its reveals due from a fixed second."""
+
+    head_offsets_s: tuple[float, ...]
+    then_s: float
+    interval_s: float
+    offsets_s: tuple[float, ...]
+
+    def offset(self, worker: int, slot: int) -> float:
+        if slot == 0:
+            return self.head_offsets_s[worker]
+        return self.then_s + self.offsets_s[worker] + (slot - 1) * self.interval_s
+
+    def last_offset(self, items: tuple[int, ...]) -> float:
+        return max((self.offset(w, n - 1) for w, n in enumerate(items) if n), default=0.0)
+
+
+@dataclass(frozen=True)
 class Profiled:
     """The arrivals of a rate profile, dealt round robin: arrival j goes to worker j mod W, so
     each worker's own slots stay in order (and so do its nonces). Arrival times are computed
@@ -96,7 +117,7 @@ class Profiled:
 @dataclass(frozen=True)
 class PhaseSpec:
     name: str  # recorded in every row of the phase
-    schedule: Paced | Profiled
+    schedule: Paced | HeadThenPaced | Profiled
     items: tuple[int, ...]  # per worker: transactions it has to get accepted
     max_retries: int | None  # re-sends of one rejected item before giving up; None: no limit
     fixed_slots: bool  # True: exactly items[w] slots whatever is rejected (a rate-driven workload)
@@ -169,6 +190,27 @@ def paced(
     one pace so the offered rate is smooth instead of a burst every pace."""
     offsets = tuple(pace_s * i / workers for i in range(workers)) if spread else (0.0,) * workers
     return PhaseSpec(name, Paced(pace_s, offsets), (items,) * workers, max_retries, False, gas_limit, gas_fixed=gas_fixed)
+
+
+def head_then_paced(
+    name: str,
+    workers: int,
+    window_s: float,
+    then_s: float,
+    pace_s: float,
+    items: int,
+    *,
+    spread: bool,
+    max_retries: int | None,
+    gas_limit: int,
+    gas_fixed: bool = False,
+) -> PhaseSpec:
+    """Each worker's first item spread evenly over ``window_s``, its ``items`` − 1 others one
+    every pace_s from ``then_s`` (staggered over one pace with ``spread``)."""
+    heads = tuple(window_s * i / workers for i in range(workers))
+    offsets = tuple(pace_s * i / workers for i in range(workers)) if spread else (0.0,) * workers
+    schedule = HeadThenPaced(heads, then_s, pace_s, offsets)
+    return PhaseSpec(name, schedule, (items,) * workers, max_retries, False, gas_limit, gas_fixed=gas_fixed)
 
 
 def constant_rate(

@@ -22,7 +22,7 @@ from loadgen.engine.rig import Rig
 from loadgen.engine.session import ChainSession
 from loadgen.engine.store import RunStore
 from loadgen.errors import ConfigError, UserError
-from loadgen.workloads.base import Payload
+from loadgen.workloads.base import Payload, Timed
 
 
 def worker_addresses(session: ChainSession, plan: RunPlan, key_offset: int) -> list[str]:
@@ -42,7 +42,7 @@ class RunStage:
     records: dict[str, Any]  # what the workload records lands in summary.json
     shares_contracts: bool  # the workload's runs of a series may share its contracts
     on_event: Callable[[str], None]
-    play_phase: Callable[[PhaseSpec, Payload], None]
+    play_phase: Callable[[PhaseSpec, Payload, tuple[Timed, ...]], None]
 
     @property
     def w3(self) -> Web3:
@@ -110,8 +110,8 @@ class RunStage:
         offset = self.rig.next_key_offset
         return None if offset is None else worker_addresses(self.session, self.plan, offset)
 
-    def phase(self, phase: PhaseSpec, payload: Payload) -> None:
-        self.play_phase(phase, payload)
+    def phase(self, phase: PhaseSpec, payload: Payload, during: tuple[Timed, ...] = ()) -> None:
+        self.play_phase(phase, payload, during)
 
     def event(self, message: str) -> None:
         self.on_event(message)

@@ -291,8 +291,15 @@ class Txpool:
     pending: np.ndarray  # one row per endpoint, one column per sample
     queued: np.ndarray
 
+    @property
+    def unique_pending(self) -> np.ndarray:
+        """Pending transactions, each once: the nodes gossip what is pending, so one transaction
+        sits in every pool and their sum counts it once per node; the fullest pool holds (nearly)
+        all of them. Queued transactions are not gossiped: their sum counts each once."""
+        return self.pending.max(axis=0)
+
     def stats(self) -> dict[str, Any]:
-        pending, queued = self.pending.sum(axis=0), self.queued.sum(axis=0)
+        pending, queued = self.unique_pending, self.queued.sum(axis=0)
         return {
             "samples": int(self.t_s.size),
             "pending_max": int(pending.max()),

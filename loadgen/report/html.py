@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from loadgen.engine.schema import STATUSES
+from loadgen.report.compare import Comparison, letter
 from loadgen.report.data import Group, seconds
 from loadgen.report.run_report import RunReport
 from loadgen.report.summary import metric_rows, note_rows, verdict
@@ -164,7 +165,7 @@ def chain_section(report: RunReport, figs: dict[str, Path]) -> str:
         tp = report.txpool.stats()
         pool_rows = [
             ("pool samples", f"{tp['samples']:,}"),
-            ("pending, all nodes: max / mean", f"{tp['pending_max']:,} / {tp['pending_mean']:,.0f}"),
+            ("pending, each once: max / mean", f"{tp['pending_max']:,} / {tp['pending_mean']:,.0f}"),
             ("queued, all nodes: max", f"{tp['queued_max']:,}"),
         ]
         pool_chart = _img(figs["txpool"], "txpool") if "txpool" in figs else ""
@@ -217,6 +218,28 @@ def page(report: RunReport, figs: dict[str, Path]) -> str:
 <h2>Outcomes</h2>{outcomes(report)}
 <h2>Run</h2>{_table(None, run_facts(report), "kv")}
 <h2>Configuration</h2><p class="note">each key as <code>--set</code> takes it</p>{config_tables(report.config)}
+</body></html>
+"""
+
+
+def compare_page(comparison: Comparison, figs: dict[str, Path]) -> str:
+    """The runs side by side: what each is, the summary rows with the change from run A, the
+    configuration keys that differ, and the figures overlaid."""
+    names = comparison.names
+    letters = [letter(i) for i in range(len(names))]
+    runs = _table(("", "run"), zip(letters, names, strict=True))
+    header = ("", *letters, *(f"{x} vs A" for x in letters[1:]))
+    rows = _table(header, [(label, *values, *changes) for label, values, changes in comparison.rows()])
+    differences = comparison.config_differences()
+    config = _table(("key", *letters), [(k, *v) for k, v in differences]) if differences else "<p class='note'>The same configuration.</p>"
+    charts = "".join(_img(path, name.replace("_", " "), wide=True) for name, path in figs.items())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>loadgen: {len(names)} runs compared</title><style>{CSS}</style></head>
+<body><h1>{len(names)} runs compared</h1>{runs}
+<h2>Summary</h2><p class="note">changes from run A: relative, or in points for the commit ratio</p>{rows}
+<h2>Configuration differences</h2>{config}
+<h2>Figures</h2><div class='figs'>{charts}</div>
 </body></html>
 """
 

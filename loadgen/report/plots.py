@@ -181,7 +181,7 @@ def txpool(report: RunReport, path: Path) -> Path:
     assert p is not None
     fig, ax = plt.subplots(layout="constrained", figsize=(9, 3.6))
     _shade(ax, report.phases)
-    _line(ax, p.t_s, p.pending.sum(axis=0), "pending, all nodes", COLORS["committed"], "-", "o", 0)
+    _line(ax, p.t_s, p.unique_pending, "pending, each once (the fullest pool)", COLORS["committed"], "-", "o", 0)
     _line(ax, p.t_s, p.queued.sum(axis=0), "queued, all nodes", FAILING, "--", "s", 1)
     if len(p.endpoints) > 1:
         for i, (endpoint, row) in enumerate(zip(p.endpoints, p.pending, strict=True)):
@@ -219,6 +219,26 @@ def compare(tables: dict[str, pa.Table], thresholds: dict[str, float], path: Pat
     right.set_xticks(x, letters)
     right.set(ylim=(0, 1.25), ylabel="commit ratio", title="Commit ratio")  # headroom: the legend sits above the bars
     right.legend(fontsize="small", loc="upper right")
+    return _save(fig, path)
+
+
+def compare_over_time(reports: list[RunReport], path: Path) -> Path:
+    """Several runs over time on one clock (seconds from each run's first scheduled
+    transaction): their committed rates, and their latency p95 by scheduled time."""
+    fig, (top, bottom) = plt.subplots(2, 1, layout="constrained", figsize=(11, 6), sharex=True)
+    for i, report in enumerate(reports):
+        s, w = report.series, report.clock.window_s
+        name = f"{chr(ord('A') + i) if i < 26 else i + 1}  {report.run_id}"
+        mid = s.t_s + w / 2
+        top.plot(mid, s.committed_tps, color=f"C{i % 10}", marker="o", ms=3, label=name)
+        top.plot(mid, s.scheduled_tps, color=f"C{i % 10}", ls=":", lw=1)
+        bottom.plot(mid, s.latency_p95_s, color=f"C{i % 10}", marker="o", ms=3, label=name)
+    top.plot([], [], color=INK, ls=":", lw=1, label="offered (scheduled), each run's colour")
+    top.set(ylabel="tx/s", title="Committed rate (by inclusion time) and offered rate")
+    top.set_ylim(bottom=0)
+    top.legend(fontsize="small", loc="upper right")
+    bottom.set(xlabel="seconds from each run's first scheduled transaction", ylabel="seconds", title="Latency p95 (by scheduled time)")
+    bottom.set_ylim(bottom=0)
     return _save(fig, path)
 
 

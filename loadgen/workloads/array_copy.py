@@ -22,7 +22,7 @@ class ArrayCopyConfig(RateDrivenConfig):
     """The study's 4.1: a fixed total rate of ArrayCopy calls for a duration."""
 
     kind: Literal["array-copy"]
-    array_size: int = Field(gt=0)
+    array_size: int = Field(gt=0, description="uint256 values each copy(uint256[]) call stores")
 
 
 @dataclass(frozen=True, kw_only=True)

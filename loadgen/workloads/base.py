@@ -18,7 +18,7 @@ Searches and sweeps ask ``search_param`` and ``sweep`` what their axis means.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
@@ -66,6 +66,16 @@ class CallBuilder(Protocol):
     def call(self, worker: WorkerSpec, address: str, item: int) -> Call:
         """The transaction of ``worker`` (whose account is ``address``) for item ``item`` of the phase."""
         ...
+
+
+@dataclass(frozen=True)
+class Timed:
+    """An action a phase runs ``at_s`` after its start, whatever the workers have done by then
+    (engine/timed.py): the study's schedule closes the commit phase while reveals are due."""
+
+    at_s: float
+    action: Callable[[], None]
+    name: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,8 +141,9 @@ class Stage(Protocol):
         """A coordinator call, waited for; a revert raises."""
         ...
 
-    def phase(self, phase: PhaseSpec, payload: Payload) -> None:
-        """Runs one phase on every worker until each transaction is final and the pools are empty."""
+    def phase(self, phase: PhaseSpec, payload: Payload, during: tuple[Timed, ...] = ()) -> None:
+        """Runs one phase on every worker until each transaction is final and the pools are
+        empty; ``during``: actions at fixed times from the phase's start."""
         ...
 
     def event(self, message: str) -> None: ...

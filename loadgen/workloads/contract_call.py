@@ -92,7 +92,7 @@ def _bare_is_constant(values: list[Any]) -> list[Any]:
 
 class CallSpec(Strict):
     function: str = Field(description="a function name, or its signature when it is overloaded, e.g. add(uint256)")
-    args: list[Generator] = Field(default_factory=list)
+    args: list[Generator] = Field(default_factory=list, description="each a bare value (a constant) or a generator {gen: …} (below)")
 
     _bare = field_validator("args", mode="before")(classmethod(lambda cls, v: _bare_is_constant(v) if isinstance(v, list) else v))
 
@@ -101,7 +101,7 @@ class ContractSpec(Strict):
     source: str | None = Field(None, description="a Solidity file, compiled with the project's solc")
     artifact: str | None = Field(None, description="or a JSON artifact with abi and bytecode (Hardhat, Foundry, solc)")
     name: str | None = Field(None, description="the contract, when the source holds several")
-    constructor: list[Any] = Field(default_factory=list)
+    constructor: list[Any] = Field(default_factory=list, description="the constructor's arguments")
 
     @model_validator(mode="after")
     def _one_origin(self) -> ContractSpec:

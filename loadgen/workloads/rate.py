@@ -82,8 +82,8 @@ Profile = Annotated[ConstantProfile | RampProfile | StepsProfile | PointsProfile
 
 class RateDrivenConfig(WorkloadConfig):
     rate_tps: float | None = Field(None, gt=0, description="total transactions per second (with duration_s), or a profile")
-    duration_s: float | None = Field(None, gt=0)
-    profile: Profile | None = None
+    duration_s: float | None = Field(None, gt=0, description="seconds the constant rate_tps lasts")
+    profile: Profile | None = Field(None, description="instead of rate_tps and duration_s: a rate that changes (the shapes below)")
     workers: int = Field(10, gt=0, le=MAX_WORKERS, description="accounts the rate is spread over")
 
     @model_validator(mode="after")

@@ -13,9 +13,19 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from loadgen.chains import contracts
-from loadgen.engine.plan import PhaseSpec, WorkerSpec, paced
+from loadgen.engine.plan import PhaseSpec, WorkerSpec, head_then_paced, paced
 from loadgen.errors import ConfigError
-from loadgen.workloads.base import MAX_WORKERS, MIN_INTERVAL_S, Call, Payload, Stage, Workload, WorkloadConfig, within_bounds
+from loadgen.workloads.base import (
+    MAX_WORKERS,
+    MIN_INTERVAL_S,
+    Call,
+    Payload,
+    Stage,
+    Timed,
+    Workload,
+    WorkloadConfig,
+    within_bounds,
+)
 from loadgen.workloads.fl_round import model
 from loadgen.workloads.fl_round.protocol import Coordinator, PoolResult, RoundShape, elect_gas, open_gas
 from loadgen.workloads.registry import register
@@ -43,6 +53,14 @@ class FlRoundConfig(WorkloadConfig):
     epochs: int = Field(1, gt=0, description="rounds played one after the other")
     max_retries: int = Field(3, ge=0, description="re-sends of a rejected chunk before the worker gives up")
     spread: bool = Field(True, description="stagger workers' first chunk over one pace, so the offered rate is smooth")
+    schedule: Literal["phased", "study"] = Field(
+        "phased",
+        description="phased: every commitment at once, the commit phase closed, then the reveals; study: as the study's "
+        "Diablo workloads, commitments spread over commit_window_s and reveals from reveal_at_s, whether or not the "
+        "commitments are in (the commit phase is closed at the window's end; what the contract refuses reverts)",
+    )
+    commit_window_s: float = Field(5.0, gt=0, description="schedule study: the commitments are spread over this window")
+    reveal_at_s: float = Field(6.0, gt=0, description="schedule study: the first reveal is due this long after the start")
     contract: str | None = Field(
         None, description="a FederatedLearning already on the chain (an earlier run's) to play the rounds on, instead of deploying one"
     )
@@ -63,6 +81,16 @@ class FlRoundConfig(WorkloadConfig):
     @property
     def workers(self) -> int:
         return self.redundancy * self.pools
+
+    @model_validator(mode="after")
+    def _study_windows(self) -> FlRoundConfig:
+        if self.schedule == "study" and self.reveal_at_s <= self.commit_window_s:
+            raise ConfigError(
+                "workload.reveal_at_s",
+                f"{self.reveal_at_s:g} s is not after the commit window ({self.commit_window_s:g} s), whose end closes the commit phase",
+                f"set it above {self.commit_window_s:g} (the study: window 5, reveals from 6)",
+            )
+        return self
 
     @model_validator(mode="after")
     def _bounded(self) -> FlRoundConfig:
@@ -121,6 +149,23 @@ class _RevealBuilder(_FlBuilder):
         return Call(self.to, contracts.reveal_chunk_calldata(p.round_id, item, chunk))
 
 
+@dataclass(frozen=True, kw_only=True)
+class Round(FlPayload):
+    """The study's schedule: a worker's item 0 is its commitment, item i ≥ 1 its chunk i − 1."""
+
+    def builder(self) -> _RoundBuilder:
+        return _RoundBuilder(self)
+
+
+class _RoundBuilder:
+    def __init__(self, p: Round) -> None:
+        self.commit = _CommitBuilder(p)
+        self.reveal = _RevealBuilder(p)
+
+    def call(self, worker: WorkerSpec, address: str, item: int) -> Call:
+        return self.commit.call(worker, address, 0) if item == 0 else self.reveal.call(worker, address, item - 1)
+
+
 @register
 class FlRound(Workload[FlRoundConfig]):
     kind = "fl-round"
@@ -164,8 +209,17 @@ class FlRound(Workload[FlRoundConfig]):
     def phases(self, gas_limit: int | None, seed: int) -> tuple[PhaseSpec, ...]:
         c = self.config
         chunks = model.chunk_count(c.model_length, c.chunk_size)
-        # The study's workers all send their commitment at once when the round opens.
         fixed = gas_limit is not None
+        if c.schedule == "study":
+            # one phase, item 0 the commitment and items 1… the chunks; one gas limit for both,
+            # the reveal's (the node's estimate of the phase's first transaction, a commitment,
+            # would starve the chunks)
+            study = head_then_paced(
+                "round", c.workers, c.commit_window_s, c.reveal_at_s, c.pace_s, 1 + chunks, spread=c.spread,
+                max_retries=c.max_retries, gas_limit=gas_limit or reveal_gas(c.chunk_size), gas_fixed=True,
+            )  # fmt: skip
+            return (study,)
+        # The study's workers all send their commitment at once when the round opens.
         commit = paced(
             "commit", c.workers, c.pace_s, 1, spread=False, max_retries=c.max_retries, gas_limit=gas_limit or COMMIT_GAS, gas_fixed=fixed
         )
@@ -183,7 +237,6 @@ class FlRound(Workload[FlRoundConfig]):
 
     def play(self, stage: Stage) -> None:
         c = self.config
-        commit, reveal = stage.phases
         artifact = contracts.load("FederatedLearning")
         fl = stage.deploy(artifact) if c.contract is None else stage.deployed_at(artifact, c.contract, "workload.contract")
         coordinator = Coordinator(stage.w3, stage.coordinator, fl, stage.fees)
@@ -202,9 +255,7 @@ class FlRound(Workload[FlRoundConfig]):
             stage.event(f"epoch {epoch}: round {round_id} {how} for {c.workers} workers in {c.pools} pool(s)")
             common: dict[str, Any] = {"contract": fl.address, "epoch": epoch, "round_id": round_id, "seed": stage.seed}
             common |= {"model_length": c.model_length, "chunk_size": c.chunk_size}
-            stage.phase(commit, Commit(**common))
-            coordinator.close_commit_phase(round_id)
-            stage.phase(reveal, Reveal(**common))
+            self._play_round(stage, coordinator, round_id, common)
             stage.event(f"round {round_id}: closing the reveal phase, electing {c.pools} pool(s)…")
             # the next epoch's round, or the series' next run's, opens in the same block
             following = shape if epoch + 1 < c.epochs else self._next_run(stage, shape)
@@ -215,6 +266,17 @@ class FlRound(Workload[FlRoundConfig]):
                 round_id, ahead = opened, True
             elif opened is not None:
                 stage.handover[(fl.address, following)] = opened
+
+    def _play_round(self, stage: Stage, coordinator: Coordinator, round_id: int, common: dict[str, Any]) -> None:
+        if self.config.schedule == "study":
+            (study,) = stage.phases
+            close = Timed(self.config.commit_window_s, lambda: coordinator.close_commit_phase(round_id), "closeCommitPhase")
+            stage.phase(study, Round(**common), during=(close,))
+            return
+        commit, reveal = stage.phases
+        stage.phase(commit, Commit(**common))
+        coordinator.close_commit_phase(round_id)
+        stage.phase(reveal, Reveal(**common))
 
     @staticmethod
     def _next_run(stage: Stage, shape: RoundShape) -> RoundShape | None:
