@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
-from loadgen import config
+from loadgen import cli, config
 from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.study.answer import rounded_up
 from loadgen.study.bisection import verdict, wilson
 from loadgen.study.search import Search
 from tests.engine import local_ray
@@ -37,22 +39,24 @@ def capped_chain():
 
 
 def experiment(url: str) -> config.Experiment:
-    return config.from_dict(
-        {
-            "name": "capped",
-            "chain": {"endpoints": [url]},
-            "workload": {
-                "kind": "fl-round",
-                "model_length": 4_000,
-                "chunk_size": 100,
-                "redundancy": 4,
-                "pools": 2,
-                "pace_s": 1.0,
-                "max_retries": 20,
-            },
-            "run": {"commit_timeout_s": 10, "lead_time_s": 0.5, "threshold": THRESHOLD},
-        }
-    )
+    return config.from_dict(raw_experiment(url))
+
+
+def raw_experiment(url: str) -> dict:
+    return {
+        "name": "capped",
+        "chain": {"endpoints": [url]},
+        "workload": {
+            "kind": "fl-round",
+            "model_length": 4_000,
+            "chunk_size": 100,
+            "redundancy": 4,
+            "pools": 2,
+            "pace_s": 1.0,
+            "max_retries": 20,
+        },
+        "run": {"commit_timeout_s": 10, "lead_time_s": 0.5, "threshold": THRESHOLD},
+    }
 
 
 @pytest.mark.unit
@@ -70,7 +74,7 @@ def test_wilson_and_verdicts():
 @pytest.mark.ray
 @pytest.mark.chaos
 @pytest.mark.slow
-def test_search_finds_the_known_minimum_pace_and_resumes(capped_chain, tmp_path):
+def test_search_finds_the_known_minimum_pace_and_resumes(capped_chain, tmp_path, capsys):
     events: list[str] = []
     search = Search(
         experiment(capped_chain.url),
@@ -105,13 +109,21 @@ def test_search_finds_the_known_minimum_pace_and_resumes(capped_chain, tmp_path)
     assert all(t["generator_bound"] is None for t in saved["trials"])
     # the brackets were checked first
     assert [p["value"] for p in saved["probes"]][:2] == [0.8, 0.05]
-    # resuming the finished search re-runs nothing
-    again = Search(
-        experiment(capped_chain.url), tmp_path, lo=0.05, hi=0.8, tolerance=0.1, run_options={"metrics_port": 0, "metrics_linger_s": 0}
-    )
-    before = len(again.state.trials)
-    assert again.execute().min_value == state.min_value
-    assert len(again.state.trials) == before
+    # the same search from the command line resumes the finished one: it re-runs nothing, and
+    # says each probe with its n and interval, and the answer as the bracket it supports
+    config_file = tmp_path / "capped.yaml"
+    config_file.write_text(yaml.safe_dump(raw_experiment(capped_chain.url)))
+    args = ["search", str(config_file), "--lo", "0.05", "--hi", "0.8", "--tolerance", "0.1", "--out", str(tmp_path), "--metrics-port", "0"]
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert len(json.loads((tmp_path / "search.json").read_text())["trials"]) == len(saved["trials"])
+    assert f"resuming {tmp_path / 'search.json'}: {len(saved['trials'])} trial(s) already done" in out
+    hi_probe = next(p for p in saved["probes"] if p["value"] == hi)
+    assert f"probe workload.pace_s={hi:g}: PASS, {hi_probe['committed']:,}/{hi_probe['scheduled']:,} committed (" in out
+    assert "95% interval" in out
+    assert f"minimum workload.pace_s ≈ {rounded_up(hi, lo):g}  (between {lo:g}, which fails, and {hi:g}, which passes)" in out
+    assert "one trial a probe" in out and "--repeats 2" in out
 
 
 @pytest.mark.chain

@@ -72,6 +72,7 @@ class SearchLines:
             f"[{clock(s.elapsed_s)}] trial {s.trial} {s.param}={s.value:g}: {doing} | bracket {lo:g} … {hi:g}, "
             f"≤ {s.probes_left} probe(s) left, {eta}",
             highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -89,20 +90,20 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("searches") / f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{experiment.name}"
     search = Search(
         experiment, out, param=args.param, lo=args.lo, hi=args.hi, threshold=args.threshold, tolerance=args.tolerance,
-        repeats=args.repeats, on_event=lambda m: console.print(f"[dim]·[/dim] {m}"), on_progress=SearchLines(console),
+        repeats=args.repeats, on_event=lambda m: console.print(f"[dim]·[/dim] {m}", soft_wrap=True), on_progress=SearchLines(console),
         ray_address=args.ray_address, run_options={"metrics_port": args.metrics_port, "metrics_addr": args.metrics_bind},
     )  # fmt: skip
     try:
         state = search.execute()
     except KeyboardInterrupt:
         lo, hi = search.state.bracket
-        console.print(f"search interrupted after {len(search.state.trials)} trial(s); bracket so far {lo:g} … {hi:g}", highlight=False)
+        console.print(f"search interrupted after {len(search.state.trials)} trial(s); bracket so far {lo:g} … {hi:g}", soft_wrap=True)
         console.print(f"resume with: {resume_command(sys.argv[1:], out)}", soft_wrap=True, highlight=False)
         raise
     for line in answer_of(state).lines():
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
     for note in state.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
     console.print(f"search: {out / 'search.json'}, plot: {out / 'search.png'}", soft_wrap=True)
     if args.json:
         json.dump(state.to_json(), sys.stdout, indent=2)
