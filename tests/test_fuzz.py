@@ -122,8 +122,8 @@ def dry_run(path: Path, sets: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-# each example runs the whole CLI (parse, validate, plan): 300 of them in make test, not 1,000
-@settings(max_examples=min(300, settings.default.max_examples))
+# each example runs the whole CLI (parse, validate, plan): 200 of them in make test, not 1,000
+@settings(max_examples=min(200, settings.default.max_examples))
 @given(base=st.sampled_from(BASES), changes=mutations, sets=overrides)
 def test_any_input_is_a_plan_or_one_line_naming_the_field(tmp_path, base, changes, sets):
     raw = copy.deepcopy(base)
