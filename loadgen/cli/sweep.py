@@ -45,11 +45,11 @@ def run(args: argparse.Namespace) -> int:
                       "tolerance": args.tolerance, "repeats": args.repeats}  # fmt: skip
     run_options = {"metrics_port": args.metrics_port, "metrics_addr": args.metrics_bind}
     sweep = Sweep(experiment, out, param, values, search_options, run_options,
-                  on_event=lambda m: console.print(f"[dim]·[/dim] {m}"), ray_address=args.ray_address)  # fmt: skip
+                  on_event=lambda m: console.print(f"[dim]·[/dim] {m}", soft_wrap=True), ray_address=args.ray_address)  # fmt: skip
     state = sweep.execute()
     for s in state.get("searches", []):
         pace = "–" if s["min_pace_s"] is None else f"{s['min_pace_s']:g} s"
-        console.print(f"{param}={s['value']}: minimum pace {pace} ({s['status']})")
+        console.print(f"{param}={s['value']}: minimum pace {pace} ({s['status']})", soft_wrap=True)
     console.print(f"sweep: {out / 'sweep.json'}; figures: {', '.join(state['figures'])}", soft_wrap=True)
     if args.json:
         json.dump(state, sys.stdout, indent=2)
