@@ -260,3 +260,21 @@ def test_search_png_shows_each_probe_with_its_interval_and_names_every_mark(tmp_
     bars = [c for c in ax.containers if c.has_yerr]
     assert len(bars) == 2  # the passed and the failed probes, each with error bars
     assert (tmp_path / "search.png").is_file()
+
+
+@pytest.mark.unit
+def test_a_trial_is_judged_on_what_committed_in_time_not_on_late_inclusions(tmp_path):
+    # 91% of the trial landed, but 45% after the commit deadline: its commit ratio is 46%, and
+    # the probe fails (a search once passed such a probe on the count that included the late)
+    search = scripted(tmp_path, lambda pace, _: 1.0)
+
+    def late(experiment, run_id, index, on_progress=None):
+        s = {"scheduled": 408, "committed": 373, "committed_late": 182, "commit_ratio": (373 - 182) / 408}
+        return tmp_path / run_id, s | {"latency_p50_s": 1.0, "latency_p95_s": 2.0, "latency_p99_s": 3.0}
+
+    search.run_trial = late
+    state = search.execute()
+    assert state.status == "hi-fails"
+    (probe,) = state.probes
+    assert (probe.verdict, probe.committed, probe.scheduled) == ("fail", 191, 408)
+    assert probe.commit_ratio == pytest.approx(191 / 408)
