@@ -10,10 +10,10 @@ from __future__ import annotations
 import copy
 import difflib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from loadgen.chains.consensus import CLIENT_CONSENSUS, CONSENSUS
 from loadgen.chains.devnet import DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_CHAIN_ID
@@ -27,7 +27,7 @@ from loadgen.chains.gethnet import (
 from loadgen.engine.plan import RunPlan, assign_workers
 from loadgen.engine.sending import Sending
 from loadgen.errors import ConfigError, UserError
-from loadgen.strict import Strict
+from loadgen.strict import Strict, is_model, members_of, tag_of
 from loadgen.workloads import WORKLOADS, WorkloadConfig, workload_of
 from loadgen.workloads import Workload as WorkloadPlugin
 
@@ -250,21 +250,22 @@ def _user_path(loc: tuple, raw: Any) -> list[str]:
 
 
 def _keys_beside(loc: list[str], raw: Any) -> list[str]:
-    """The keys the section holding ``loc``'s last part takes (a workload's by its kind)."""
+    """The keys the section holding ``loc``'s last part takes (a tagged union's member by its
+    tag in the input: a workload's by its kind)."""
     model: Any = _current()
     node = raw
     for part in loc[:-1]:
-        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        field = model.model_fields.get(part) if is_model(model) else None
         if field is None:
             return []
         node = node.get(part) if isinstance(node, dict) else None
-        models = [m for m in (get_args(field.annotation) or (field.annotation,)) if isinstance(m, type) and issubclass(m, BaseModel)]
-        if part == "workload" and isinstance(node, dict):
-            models = [WORKLOADS[node["kind"]].config_model] if node.get("kind") in WORKLOADS else []
+        models = [m for m in members_of(field.annotation) if is_model(m)]
+        if len(models) > 1 and isinstance(node, dict):
+            models = [m for m in models if (tag := tag_of(m)) is not None and node.get(tag[0]) == tag[1]]
         if len(models) != 1:
             return []
         model = models[0]
-    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+    return list(model.model_fields) if is_model(model) else []
 
 
 def _to_config_error(error: ValidationError, raw: Any) -> ConfigError:

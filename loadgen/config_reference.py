@@ -6,14 +6,15 @@ type, its default and its description. ``make docs`` puts it in docs/configurati
 
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+
+from loadgen.strict import is_model, members_of, tag_of
 
 MARKER = "<!-- configuration reference -->"
 _SCALARS = {int: "integer", float: "number", str: "string", bool: "true or false"}
@@ -27,31 +28,10 @@ class Row:
     description: str
 
 
-def _members(annotation: Any) -> list[Any]:
-    """The alternatives of a union (X | None counts as X), else the annotation itself."""
-    if get_origin(annotation) is Annotated:
-        return _members(get_args(annotation)[0])
-    if get_origin(annotation) in (Union, types.UnionType):
-        return [m for a in get_args(annotation) if a is not type(None) for m in _members(a)]
-    return [annotation]
-
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
-def _tag(model: type[BaseModel]) -> tuple[str, str] | None:
-    """A tagged union member's tag key and value (``shape: ramp``, ``gen: sequence``)."""
-    for name, field in model.model_fields.items():
-        if get_origin(field.annotation) is Literal and len(get_args(field.annotation)) == 1 and field.is_required():
-            return name, str(get_args(field.annotation)[0])
-    return None
-
-
 def _type_text(annotation: Any) -> str:
-    members = _members(annotation)
-    if len(members) > 1 and all(_is_model(m) for m in members):
-        tags = [t for t in (_tag(m) for m in members) if t is not None]
+    members = members_of(annotation)
+    if len(members) > 1 and all(is_model(m) for m in members):
+        tags = [t for t in (tag_of(m) for m in members) if t is not None]
         if tags:
             return f"a mapping with `{tags[0][0]}:` " + ", ".join(f"`{value}`" for _, value in tags)
     if len(members) > 1:
@@ -62,7 +42,7 @@ def _type_text(annotation: Any) -> str:
     if get_origin(only) is list:
         (item,) = get_args(only) or (Any,)
         return "a list of " + _plural(_type_text(item))
-    if _is_model(only):
+    if is_model(only):
         return "a mapping"
     if only is Any:
         return "any value"
@@ -124,16 +104,16 @@ def rows(model: type[BaseModel], prefix: str = "", unions: dict[str, Union_] | N
         key = prefix + name
         annotation = field.annotation
         listed = get_origin(annotation) is list
-        items = _members(get_args(annotation)[0]) if listed and get_args(annotation) else _members(annotation)
+        items = members_of(get_args(annotation)[0]) if listed and get_args(annotation) else members_of(annotation)
         description = _cell(field.description or "")
-        if len(items) == 1 and _is_model(items[0]) and not listed:
+        if len(items) == 1 and is_model(items[0]) and not listed:
             out += rows(items[0], key + ".", unions)
             continue
         kind = _type_text(annotation)
         bounds = _bounds(field)
         out.append(Row(key, f"{kind}, {bounds}" if bounds else kind, _default(field), description))
-        models = [m for m in items if _is_model(m)]
-        tags = [t for t in (_tag(m) for m in models) if t is not None]
+        models = [m for m in items if is_model(m)]
+        tags = [t for t in (tag_of(m) for m in models) if t is not None]
         if len(models) > 1 and len(tags) == len(models):
             union = (unions if unions is not None else {}).setdefault(tags[0][0], Union_(tuple(models), []))
             union.paths.append(key + ("[]" if listed else ""))
@@ -154,7 +134,7 @@ class Union_:
         share alike is one row naming them all."""
         merged: dict[Row, list[str]] = {}
         for model in self.models:
-            tag = _tag(model)
+            tag = tag_of(model)
             assert tag is not None
             for row in rows(model):
                 if row.key != tag[0]:

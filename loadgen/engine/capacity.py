@@ -30,9 +30,10 @@ BUSY_TARGET = 0.5  # of one core: the load per actor to plan for, with room for 
 SENDER_CPU_PER_TX_S = 0.0008
 
 
-def actors_for(rate_tps: float) -> int:
-    """Sender actors (one process, about one core each) a rate needs, from the measured cost."""
-    return max(1, math.ceil(rate_tps * SENDER_CPU_PER_TX_S / BUSY_TARGET))
+def actors_for(rate_tps: float, cpu_per_tx_s: float = SENDER_CPU_PER_TX_S) -> int:
+    """Sender actors (one process, about one core each) a rate needs at ``cpu_per_tx_s`` a
+    transaction: a run's own figure, or the measured one."""
+    return max(1, math.ceil(rate_tps * cpu_per_tx_s / BUSY_TARGET))
 
 
 def lag_bound_s(interval_s: float | None) -> float:
@@ -94,7 +95,7 @@ def judge(load: GeneratorLoad) -> GeneratorVerdict:
     per_tx = load.cpu_per_tx_s
     needed = None
     if offered and per_tx:
-        needed = max(1, math.ceil(offered * per_tx / BUSY_TARGET))
+        needed = actors_for(offered, per_tx)
     if reasons:
         if load.busy_share > 0.5 and needed and needed > load.actors:
             more = f"; this rate needs ≥ {needed} sender actors (run.actors), {load.actors} ran"

@@ -57,7 +57,7 @@ class RunResult:
     def exit_code(self) -> int:
         if self.interrupted:
             return signals.exit_code()
-        return EXIT_CODES[self.summary.get("verdict") or ("PASS" if self.summary["passed"] else "FAIL")]
+        return EXIT_CODES[self.summary["verdict"]]
 
 
 class Run:

@@ -17,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
+from loadgen.report.compare import letter
 from loadgen.report.data import Span, seconds
 from loadgen.report.run_report import RunReport
 
@@ -199,15 +200,15 @@ def compare(tables: dict[str, pa.Table], thresholds: dict[str, float], path: Pat
     fig, (left, right) = plt.subplots(1, 2, layout="constrained", figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 1.2]})
     letters, ratios = [], []
     for i, (name, table) in enumerate(tables.items()):
-        letter = chr(ord("A") + i) if i < 26 else str(i + 1)
+        mark = letter(i)
         status = table.column("status").to_numpy(zero_copy_only=False)
         lat = np.sort(table.column("latency_s").to_numpy(zero_copy_only=False).astype(float)[status == "committed"])
         color = f"C{i % 10}"
         if lat.size:
-            left.plot(lat, np.arange(1, lat.size + 1) / lat.size, color=color, label=f"{letter}  {name}")
+            left.plot(lat, np.arange(1, lat.size + 1) / lat.size, color=color, label=f"{mark}  {name}")
         else:
-            left.plot([], [], color=color, label=f"{letter}  {name} (nothing committed)")
-        letters.append(letter)
+            left.plot([], [], color=color, label=f"{mark}  {name} (nothing committed)")
+        letters.append(mark)
         ratios.append(float((status == "committed").mean()) if status.size else 0.0)
     left.set(xlabel="latency (s)", ylabel="share of committed within", title="Latency CDF", ylim=(0, 1.02))
     left.legend(fontsize="small", loc="lower right")
@@ -228,7 +229,7 @@ def compare_over_time(reports: list[RunReport], path: Path) -> Path:
     fig, (top, bottom) = plt.subplots(2, 1, layout="constrained", figsize=(11, 6), sharex=True)
     for i, report in enumerate(reports):
         s, w = report.series, report.clock.window_s
-        name = f"{chr(ord('A') + i) if i < 26 else i + 1}  {report.run_id}"
+        name = f"{letter(i)}  {report.run_id}"
         mid = s.t_s + w / 2
         top.plot(mid, s.committed_tps, color=f"C{i % 10}", marker="o", ms=3, label=name)
         top.plot(mid, s.scheduled_tps, color=f"C{i % 10}", ls=":", lw=1)
