@@ -11,8 +11,10 @@ lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy
 
+# two test files at a time (pytest-xdist, a file's tests in one process so its module fixtures
+# are made once): most tests wait on blocks, and one at a time left the second core idle
 test: setup lint docs
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest -n 2 --dist loadfile
 
 # the user guide (docs/, mkdocs.yml) into build/site/: strict, so a broken link or anchor fails it
 # (not --quiet: MkDocs then stops counting the warnings strict mode turns into errors)

@@ -109,6 +109,7 @@ class Sender:
         self._stop_deadline = math.inf  # what was sent before a stop may land until then
         self._late_after = math.inf  # while a phase settles: its commit deadline; included after it is late
         self.read_to = -1  # the last block the host's watcher has read whole
+        self.heard: dict[int, float] = {}  # the blocks after it: when the watcher first knew each existed
         self.sent = 0
         self.accepted = 0
         self.scheduled = 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -126,7 +127,11 @@ class Settling:
             if f.inclusion is not None:
                 newest = max(newest, f.inclusion.block_number)
                 if take_all or f.inclusion.block_number <= self.s.read_to:
-                    row.include(f.inclusion)
+                    # observed when the watcher first knew the block existed, when it did: a
+                    # watcher stalled on a large block hears the next ones on time, and the
+                    # look-up's own time would add the stall to the latency
+                    heard = self.s.heard.get(f.inclusion.block_number, f.inclusion.t_observed)
+                    row.include(dataclasses.replace(f.inclusion, t_observed=min(heard, f.inclusion.t_observed)))
                     self.s._finish_included(row)
             elif f.pending:
                 row.error = "still in a node's pool when the phase ended"
@@ -151,3 +156,4 @@ class Settling:
                     row.include(inc)
                     self.s._finish_included(row)
             self.s.read_to = followed.read_to  # after its inclusions: what is pending now is not in those blocks
+            self.s.heard = followed.heard

@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import orjson
@@ -68,11 +68,14 @@ def ws_url(url: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Followed:
     """What a sender reads from its watcher: the inclusions from its cursor on, the cursor to ask
-    from next, and the last block the watcher has read whole (every inclusion up to it is in)."""
+    from next, the last block the watcher has read whole (every inclusion up to it is in), and
+    when each block after it was first known to exist (what a look-up that finds a transaction
+    there dates its inclusion by)."""
 
     cursor: int
     inclusions: list[Inclusion]
     read_to: int
+    heard: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +329,7 @@ class BlockWatcher:
                 await asyncio.wait_for(self._changed.wait(), wait_s)
             end = self._inclusion_base + len(self.inclusions)
         start = max(cursor, self._inclusion_base) - self._inclusion_base
-        return Followed(end, self.inclusions[start:], self.read_to)
+        return Followed(end, self.inclusions[start:], self.read_to, dict(self._heard))
 
     def take(self) -> WatcherReport:
         """The blocks seen and the endpoint events since the last call (the driver is their only

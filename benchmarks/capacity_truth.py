@@ -45,6 +45,7 @@ from loadgen.chains.fees import resolve_fees
 from loadgen.engine.run import Run
 from loadgen.engine.session import embedded_network
 from loadgen.report.audit import audit, chain_hashes
+from loadgen.report.head_clock import HeadClock
 
 
 def cpu_s(pids: list[int]) -> float:
@@ -147,12 +148,13 @@ def main() -> None:
         validators, observers = net.pids[: args.nodes], net.pids[args.nodes :]
         cpu_before, watch_before, started = cpu_s(validators), cpu_s(observers), time.monotonic()
         pointed = exp.with_overrides({"chain.endpoints": net.urls, "chain.watch_endpoints": net.observer_urls})
-        result = Run(pointed, out, metrics_port=None).execute()
+        with HeadClock((net.observer_urls or net.urls)[:1]) as clock:  # the node the (first) watcher reads
+            result = Run(pointed, out, metrics_port=None).execute()
         node_cpu, took = cpu_s(validators) - cpu_before, time.monotonic() - started
         watch_cpu = cpu_s(observers) - watch_before
         table = pq.read_table(result.run_dir / "transactions.parquet")
         chain, largest = chain_hashes(w3, first, w3.eth.block_number)
-        a = audit(table, chain, largest)
+        a = audit(table, chain, largest, clock.seen)
         s = result.summary
     ray.shutdown()
     print(f"run folder {result.run_dir}")
@@ -167,6 +169,7 @@ def main() -> None:
     print(f"{'  of them late':24} {'':>10} {a.late:>10,}")
     print(f"{'dropped':24} {'':>10} {s['dropped']:>10,}")
     print(f"{'latency p50':24} {secs(a.chain_p50_s):>10} {secs(a.record_p50_s):>10}")
+    print(f"{'  from the watched node':24} {secs(a.announced_p50_s):>10}")
     print(f"{'latency p99':24} {secs(a.chain_p99_s):>10} {secs(a.record_p99_s):>10}")
     print(f"largest block {a.largest_block:,} transactions; commit ratio (in time) {s['commit_ratio']:.1%}")
     print(f"disagreements: on chain but not committed {a.missed}, committed but not on chain {a.phantom}, hashes with two rows {a.twice}")

@@ -23,7 +23,7 @@ from loadgen.engine import run as _run_module  # noqa: F401 - the real driver's 
 from loadgen.engine.metrics import MetricsServer, RunMetrics
 from loadgen.engine.store import RunStore
 from loadgen.report.summary import summarize_file
-from tests.engine import synthetic_rows
+from tests.support.runs import synthetic_rows
 
 BATCH = 5_000
 

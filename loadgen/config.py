@@ -151,7 +151,20 @@ class RunConfig(Strict):
     commit_timeout_s: float = Field(60.0, gt=0, description="after the last send, how long a transaction may take to be included")
     threshold: float = Field(0.85, ge=0, le=1, description="commit ratio the run must reach")
     actors: int | None = Field(None, gt=0, description="sender actors; one per CPU of the cluster when absent")
+    spare_actors: int = Field(
+        1,
+        ge=0,
+        description="sender processes kept started on each Ray node the run uses: a lost actor's successor takes one "
+        "at once instead of starting a process (seconds, tens on a busy machine); 0 saves their start-up CPU",
+    )
     lead_time_s: float = Field(0.3, ge=0, description="time between the start signal and the first slot (after signing ahead)")
+    max_lag_s: float | None = Field(
+        None,
+        gt=0,
+        description="schedule lag p99 over which the run is INVALID (its load left later than planned); absent: 0.1 s or a "
+        "quarter of a worker's interval, whichever is longer. Loosen it only where other work shares the machine: the "
+        "summary says the bound it used",
+    )
     gap_check_s: float = Field(3.0, gt=0, description="age after which an accepted transaction not yet in a block is looked up")
     seed: int = Field(0, description="seeds the models and the random arguments: the same seed, the same transactions")
     send_mode: Literal["open", "closed"] = Field(

@@ -10,7 +10,7 @@ from loadgen.chains import contracts
 from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.workloads.fl_round.protocol import Coordinator, PoolMember
-from tests.engine import local_ray
+from tests.support.runs import local_ray
 
 # generated inputs: a thousand each in `make test` (and CI), a hundred in `make test-fast`
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]

@@ -115,7 +115,7 @@ def test_the_readme_is_a_front_page_with_the_two_commands_first():
 @pytest.mark.unit
 def test_the_readme_says_how_long_the_tests_take_and_that_external_endpoints_need_a_mnemonic():
     readme = (REPO / "README.md").read_text()
-    assert "about **25 minutes** on 2 cores" in readme and "in about **30 s**" in readme
+    assert "about **20 minutes** on 2 cores" in readme and "in about **30 s**" in readme
     mnemonic = readme.index("LOADGEN_MNEMONIC")
     assert mnemonic < readme.index("## A run, annotated")
     assert "export LOADGEN_MNEMONIC=" in readme and "--endpoints http://127.0.0.1:8545" in readme

@@ -20,7 +20,7 @@ from loadgen.chains.chain import connect
 from loadgen.chains.devnet import Devnet, DevnetSettings, free_port
 from loadgen.cli import main
 from loadgen.engine.run import Run
-from tests.engine import fl_experiment
+from tests.support.runs import fl_experiment
 
 pytestmark = [pytest.mark.chain, pytest.mark.ray]
 

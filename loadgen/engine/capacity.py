@@ -53,6 +53,7 @@ class GeneratorLoad:
     phase_s: float  # the phases' planned length, summed
     answer_p99_s: float | None = None  # how long the node took to answer a send
     closed_loop: bool = False  # send_mode: closed
+    max_lag_s: float | None = None  # run.max_lag_s: the bound, when the experiment sets it
 
     @property
     def cpu_per_tx_s(self) -> float | None:
@@ -82,7 +83,7 @@ class GeneratorVerdict:
 
 
 def judge(load: GeneratorLoad) -> GeneratorVerdict:
-    bound_s = lag_bound_s(load.interval_s)
+    bound_s = load.max_lag_s or lag_bound_s(load.interval_s)
     reasons = []
     late = load.lag_p99_s is not None and load.lag_p99_s > bound_s
     node_slow = load.answer_p99_s is not None and load.answer_p99_s > bound_s

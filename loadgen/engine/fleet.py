@@ -78,12 +78,17 @@ def _each(refs: list[ray.ObjectRef]) -> list[Any]:
 
 
 class SenderFleet:
-    def __init__(self, run_id: str, chain_id: int, fees: Fees, sending: Sending) -> None:
+    def __init__(self, run_id: str, chain_id: int, fees: Fees, sending: Sending, spares: int = 1) -> None:
         self.run_id = run_id
         self.chain_id = chain_id
         self.fees = fees
         self.sending = sending
+        self.spares = spares
         self.actors: list[ray.actor.ActorHandle] = []
+        # Ray node id → sender processes started and idle: a lost actor's successor takes one
+        # instead of starting a process (2 s on a quiet machine, tens of seconds on a busy one,
+        # while the lost actor's slots wait)
+        self._spare: dict[str, list[ray.actor.ActorHandle]] = {}
         self.watchers: dict[str, ray.actor.ActorHandle] = {}  # Ray node id → the node's block watcher
         self.slots: list[str] = []  # actor → the Ray node it lives on
         self.endpoints: list[str] = []
@@ -115,6 +120,10 @@ class SenderFleet:
         renewed = _each([a.renew.remote(run_id, self.chain_id, fees, self.sending) for a in self.actors])
         for a in [a for a, ok in enumerate(renewed) if ok is None]:  # lost since the last run: start sets the new one up
             self._respawn(a)
+        for node_id, spares in self._spare.items():
+            answers = _each([s.renew.remote(run_id, self.chain_id, fees, self.sending) for s in spares])
+            self._spare[node_id] = [s for s, ok in zip(spares, answers, strict=True) if ok is not None]
+            self._stock(node_id)
 
     def start(self, plan: RunPlan, endpoints: list[str], source: MnemonicSource) -> None:
         """Places the actors (one watcher per Ray node they use) without waiting for their
@@ -129,7 +138,9 @@ class SenderFleet:
             for node_id in sorted(set(self.slots), key=self.slots.index):
                 self.watchers[node_id] = self._new_watcher(node_id)
             self._watching = [w.start.remote() for w in self.watchers.values()]
-            self.actors = [self._new_actor(a) for a in range(n_actors)]
+            self.actors = [self._new_actor(self.slots[a]) for a in range(n_actors)]
+            for node_id in self.watchers:
+                self._stock(node_id)
         self.plan, self.source = plan, source
         self._addresses = None
 
@@ -159,11 +170,29 @@ class SenderFleet:
             followed, WATCH_POLL_S, self.sending.failover_after, self.sending.confirmations
         )
 
-    def _new_actor(self, a: int) -> ray.actor.ActorHandle:
-        strategy = NodeAffinitySchedulingStrategy(self.slots[a], soft=False)
+    def _new_actor(self, node_id: str) -> ray.actor.ActorHandle:
+        strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
         return SenderActor.options(num_cpus=0, scheduling_strategy=strategy).remote(  # type: ignore[attr-defined]
             self.run_id, self.chain_id, self.fees, self.sending
         )
+
+    def _spare_on(self, node_id: str) -> ray.actor.ActorHandle | None:
+        """One of the node's spares, started (one still starting is further on than a new
+        process), or None when none is left alive."""
+        spares = self._spare.get(node_id, [])
+        while spares:
+            spare = spares.pop(0)
+            try:
+                ray.get(spare.__ray_ready__.remote())
+                return spare
+            except ray.exceptions.RayActorError:
+                continue
+        return None
+
+    def _stock(self, node_id: str) -> None:
+        """Starts the node's spare sender processes, without waiting for them."""
+        spares = self._spare.setdefault(node_id, [])
+        spares += [self._new_actor(node_id) for _ in range(self.spares - len(spares))]
 
     def _setups(self, actors: range | list[int]) -> list[ray.ObjectRef]:
         # by reference: a small argument is inlined in the task's spec, which Ray keeps in its
@@ -210,28 +239,30 @@ class SenderFleet:
                 dead.append(self._phase_refs.index(ref))
         return dead
 
-    def replace(self, a: int, ledger: PhaseLedger) -> ray.ObjectRef:
+    def replace(self, a: int, ledger: PhaseLedger) -> tuple[ray.ObjectRef, bool]:
         """A new actor for actor ``a``'s workers, on its node if that is alive (else on another),
-        which rebuilds from the chain what ``a`` did in the phase and sends the rest."""
+        which rebuilds from the chain what ``a`` did in the phase and sends the rest. Answers its
+        phase and whether it was a spare (else a process had to start)."""
         assert self._phase is not None, "replaced only while a phase runs"
-        self._revive(a)
+        spare = self._revive(a)
         workers = [w.worker for w in self.plan.workers_of(a)]
         p = self._phase
         ref: ray.ObjectRef = self.actors[a].recover_phase.remote(
             p.phase, p.payload, p.t0, p.commit_timeout_s, p.trial, {w: self._bases[w] for w in workers}, ledger.of(workers)
         )
         self._phase_refs[a] = ref
-        return ref
+        return ref, spare
 
-    def _revive(self, a: int) -> None:
+    def _revive(self, a: int) -> bool:
         """A new actor ``a`` with the same workers, set up; its lost predecessor's counters are
-        kept so that the run's totals do not lose them."""
-        self._respawn(a)
+        kept so that the run's totals do not lose them. Answers whether it was a spare."""
+        spare = self._respawn(a)
         ray.get(self._setups([a]))
+        return spare
 
-    def _respawn(self, a: int) -> None:
-        """A new process for actor ``a``, on its node if that is alive (else on another), not
-        set up yet."""
+    def _respawn(self, a: int) -> bool:
+        """A new actor ``a``, on its node if that is alive (else on another), not set up yet: a
+        spare if the node has one (answers True), else a new process."""
         if a in self._stats_of:
             self._lost_totals += self._stats_of.pop(a).kept()
         alive = node_slots(None)
@@ -242,8 +273,11 @@ class SenderFleet:
             ray.get(self.watchers[self.slots[a]].start.remote(None if self._last_block is None else self._last_block + 1))
         with contextlib.suppress(Exception):
             ray.kill(self.actors[a])
-        self.actors[a] = self._new_actor(a)
+        spare = self._spare_on(self.slots[a])
+        self.actors[a] = spare or self._new_actor(self.slots[a])
+        self._stock(self.slots[a])
         self.replaced += 1
+        return spare is not None
 
     def collect(self) -> Collected:
         """What every actor and watcher has to hand over; a lost one hands over nothing (the run
@@ -317,7 +351,8 @@ class SenderFleet:
         self.idle()
         with contextlib.suppress(Exception):
             ray.get([w.stop.remote() for w in self.watchers.values()], timeout=10)
-        for handle in self.actors + list(self.watchers.values()):
+        spares = [s for node in self._spare.values() for s in node]
+        for handle in self.actors + spares + list(self.watchers.values()):
             with contextlib.suppress(Exception):
                 ray.kill(handle)
-        self.actors, self.watchers, self.slots = [], {}, []
+        self.actors, self.watchers, self.slots, self._spare = [], {}, [], {}

@@ -126,8 +126,10 @@ class PhaseRunner:
             stats = self.collect()
             for a in self.ctx.fleet.lost(done):
                 workers = len(self.ctx.plan.workers_of(a))
-                self.ctx.on_event(f"sender actor {a} was lost: a new one takes its {workers} workers over, from what the chain holds")
-                pending.append(self.ctx.fleet.replace(a, self._ledger))
+                ref, spare = self.ctx.fleet.replace(a, self._ledger)
+                who = "a spare process" if spare else "a new process"
+                self.ctx.on_event(f"sender actor {a} was lost: {who} took its {workers} workers over, from what the chain holds")
+                pending.append(ref)
                 self.ctx.records["actors_replaced"] = self.ctx.fleet.replaced
             progress = self._progress(phase, payload.epoch, t0, stats)
             if not draining and progress.phase_left_s == 0 and stats.inflight:

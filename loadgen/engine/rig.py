@@ -51,15 +51,15 @@ class Rig:
             self.metrics = MetricsServer(port, addr, linger_s)
         return self.metrics
 
-    def fleet_for(self, run_id: str, chain_id: int, fees: Fees, sending: Sending) -> SenderFleet:
+    def fleet_for(self, run_id: str, chain_id: int, fees: Fees, sending: Sending, spares: int) -> SenderFleet:
         """The fleet of the last run, renewed for this one when it can serve it."""
         fleet = self.fleet
-        if fleet is not None and (fleet.chain_id, fleet.sending) == (chain_id, sending):
+        if fleet is not None and (fleet.chain_id, fleet.sending, fleet.spares) == (chain_id, sending, spares):
             fleet.renew(run_id, fees)
             return fleet
         if fleet is not None:
             fleet.shutdown()
-        self.fleet = SenderFleet(run_id, chain_id, fees, sending)
+        self.fleet = SenderFleet(run_id, chain_id, fees, sending, spares)
         return self.fleet
 
     @staticmethod

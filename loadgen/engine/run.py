@@ -139,7 +139,7 @@ class Run:
             sending = replace(run.sending, confirmations=session.confirmations, watch_endpoints=tuple(session.watch_endpoints))
             self.records["confirmations"] = sending.confirmations
             self.records["watch_endpoints"] = session.watch_endpoints
-            fleet = self.rig.fleet_for(self.run_id, session.info.chain_id, session.fees, sending)
+            fleet = self.rig.fleet_for(self.run_id, session.info.chain_id, session.fees, sending, run.spare_actors)
             self.fleet = fleet
             failed: CoordinatorFailed | None = None
             try:
@@ -289,6 +289,7 @@ class Run:
                 load.phase_s,
                 summary["answer_p99_s"],
                 self.experiment.run.sending.send_mode == "closed",
+                self.experiment.run.max_lag_s,
             )
         )
         summary["generator_bound"] = verdict.bound

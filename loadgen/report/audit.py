@@ -36,6 +36,9 @@ class ChainAudit:
     record_p50_s: float | None  # the record's latency (t_included − scheduled), committed rows
     record_p99_s: float | None
     largest_block: int  # transactions
+    # when the watched node first had the block − scheduled (head_clock.HeadClock beside the
+    # run): not a lower bound as the timestamp is, but what a watcher keeping up would see
+    announced_p50_s: float | None = None
 
     @property
     def agrees(self) -> bool:
@@ -67,8 +70,11 @@ def _percentiles(values: np.ndarray) -> tuple[float | None, float | None]:
     return float(np.percentile(values, 50)), float(np.percentile(values, 99))
 
 
-def audit(table: pa.Table, chain: dict[str, tuple[int, float]], largest_block: int = 0) -> ChainAudit:
-    """``table``: the run's rows; ``chain``: hash → (block number, timestamp) of the blocks read."""
+def audit(
+    table: pa.Table, chain: dict[str, tuple[int, float]], largest_block: int = 0, announced: dict[int, float] | None = None
+) -> ChainAudit:
+    """``table``: the run's rows; ``chain``: hash → (block number, timestamp) of the blocks read;
+    ``announced``: block number → when the watched node first had it."""
     if "late_s" not in table.schema.names:  # written before the column existed
         table = table.append_column("late_s", pa.nulls(table.num_rows, pa.float64()))
     rows = table.select(["tx_hash", "status", "t_scheduled", "latency_s", "late_s", "block_number"]).to_pylist()
@@ -82,6 +88,8 @@ def audit(table: pa.Table, chain: dict[str, tuple[int, float]], largest_block: i
         if r["tx_hash"] in on_chain:
             scheduled_of[r["tx_hash"]] = min(scheduled_of.get(r["tx_hash"], r["t_scheduled"]), r["t_scheduled"])
     chain_latency = np.array([chain[h][1] - scheduled_of[h] for h in on_chain])
+    seen = announced or {}
+    announced_latency = np.array([seen[chain[h][0]] - scheduled_of[h] for h in on_chain if chain[h][0] in seen])
     elsewhere = {r["tx_hash"] for r in included_rows if r["tx_hash"] in chain and chain[r["tx_hash"]][0] != r["block_number"]}
     record_latency = np.array([r["latency_s"] for r in rows if r["status"] == "committed" and r["latency_s"] is not None])
     return ChainAudit(
@@ -97,4 +105,5 @@ def audit(table: pa.Table, chain: dict[str, tuple[int, float]], largest_block: i
         record_p50_s=_percentiles(record_latency)[0],
         record_p99_s=_percentiles(record_latency)[1],
         largest_block=largest_block,
+        announced_p50_s=_percentiles(announced_latency)[0],
     )
