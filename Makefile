@@ -12,9 +12,11 @@ lint: setup
 	.venv/bin/mypy
 
 # two test files at a time (pytest-xdist, a file's tests in one process so its module fixtures
-# are made once): most tests wait on blocks, and one at a time left the second core idle
+# are made once): most tests wait on blocks, and one at a time left the second core idle; then
+# the `solo` tests one at a time, whose timing a second test beside them would decide
 test: setup lint docs
-	.venv/bin/python -m pytest -n 2 --dist loadfile
+	.venv/bin/python -m pytest -n 2 --dist loadfile -m "not goquorum and not solo"
+	.venv/bin/python -m pytest -m "solo and not goquorum"
 
 # the user guide (docs/, mkdocs.yml) into build/site/: strict, so a broken link or anchor fails it
 # (not --quiet: MkDocs then stops counting the warnings strict mode turns into errors)

@@ -288,6 +288,7 @@ def test_a_run_stopped_early_lets_what_it_sent_land_before_it_ends(tmp_path):
 @pytest.mark.chain
 @pytest.mark.ray
 @pytest.mark.slow
+@pytest.mark.solo  # the pools overflow only if the senders keep a 0.05 s pace, which a busy machine does not
 def test_the_search_finds_a_pace_the_small_pools_take(tmp_path):
     # A network of its own, with the pools of the quick Fig. 2 (96 transactions a node): the
     # module's tighter one keeps what the overflow test left stuck behind its nonce gaps.
@@ -298,9 +299,7 @@ def test_the_search_finds_a_pace_the_small_pools_take(tmp_path):
         # is given up: with many more retries, a machine fast enough catches up after the burst,
         # and even the fastest pace passes.
         state = Search(
-            # the search against real pools is under test, not the generator's precision: other
-            # work on a busy machine must not make a trial INVALID (lag over 0.1 s) and stop it
-            fl(net.urls, run={"max_lag_s": 1.0}, model_length=20_000, redundancy=8, max_retries=3),
+            fl(net.urls, model_length=20_000, redundancy=8, max_retries=3),
             tmp_path,
             lo=0.05,
             hi=0.5,

@@ -120,6 +120,7 @@ def assert_nothing_left(tmp_path: Path) -> None:
         (signal.SIGTERM, "draining"),  # every slot sent, the last ones waiting for their blocks
     ],
 )
+@pytest.mark.solo  # the drain is caught while something is in flight: a busy machine lets it pass first
 def test_a_signal_stops_sending_at_once_and_writes_everything(tmp_path, sig, moment):
     duration_s = 6 if moment == "draining" else 40
     # blocks every 3 s while it drains: the last second's transactions are still in flight

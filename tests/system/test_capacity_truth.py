@@ -14,7 +14,7 @@ from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings
 from loadgen.chains.nodeproc import rpc_call
 from tests.support.runs import local_ray, transfers_past_capacity
 
-pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.slow]
+pytestmark = [pytest.mark.chain, pytest.mark.ray, pytest.mark.slow, pytest.mark.solo]  # four nodes at capacity: the machine's
 
 
 def assert_the_record_is_the_chain(summary: dict, audit, rate_tps: float, duration_s: float, block_s: float) -> None:
