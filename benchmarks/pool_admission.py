@@ -55,7 +55,14 @@ def main() -> None:
                     {
                         "name": f"pool-admission-{args.client}",
                         "chain": {"endpoints": net.urls},
-                        "workload": {"kind": "fl-round", "model_length": 20_000, "redundancy": 4, "pools": 2, "pace_s": 0.05, "max_retries": 2},
+                        "workload": {
+                            "kind": "fl-round",
+                            "model_length": 20_000,
+                            "redundancy": 4,
+                            "pools": 2,
+                            "pace_s": 0.05,
+                            "max_retries": 2,
+                        },
                         "run": {"commit_timeout_s": 15, "gap_check_s": 2.0},
                     }
                 )
