@@ -44,6 +44,7 @@ def lag_and_answer(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     return column(sent, "t_sent") - column(sent, "t_scheduled"), column(sent, "t_acked") - column(sent, "t_sent")
 
 
+@pytest.mark.solo  # the open model's lag is held to 50 ms: a second test beside it on a busy machine decides that
 def test_open_mode_keeps_the_schedule_while_every_answer_takes_200_ms_and_closed_mode_does_not(chain, tmp_path):
     with FaultProxy(chain.url, Faults(answer_delay_s=ANSWER_S)) as proxy:
         opened, open_rows = execute(experiment(proxy.url, "open", 10_000), tmp_path / "open")
