@@ -131,7 +131,7 @@ class Settling:
                     # watcher stalled on a large block hears the next ones on time, and the
                     # look-up's own time would add the stall to the latency
                     heard = self.s.heard.get(f.inclusion.block_number, f.inclusion.t_observed)
-                    row.include(dataclasses.replace(f.inclusion, t_observed=min(heard, f.inclusion.t_observed)))
+                    row.include(dataclasses.replace(f.inclusion, t_observed=heard))
                     self.s._finish_included(row)
             elif f.pending:
                 row.error = "still in a node's pool when the phase ended"
