@@ -42,7 +42,7 @@ class SenderActor:
         return True
 
     async def setup(self, specs: list[WorkerSpec], endpoints: list[str], mnemonic: str, watcher: ray.actor.ActorHandle) -> list[str]:
-        from loadgen.accounts import MnemonicSource, derive_account
+        from loadgen.config.accounts import MnemonicSource, derive_account
 
         source = MnemonicSource("driver", mnemonic)
         keys = [bytes(derive_account(source, s.key_index).key) for s in specs]

@@ -37,11 +37,11 @@ import pyarrow.parquet as pq
 import ray
 
 from actors.signer import Signer, sign_with
-from loadgen import config
-from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chains.chain import connect, fund
 from loadgen.chains.devnet import DEV_MNEMONIC
 from loadgen.chains.fees import resolve_fees
+from loadgen.config import schema as config
+from loadgen.config.accounts import MnemonicSource, derive_account
 from loadgen.engine.run import Run
 from loadgen.engine.session import embedded_network
 from loadgen.report.audit import audit, chain_hashes

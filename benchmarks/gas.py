@@ -16,10 +16,10 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.logs import DISCARD
 
-from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chains import contracts
 from loadgen.chains.chain import connect, send_transaction, wait_receipts
 from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.config.accounts import MnemonicSource, derive_account
 from loadgen.workloads.fl_round import model
 from loadgen.workloads.fl_round.protocol import Coordinator, PoolMember
 

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loadgen import config
+from loadgen.config import schema as config
 from loadgen.engine.run import Run
 
 

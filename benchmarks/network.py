@@ -25,12 +25,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 
-from loadgen import config
 from loadgen.chains import clients
 from loadgen.chains.devnet import DEV_MNEMONIC
 from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings
+from loadgen.common.paths import REPO_ROOT
+from loadgen.config import schema as config
 from loadgen.engine.run import Run
-from loadgen.paths import REPO_ROOT
 
 WORKERS = 40
 REVEAL_S = 15.0

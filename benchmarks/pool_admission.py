@@ -23,9 +23,9 @@ from pathlib import Path
 
 import ray
 
-from loadgen import config
 from loadgen.chains.devnet import DEV_MNEMONIC
 from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings, TxpoolSettings
+from loadgen.config import schema as config
 from loadgen.engine.run import Run
 
 REFUSED = "Discarding underpriced transaction"

@@ -30,7 +30,7 @@ import ray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.e2e import cpu_seconds, memory_mb
-from loadgen import config
+from loadgen.config import schema as config
 from loadgen.engine.progress import Progress
 from loadgen.engine.run import Run
 

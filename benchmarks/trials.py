@@ -25,8 +25,8 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loadgen import config
-from loadgen.jsonfile import read_json
+from loadgen.common.jsonfile import read_json
+from loadgen.config import schema as config
 from loadgen.study.sweep import Sweep
 
 

@@ -1,5 +1,5 @@
 """MkDocs hooks (mkdocs.yml `hooks:`): the configuration reference is generated from the config
-models when the guide is built (loadgen/config_reference.py), in place of its marker in
+models when the guide is built (loadgen/config/reference.py), in place of its marker in
 docs/configuration.md. A configuration page without the marker fails the build."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import warnings
 
 with warnings.catch_warnings():  # web3's own imports warn about websockets; not the guide's business
     warnings.simplefilter("ignore", DeprecationWarning)
-    import loadgen.config  # noqa: F401  (imported here, under the filter: it imports web3)
-    from loadgen.config_reference import MARKER, markdown
+    import loadgen.config.schema  # noqa: F401  (imported here, under the filter: it imports web3)
+    from loadgen.config.reference import MARKER, markdown
 
 PAGE = "configuration.md"
 

@@ -5,10 +5,10 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chains import contracts
 from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.config.accounts import MnemonicSource, derive_account
 from loadgen.workloads.fl_round.protocol import Coordinator, PoolMember
 from tests.support.runs import local_ray
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from loadgen import config
-from loadgen.config_reference import sections
+from loadgen.common.errors import UserError
+from loadgen.config import schema as config
+from loadgen.config.reference import sections
 from loadgen.engine.preview import preview
-from loadgen.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

@@ -19,7 +19,7 @@ from web3.exceptions import TimeExhausted, Web3RPCError
 from web3.middleware import ExtraDataToPOAMiddleware
 from web3.types import RPCEndpoint, TxParams, TxReceipt
 
-from loadgen.errors import ChainStalled, UserError
+from loadgen.common.errors import ChainStalled, UserError
 
 if TYPE_CHECKING:
     from eth_typing import ChecksumAddress

@@ -13,8 +13,8 @@ import subprocess
 from pathlib import Path
 
 from loadgen.chains.nodeproc import binary_from_env
-from loadgen.errors import ToolMissing
-from loadgen.paths import REPO_ROOT
+from loadgen.common.errors import ToolMissing
+from loadgen.common.paths import REPO_ROOT
 
 GO_MODULE = REPO_ROOT / "chains" / "geth" / "go.mod"
 GOQUORUM_ENV = "LOADGEN_GOQUORUM"

@@ -19,8 +19,8 @@ from web3 import Web3
 from web3.contract import Contract
 
 from loadgen.chains.chain import send_transaction
-from loadgen.errors import ToolMissing
-from loadgen.paths import REPO_ROOT
+from loadgen.common.errors import ToolMissing
+from loadgen.common.paths import REPO_ROOT
 
 if TYPE_CHECKING:
     from loadgen.chains.fees import Fees

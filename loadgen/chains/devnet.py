@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loadgen.chains.nodeproc import NodeProcess, answers, binary_from_env, wait_until
-from loadgen.errors import ToolMissing, UserError
-from loadgen.paths import REPO_ROOT
+from loadgen.common.errors import ToolMissing, UserError
+from loadgen.common.paths import REPO_ROOT
 
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 DEFAULT_CHAIN_ID = 1337

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from statistics import median_low
 from typing import TYPE_CHECKING, Literal
 
-from loadgen.errors import ConfigError
+from loadgen.common.errors import ConfigError
 
 if TYPE_CHECKING:
     from web3 import Web3

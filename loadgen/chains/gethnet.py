@@ -18,12 +18,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chains.consensus import CONSENSUS, FORKS, Consensus, NodeIdentity, NodePorts
 from loadgen.chains.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC, free_port
 from loadgen.chains.nodeproc import NodeProcess, answers, rpc_call, wait_until
-from loadgen.errors import UserError
-from loadgen.jsonfile import write_json
+from loadgen.common.errors import UserError
+from loadgen.common.jsonfile import write_json
+from loadgen.config.accounts import MnemonicSource, derive_account
 
 # A 32 kB chunk transaction takes ~0.56M gas and a block must stay under the eth protocol's
 # 10 MiB message cap to reach the other nodes: 100M gas is about 6 MB of chunks per block.

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
-from loadgen.errors import ToolMissing
+from loadgen.common.errors import ToolMissing
 
 
 def binary_from_env(variable: str, what: str) -> Path | None:

@@ -20,9 +20,9 @@ import subprocess
 from pathlib import Path
 
 from loadgen.chains.contracts import Artifact
-from loadgen.errors import ConfigError, ToolMissing
-from loadgen.jsonfile import write_json
-from loadgen.paths import REPO_ROOT
+from loadgen.common.errors import ConfigError, ToolMissing
+from loadgen.common.jsonfile import write_json
+from loadgen.common.paths import REPO_ROOT
 
 COMPILE_SCRIPT = REPO_ROOT / "contracts" / "compile.mjs"
 SETTINGS_SCRIPT = REPO_ROOT / "contracts" / "settings.mjs"

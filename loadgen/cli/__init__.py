@@ -9,8 +9,8 @@ from typing import Any, NoReturn
 
 from loadgen import __version__
 from loadgen.cli import devnet, estimate, imports, report, run, search, sweep
+from loadgen.common.errors import UserError
 from loadgen.engine import signals
-from loadgen.errors import UserError
 
 INTERNAL_ERROR = 3
 COMMANDS = {"run": run, "search": search, "sweep": sweep, "report": report, "estimate": estimate, "import": imports, "devnet": devnet}

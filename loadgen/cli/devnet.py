@@ -7,17 +7,17 @@ import argparse
 import time
 from pathlib import Path
 
-from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chains import contracts
 from loadgen.chains.chain import connect, probe
 from loadgen.chains.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC
 from loadgen.chains.fees import Fees
 from loadgen.chains.gethnet import TXPOOL_DEFAULTS, GethNetwork
 from loadgen.cli import types
-from loadgen.config import DevnetConfig, TxpoolConfig
+from loadgen.common.errors import ConfigError
+from loadgen.config.accounts import MnemonicSource, derive_account
+from loadgen.config.schema import DevnetConfig, TxpoolConfig
 from loadgen.engine import signals
 from loadgen.engine.session import embedded_network
-from loadgen.errors import ConfigError
 from loadgen.workloads.fl_round import model
 from loadgen.workloads.fl_round.protocol import Coordinator, PoolMember, play_round
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from loadgen import config
 from loadgen.cli import types
 from loadgen.cli.display import Display
 from loadgen.cli.report import summary_table
+from loadgen.config import schema as config
 from loadgen.engine.metrics import DEFAULT_PORT
 from loadgen.engine.preview import preview
 from loadgen.engine.run import Run

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 import pyarrow as pa
 import ray
@@ -14,31 +14,19 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from web3 import Web3
 
 from actors.blocks import BlockRow
-from actors.endpoints import EndpointEvent, in_turn
+from actors.endpoints import EndpointEvent
 from actors.sender_actor import SenderActor
 from actors.stats import SenderStats, WatcherLag
-from actors.watcher import Reorg, WatcherActor
-from loadgen.accounts import MnemonicSource
+from actors.watcher import Reorg
 from loadgen.chains.fees import Fees
+from loadgen.config.accounts import MnemonicSource
 from loadgen.engine.ledger import PhaseLedger
 from loadgen.engine.plan import PhaseSpec, RunPlan
 from loadgen.engine.sending import Sending
+from loadgen.engine.watchers import NodeWatchers, each, node_slots
 from loadgen.workloads.base import Payload
 
-WATCH_POLL_S = 0.05
 STOP_GRACE_S = 3.0  # an interrupted or failed run: what was sent gets this long to land
-
-
-def node_slots(n_wanted: int | None) -> list[str]:
-    """Node ids for the actors: as many per node as it has CPUs, interleaved across nodes."""
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    per_node = [[n["NodeID"]] * max(int(n["Resources"].get("CPU", 1)), 1) for n in nodes]
-    width = max(len(g) for g in per_node)
-    padded = [g + [""] * (width - len(g)) for g in per_node]
-    slots = [nid for group in zip(*padded, strict=True) for nid in group if nid]
-    if n_wanted is None:
-        return slots
-    return [slots[i % len(slots)] for i in range(n_wanted)]
 
 
 @dataclass
@@ -66,17 +54,6 @@ class _PhaseRun:
     trial: int
 
 
-def _each(refs: list[ray.ObjectRef]) -> list[Any]:
-    """Each answer, or None where the actor is lost."""
-    answers = []
-    for ref in refs:
-        try:
-            answers.append(ray.get(ref))
-        except ray.exceptions.RayActorError:
-            answers.append(None)
-    return answers
-
-
 class SenderFleet:
     def __init__(self, run_id: str, chain_id: int, fees: Fees, sending: Sending, spares: int = 1) -> None:
         self.run_id = run_id
@@ -89,13 +66,10 @@ class SenderFleet:
         # instead of starting a process (2 s on a quiet machine, tens of seconds on a busy one,
         # while the lost actor's slots wait)
         self._spare: dict[str, list[ray.actor.ActorHandle]] = {}
-        self.watchers: dict[str, ray.actor.ActorHandle] = {}  # Ray node id → the node's block watcher
+        self._watchers = NodeWatchers(sending, [], [])
         self.slots: list[str] = []  # actor → the Ray node it lives on
         self.endpoints: list[str] = []
-        self._watching: list[ray.ObjectRef] = []  # the watchers' starts, placed by ``start``
         self._addresses: list[str] | None = None  # the workers', once ``ready`` set them up
-        self._handed: dict[str, int] = {}  # watcher's node → the last block it handed over
-        self._last_block: int | None = None  # the newest block handed to the driver
         self._new_run()
 
     def _new_run(self) -> None:
@@ -111,17 +85,12 @@ class SenderFleet:
         what the watchers saw between the runs is nobody's."""
         self.run_id, self.fees = run_id, fees
         self._new_run()
-        for node_id, report in zip(list(self.watchers), _each([w.take.remote() for w in self.watchers.values()]), strict=True):
-            if report is None:  # lost since the last run
-                self._replace_watcher(node_id)
-            elif report.blocks:
-                self._handed[node_id] = report.blocks[-1].number
-                self._last_block = max(self._last_block or 0, report.blocks[-1].number)
-        renewed = _each([a.renew.remote(run_id, self.chain_id, fees, self.sending) for a in self.actors])
+        self._follow(self._watchers.take().replaced)
+        renewed = each([a.renew.remote(run_id, self.chain_id, fees, self.sending) for a in self.actors])
         for a in [a for a, ok in enumerate(renewed) if ok is None]:  # lost since the last run: start sets the new one up
             self._respawn(a)
         for node_id, spares in self._spare.items():
-            answers = _each([s.renew.remote(run_id, self.chain_id, fees, self.sending) for s in spares])
+            answers = each([s.renew.remote(run_id, self.chain_id, fees, self.sending) for s in spares])
             self._spare[node_id] = [s for s, ok in zip(spares, answers, strict=True) if ok is not None]
             self._stock(node_id)
 
@@ -134,10 +103,7 @@ class SenderFleet:
         if (slots, endpoints) != (self.slots, self.endpoints):
             self.shutdown()
             self.slots, self.endpoints = slots, endpoints
-            self.watchers, self._handed, self._last_block = {}, {}, None
-            for node_id in sorted(set(self.slots), key=self.slots.index):
-                self.watchers[node_id] = self._new_watcher(node_id)
-            self._watching = [w.start.remote() for w in self.watchers.values()]
+            self._watchers = NodeWatchers(self.sending, endpoints, sorted(set(slots), key=slots.index))
             self.actors = [self._new_actor(self.slots[a]) for a in range(n_actors)]
             for node_id in self.watchers:
                 self._stock(node_id)
@@ -148,8 +114,7 @@ class SenderFleet:
         """Waits for what ``start`` placed and sets the workers up, once a run: answers their
         addresses, as the actors derived them."""
         if self._addresses is None:
-            ray.get(self._watching)  # the senders follow their node's watcher from the start
-            self._watching = []
+            self._watchers.started()  # the senders follow their node's watcher from the start
             answers: list[list[str]] = ray.get(self._setups(range(len(self.actors))))
             addresses = [""] * len(self.plan.workers)
             for a, got in enumerate(answers):
@@ -158,17 +123,10 @@ class SenderFleet:
             self._addresses = addresses
         return self._addresses
 
-    def _new_watcher(self, node_id: str) -> ray.actor.ActorHandle:
-        # its own endpoint first; the others, in turn, are where it goes when that one stops
-        # answering: the watch endpoints, then the ones the run sends to
-        watch = list(self.sending.watch_endpoints) or self.endpoints
-        followed = in_turn(watch, watch[len(self.watchers) % len(watch)])
-        followed += [url for url in self.endpoints if url not in followed]
-        strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
-        # (@ray.remote made both actor classes ActorClasses, but mypy does not apply class decorators)
-        return WatcherActor.options(scheduling_strategy=strategy).remote(  # type: ignore[attr-defined]
-            followed, WATCH_POLL_S, self.sending.failover_after, self.sending.confirmations
-        )
+    @property
+    def watchers(self) -> dict[str, ray.actor.ActorHandle]:
+        """Ray node id → the node's block watcher."""
+        return self._watchers.by_node
 
     def _new_actor(self, node_id: str) -> ray.actor.ActorHandle:
         strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
@@ -211,7 +169,7 @@ class SenderFleet:
     def prepare(self, phase: PhaseSpec, payload: Payload) -> list[int]:
         """Signs ahead before the phase's start time is set. An actor lost since the last phase
         is replaced first (nothing of this phase to rebuild); answers which were."""
-        answers: list[dict[int, int] | None] = _each([a.prepare_phase.remote(phase, payload) for a in self.actors])
+        answers: list[dict[int, int] | None] = each([a.prepare_phase.remote(phase, payload) for a in self.actors])
         revived = [a for a, got in enumerate(answers) if got is None]
         for a in revived:
             self._revive(a)
@@ -268,9 +226,7 @@ class SenderFleet:
         alive = node_slots(None)
         if self.slots[a] not in alive:
             self.slots[a] = alive[a % len(alive)]
-        if self.slots[a] not in self.watchers:
-            self.watchers[self.slots[a]] = self._new_watcher(self.slots[a])
-            ray.get(self.watchers[self.slots[a]].start.remote(None if self._last_block is None else self._last_block + 1))
+        self._watchers.on(self.slots[a])
         with contextlib.suppress(Exception):
             ray.kill(self.actors[a])
         spare = self._spare_on(self.slots[a])
@@ -286,7 +242,7 @@ class SenderFleet:
         tables: list[pa.Table] = []
         events: list[EndpointEvent] = []
         totals = self._lost_totals
-        for a, answer in enumerate(_each([a.collect.remote() for a in self.actors])):
+        for a, answer in enumerate(each([a.collect.remote() for a in self.actors])):
             if answer is None:
                 continue
             table, stats, seen = answer
@@ -295,44 +251,14 @@ class SenderFleet:
                 tables.append(table)
             totals += stats
             events += seen
-        # every watcher sees the same chain (each drains its own list): each block once, as the first watcher has it
-        seen_blocks: dict[int, BlockRow] = {}
-        lags: list[WatcherLag] = []
-        reorgs: list[Reorg] = []
-        receipts: dict[str, str] = {}
-        for node_id, report in zip(list(self.watchers), _each([w.take.remote() for w in self.watchers.values()]), strict=True):
-            if report is None:
-                self._replace_watcher(node_id)
-                continue
-            events += report.events
-            lags.append(report.lag)
-            reorgs += report.reorgs
-            if report.receipts is not None:
-                receipts[report.receipts[0]] = report.receipts[1]
-            if report.blocks:
-                self._handed[node_id] = report.blocks[-1].number
-            for b in report.blocks:
-                if (self._last_block is None or b.number > self._last_block) and b.number not in seen_blocks:
-                    seen_blocks[b.number] = b
-        blocks = [seen_blocks[n] for n in sorted(seen_blocks)]
-        if blocks:
-            self._last_block = blocks[-1].number
-        lag = WatcherLag(max((lag.blocks for lag in lags), default=0), max((lag.seconds for lag in lags), default=0.0))
-        return Collected(tables, totals, lag, blocks, sorted(events, key=lambda e: e.t), reorgs, receipts)
+        news = self._watchers.take()
+        self._follow(news.replaced)
+        return Collected(tables, totals, news.lag, news.blocks, sorted(events + news.events, key=lambda e: e.t), news.reorgs, news.receipts)
 
-    def _replace_watcher(self, node_id: str) -> None:
-        """A lost watcher's successor starts from the block after the last one handed over, and
-        the node's senders follow it."""
-        with contextlib.suppress(Exception):
-            ray.kill(self.watchers[node_id])
-        del self.watchers[node_id]
-        if node_id not in node_slots(None):
-            return  # the node is gone with its senders: replacing those places a watcher where they go
-        self.watchers[node_id] = watcher = self._new_watcher(node_id)
-        # from after the last block the lost one handed over: its senders saw nothing later
-        last = self._handed.pop(node_id, self._last_block)
-        ray.get(watcher.start.remote(None if last is None else last + 1))
-        _each([self.actors[a].follow.remote(watcher) for a, n in enumerate(self.slots) if n == node_id])
+    def _follow(self, node_ids: list[str]) -> None:
+        """The senders of nodes whose watcher was replaced follow the new one."""
+        for node_id in node_ids:
+            each([self.actors[a].follow.remote(self.watchers[node_id]) for a, n in enumerate(self.slots) if n == node_id])
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Workers stop at their next slot; what they had sent gets ``grace_s`` to land."""
@@ -349,10 +275,9 @@ class SenderFleet:
 
     def shutdown(self) -> None:
         self.idle()
-        with contextlib.suppress(Exception):
-            ray.get([w.stop.remote() for w in self.watchers.values()], timeout=10)
+        self._watchers.stop()
         spares = [s for node in self._spare.values() for s in node]
-        for handle in self.actors + spares + list(self.watchers.values()):
+        for handle in self.actors + spares:
             with contextlib.suppress(Exception):
                 ray.kill(handle)
-        self.actors, self.watchers, self.slots, self._spare = [], {}, [], {}
+        self.actors, self.slots, self._spare = [], [], {}

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from actors.stats import SenderStats, WatcherLag
-from loadgen.config import Experiment
+from loadgen.config.schema import Experiment
 from loadgen.engine.diagnosis import PhaseOutcome, diagnose
 from loadgen.engine.fleet import BlockRow, SenderFleet
 from loadgen.engine.ledger import PhaseLedger

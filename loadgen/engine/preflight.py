@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 from web3 import Web3
 from web3.types import TxParams, Wei
 
+from loadgen.common.errors import UserError
 from loadgen.engine.plan import PhaseSpec, WorkerSpec
-from loadgen.errors import UserError
 from loadgen.workloads.base import Call, Payload
 
 GAS_HEADROOM = 1.3  # over the node's estimate of the first transaction: later ones may cost a little more

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from loadgen.config import Experiment
+from loadgen.config.schema import Experiment
 from loadgen.engine.capacity import BUSY_TARGET, SENDER_CPU_PER_TX_S, actors_for
 from loadgen.engine.plan import RunPlan
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import ray
 
+from loadgen.common.errors import UserError
 from loadgen.engine import signals
-from loadgen.errors import UserError
 
 RAY_CONNECT_S = 5.0
 SIGNAL_SLICE_S = 0.05

@@ -25,13 +25,14 @@ from typing import Any
 import ray
 
 from loadgen import __version__
-from loadgen import config as config_mod
-from loadgen.accounts import MnemonicSource, mnemonic_source
 from loadgen.chains.devnet import DEV_MNEMONIC
-from loadgen.config import Experiment
+from loadgen.common.errors import ConfigError, UserError
+from loadgen.config import schema as config_mod
+from loadgen.config.accounts import MnemonicSource, mnemonic_source
+from loadgen.config.schema import Experiment
 from loadgen.engine import signals
 from loadgen.engine.capacity import GeneratorLoad, judge
-from loadgen.engine.fleet import STOP_GRACE_S, SenderFleet, node_slots
+from loadgen.engine.fleet import STOP_GRACE_S, SenderFleet
 from loadgen.engine.metrics import DEFAULT_PORT, RunMetrics
 from loadgen.engine.phases import LoadTally, PhaseRunner, RunContext, StopEarly
 from loadgen.engine.plan import RunPlan
@@ -42,7 +43,7 @@ from loadgen.engine.session import ChainSession
 from loadgen.engine.stage import RunStage, worker_addresses
 from loadgen.engine.store import RunStore
 from loadgen.engine.verdict import EXIT_CODES, Offered, judge_run
-from loadgen.errors import ConfigError, UserError
+from loadgen.engine.watchers import node_slots
 from loadgen.report.summary import summarize_file
 from loadgen.workloads.fl_round.protocol import CoordinatorFailed
 

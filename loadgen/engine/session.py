@@ -16,16 +16,16 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.types import RPCEndpoint
 
-from loadgen.accounts import MnemonicSource, derive_account, mnemonic_source
 from loadgen.chains.chain import ChainInfo, Funding, connect, fund, probe
 from loadgen.chains.consensus import CLIENT_CONSENSUS, CONSENSUS
 from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.chains.fees import Fees, resolve_fees
 from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings
 from loadgen.chains.nodeproc import rpc_call
-from loadgen.config import CLIQUE_CONFIRMATIONS, ChainConfig, DevnetConfig, Experiment
-from loadgen.errors import ConfigError
-from loadgen.paths import REPO_ROOT
+from loadgen.common.errors import ConfigError
+from loadgen.common.paths import REPO_ROOT
+from loadgen.config.accounts import MnemonicSource, derive_account, mnemonic_source
+from loadgen.config.schema import CLIQUE_CONFIRMATIONS, ChainConfig, DevnetConfig, Experiment
 
 
 def targets_file(name: str) -> Path | None:

@@ -13,15 +13,15 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.types import TxReceipt
 
-from loadgen.accounts import derive_account
 from loadgen.chains.chain import send_transaction
 from loadgen.chains.contracts import Artifact, calldata, deploy
 from loadgen.chains.fees import Fees
+from loadgen.common.errors import ConfigError, UserError
+from loadgen.config.accounts import derive_account
 from loadgen.engine.plan import PhaseSpec, RunPlan, key_index
 from loadgen.engine.rig import Rig
 from loadgen.engine.session import ChainSession
 from loadgen.engine.store import RunStore
-from loadgen.errors import ConfigError, UserError
 from loadgen.workloads.base import Payload, Timed
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from loadgen.common.jsonfile import write_json
 from loadgen.engine.schema import BLOCK_SCHEMA, TX_SCHEMA, TXPOOL_SCHEMA
-from loadgen.jsonfile import write_json
 
 MAX_PENDING_ROWS = 50_000
 

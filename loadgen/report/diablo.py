@@ -20,9 +20,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from loadgen.common.errors import UserError
 from loadgen.engine.schema import TX_SCHEMA
 from loadgen.engine.store import RunStore
-from loadgen.errors import UserError
 from loadgen.report.summary import summarize
 
 CAVEATS = (

@@ -14,10 +14,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from loadgen.common.errors import UserError
 from loadgen.engine.profile import RateProfile
 from loadgen.engine.schema import STATUSES
 from loadgen.engine.store import finalize
-from loadgen.errors import UserError
 
 SUMMARY_COLUMNS = ["status", "latency_s", "t_scheduled", "t_sent", "t_acked", "t_included", "resends", "recovered", "attempt", "late_s"]
 
@@ -172,7 +172,7 @@ def load_run(run_dir: Path) -> tuple[pa.Table, dict[str, Any], dict[str, Any]]:
 
 def planned_rate(manifest: dict[str, Any]) -> RateProfile | None:
     """The profile the run's workload asked for, read back from its resolved config."""
-    from loadgen import config
+    from loadgen.config import schema as config
 
     try:
         return config.from_dict(manifest["config"]).plugin.planned_rate()

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadgen.errors import UserError
+from loadgen.common.errors import UserError
 from loadgen.workloads.fl_round.model import chunk_count
 
 STUDY_PACE_S = 0.25

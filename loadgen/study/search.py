@@ -37,16 +37,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loadgen import config as config_mod
-from loadgen.accounts import MnemonicSource
-from loadgen.config import Experiment
+from loadgen.common.errors import UserError
+from loadgen.common.jsonfile import read_json, write_json
+from loadgen.config import schema as config_mod
+from loadgen.config.accounts import MnemonicSource
+from loadgen.config.schema import Experiment
 from loadgen.engine.progress import Progress
 from loadgen.engine.ray_cluster import ray_session
 from loadgen.engine.rig import Rig
 from loadgen.engine.run import Run
 from loadgen.engine.session import shared
-from loadgen.errors import UserError
-from loadgen.jsonfile import read_json, write_json
 from loadgen.study.answer import too_small
 from loadgen.study.bisection import Bisection, SearchState, Trial, can_still_pass, probes_left, verdict
 

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadgen.config import Experiment
+from loadgen.common.errors import UserError
+from loadgen.common.jsonfile import read_json, write_json
+from loadgen.config.schema import Experiment
 from loadgen.engine.ray_cluster import ray_session
 from loadgen.engine.rig import Rig
 from loadgen.engine.run import Run
 from loadgen.engine.session import shared
-from loadgen.errors import UserError
-from loadgen.jsonfile import read_json, write_json
 from loadgen.study.search import KEYS_PER_TRIAL, Search, trial_key_offset
 
 # a search rarely runs more than a few dozen trials: its keys stay in a range of their own

@@ -22,8 +22,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
+from loadgen.config.strict import Strict
 from loadgen.engine.plan import PhaseSpec, WorkerSpec
-from loadgen.strict import Strict
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount

@@ -24,10 +24,10 @@ from pydantic import Field, field_validator, model_validator
 
 from loadgen.chains import contracts
 from loadgen.chains.contracts import Artifact
+from loadgen.common.errors import ConfigError
+from loadgen.common.paths import REPO_ROOT
+from loadgen.config.strict import Strict
 from loadgen.engine.plan import PhaseSpec, WorkerSpec
-from loadgen.errors import ConfigError
-from loadgen.paths import REPO_ROOT
-from loadgen.strict import Strict
 from loadgen.workloads.base import Call, Payload, Stage
 from loadgen.workloads.rate import RateDriven, RateDrivenConfig, rate_phase
 from loadgen.workloads.registry import register

@@ -7,9 +7,9 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, model_validator
 
+from loadgen.config.strict import Strict
 from loadgen.engine import profile as profiles
 from loadgen.engine.plan import PhaseSpec, constant_rate, profiled
-from loadgen.strict import Strict
 from loadgen.workloads.base import MAX_WORKERS, MIN_INTERVAL_S, Workload, WorkloadConfig, within_bounds
 
 

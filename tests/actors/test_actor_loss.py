@@ -14,8 +14,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from loadgen import config
 from loadgen.chains.chain import connect
+from loadgen.config import schema as config
 from loadgen.engine.rig import Rig
 from loadgen.engine.run import Run
 from tests.support.faults import FaultProxy, Faults

@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from loadgen import config
 from loadgen.chains.chain import connect
+from loadgen.config import schema as config
 from tests.support.faults import FaultProxy, Faults
 from tests.support.runs import assert_the_chain_agrees, execute, fl_experiment, statuses
 

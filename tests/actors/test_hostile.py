@@ -9,8 +9,8 @@ import time
 import pyarrow as pa
 import pytest
 
-from loadgen import config
 from loadgen.chains.chain import connect
+from loadgen.config import schema as config
 from tests.support.faults import HOSTILE, SLOW_S, FaultProxy, Faults
 from tests.support.runs import assert_the_chain_agrees, execute, statuses
 

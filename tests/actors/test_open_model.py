@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pytest
 
 from loadgen.chains.chain import connect
-from loadgen.jsonfile import read_json
+from loadgen.common.jsonfile import read_json
 from loadgen.report.html import rate
 from tests.support.faults import FaultProxy, Faults
 from tests.support.runs import assert_one_row_per_attempt, assert_the_chain_agrees, execute, fl_experiment, statuses

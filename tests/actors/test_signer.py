@@ -10,9 +10,9 @@ import pytest
 from eth_account import Account
 
 from actors.signer import Signer
-from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.config.accounts import MnemonicSource, derive_account
 from loadgen.workloads.fl_round.model import random_model
 
 

@@ -11,7 +11,7 @@ from eth_account import Account
 from loadgen.chains import devnet as devnet_mod
 from loadgen.chains.chain import connect, probe, send_transaction
 from loadgen.chains.devnet import Devnet, DevnetSettings
-from loadgen.errors import ToolMissing
+from loadgen.common.errors import ToolMissing
 from tests.support.runs import children_of_a_killed_parent, pid_alive
 
 

@@ -9,12 +9,12 @@ import pytest
 from web3.exceptions import MethodUnavailable, Web3RPCError
 
 from actors.signer import Signer, sign_with
-from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.chains.fees import Fees, resolve_fees
 from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings
-from loadgen.errors import ConfigError
+from loadgen.common.errors import ConfigError
+from loadgen.config.accounts import MnemonicSource, derive_account
 
 GWEI = 10**9
 TO = bytes.fromhex("5FbDB2315678afecb367f032d93F642f64180aa3")

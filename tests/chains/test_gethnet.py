@@ -16,8 +16,6 @@ from eth_keyfile import keyfile
 from web3 import Web3
 from web3.exceptions import Web3RPCError
 
-from loadgen import config
-from loadgen.accounts import derive_account, mnemonic_source
 from loadgen.chains import clients, gethnet
 from loadgen.chains.chain import build_transaction, connect, probe, submit, wait_receipts
 from loadgen.chains.consensus import ISTANBUL_DIGEST, Clique, Ibft, NodeIdentity, Qbft, Raft
@@ -25,9 +23,11 @@ from loadgen.chains.devnet import DEV_MNEMONIC
 from loadgen.chains.fees import Fees
 from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings, TxpoolSettings
 from loadgen.chains.nodeproc import rpc_call
+from loadgen.common.errors import ChainStalled, ToolMissing
+from loadgen.config import schema as config
+from loadgen.config.accounts import derive_account, mnemonic_source
 from loadgen.engine.progress import Progress
 from loadgen.engine.run import Run
-from loadgen.errors import ChainStalled, ToolMissing
 from loadgen.study.search import Search
 from tests.support.runs import (
     assert_one_row_per_attempt,

@@ -14,11 +14,11 @@ from eth_hash.auto import keccak
 from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
-from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chains import contracts, solc
 from loadgen.chains.chain import connect, send_transaction
 from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.errors import ConfigError
+from loadgen.common.errors import ConfigError
+from loadgen.config.accounts import MnemonicSource, derive_account
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "contracts" / "src"

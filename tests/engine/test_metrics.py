@@ -271,7 +271,7 @@ def test_the_endpoint_moved_while_the_run_went(scraped_run):
 @pytest.mark.slow
 def test_no_worker_address_or_key_in_metrics(scraped_run):
     text = scraped_run["scrapes"][-1].lower()
-    from loadgen.accounts import MnemonicSource, derive_account
+    from loadgen.config.accounts import MnemonicSource, derive_account
 
     for i in range(1, 5):
         account = derive_account(MnemonicSource("t", DEV_MNEMONIC), i)

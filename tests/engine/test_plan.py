@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from loadgen import config
+from loadgen.config import schema as config
 from loadgen.workloads.fl_round import workload as fl_round
 
 pytestmark = pytest.mark.unit

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from loadgen import config
 from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.common.errors import UserError
+from loadgen.config import schema as config
 from loadgen.engine.preflight import PhaseRefused, judge
-from loadgen.errors import UserError
 from loadgen.workloads.fl_round.workload import reveal_gas
 from tests.support.runs import assert_the_chain_agrees, execute, fl_experiment, local_ray, statuses
 
@@ -76,7 +76,7 @@ def test_a_fixed_gas_limit_under_the_calldata_floor_is_refused_before_a_chunk_is
     assert "phase reveal" in message and "GasFloorMoreThanGasLimit" in message and "chain.gas_limit" in message
     assert isinstance(refused.value, UserError)  # the CLI's one line and exit 2
     # the workers' commitments went; not one reveal did
-    from loadgen.accounts import MnemonicSource, derive_account
+    from loadgen.config.accounts import MnemonicSource, derive_account
 
     source = MnemonicSource("test", DEV_MNEMONIC)
     nonces = [w3.eth.get_transaction_count(derive_account(source, 1 + 41_000 + i).address) for i in range(2)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loadgen import config
+from loadgen.config import schema as config
 from loadgen.engine import profile as profiles
 from loadgen.report.summary import planned_rate
 

@@ -13,12 +13,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from loadgen import config
-from loadgen.accounts import derive_account, mnemonic_source
 from loadgen.chains import contracts
 from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.errors import ConfigError
+from loadgen.common.errors import ConfigError
+from loadgen.config import schema as config
+from loadgen.config.accounts import derive_account, mnemonic_source
 from tests.support.faults import FaultProxy, Faults
 from tests.support.runs import execute, fl_experiment, local_ray, statuses
 
@@ -282,9 +282,9 @@ def test_sigkill_keeps_the_flushed_rows_readable(tmp_path):
 
 @pytest.mark.chaos
 def test_a_coordinator_transaction_that_never_lands_is_a_one_line_error(chain):
-    from loadgen.accounts import MnemonicSource, derive_account
     from loadgen.chains.chain import send_transaction
-    from loadgen.errors import ChainStalled
+    from loadgen.common.errors import ChainStalled
+    from loadgen.config.accounts import MnemonicSource, derive_account
 
     account = derive_account(MnemonicSource("t", DEV_MNEMONIC), 0)
     faults = Faults(drop_every=1, drop_resends=True, exempt=set())  # the node loses the coordinator's too

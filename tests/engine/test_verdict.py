@@ -100,7 +100,7 @@ def test_the_terminal_table_says_invalid_and_why():
 
 
 def test_a_dry_run_says_how_many_actors_the_rate_needs_and_warns_when_the_machine_has_fewer(monkeypatch):
-    from loadgen.config import from_dict
+    from loadgen.config.schema import from_dict
     from loadgen.engine import preview as preview_mod
 
     def dry_run(rate_tps: float, cores: int, cluster: bool = False) -> list[str]:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from loadgen.errors import UserError
+from loadgen.common.errors import UserError
 from loadgen.study.estimate import STUDY_ROWS, YEAR, ModelRow, human, pace_from, parse_row, training_seconds
 
 CNN, BERT, GPT3 = STUDY_ROWS

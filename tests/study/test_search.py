@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from loadgen import cli, config
+from loadgen import cli
 from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.config import schema as config
 from loadgen.study.answer import rounded_up
 from loadgen.study.bisection import verdict, wilson
 from loadgen.study.search import Search

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from loadgen import config
 from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.errors import UserError
+from loadgen.common.errors import UserError
+from loadgen.config import schema as config
 from loadgen.study.sweep import Sweep, parse_vary
 from tests.support.faults import FaultProxy, Faults
 from tests.support.runs import local_ray

@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from loadgen import config
 from loadgen.chains.chain import connect
+from loadgen.config import schema as config
 from loadgen.engine.progress import Progress
 from loadgen.engine.run import Run, RunResult
 from loadgen.engine.schema import TX_SCHEMA

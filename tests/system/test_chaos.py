@@ -16,10 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from loadgen import config
 from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEV_MNEMONIC
 from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings
+from loadgen.config import schema as config
 from loadgen.engine.progress import Progress
 from loadgen.engine.run import Run
 from loadgen.engine.verdict import EXIT_CODES

@@ -11,8 +11,8 @@ import pytest
 from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEV_MNEMONIC
 from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings
+from loadgen.common.errors import ConfigError
 from loadgen.engine.plan import HeadThenPaced
-from loadgen.errors import ConfigError
 from loadgen.workloads.fl_round.workload import Round
 from tests.support.runs import assert_one_row_per_attempt, assert_the_chain_agrees, execute, fl_experiment, local_ray, statuses
 

@@ -13,11 +13,11 @@ import ray
 import yaml
 from web3.contract import Contract
 
-from loadgen import config
 from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.errors import ConfigError
-from loadgen.jsonfile import read_json
+from loadgen.common.errors import ConfigError
+from loadgen.common.jsonfile import read_json
+from loadgen.config import schema as config
 from loadgen.workloads import WORKLOADS
 from tests.support.runs import assert_one_row_per_attempt, assert_the_chain_agrees, execute
 
@@ -58,7 +58,7 @@ def deployed(url: str, experiment: config.Experiment, result) -> Contract:
 @pytest.mark.unit
 def test_every_built_in_workload_is_registered():
     assert {"fl-round", "array-copy", "contract-call", "transfer"} <= set(WORKLOADS)
-    assert len(list(EXAMPLES.glob("*.yaml"))) >= 5  # each is loaded, checked and planned in test_config
+    assert len(list(EXAMPLES.glob("*.yaml"))) >= 5  # each is loaded, checked and planned in tests/config/test_schema.py
 
 
 @pytest.mark.chain

@@ -24,7 +24,7 @@ from web3.types import TxReceipt
 from loadgen.chains import contracts
 from loadgen.chains.chain import build_transaction, send_transaction, submit, wait_receipts
 from loadgen.chains.fees import Fees
-from loadgen.errors import UserError
+from loadgen.common.errors import UserError
 from loadgen.workloads.fl_round import model
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from loadgen.chains import contracts
+from loadgen.common.errors import ConfigError
 from loadgen.engine.plan import PhaseSpec, WorkerSpec, head_then_paced, paced
-from loadgen.errors import ConfigError
 from loadgen.workloads.base import (
     MAX_WORKERS,
     MIN_INTERVAL_S,

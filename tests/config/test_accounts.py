@@ -15,10 +15,10 @@ from eth_account import Account
 from prometheus_client import generate_latest
 from ray.util import state
 
-from loadgen.accounts import MnemonicSource, derive_account
 from loadgen.chains.chain import connect
 from loadgen.chains.devnet import Devnet, DevnetSettings, free_port
 from loadgen.cli import main
+from loadgen.config.accounts import MnemonicSource, derive_account
 from loadgen.engine.run import Run
 from tests.support.runs import fl_experiment
 

@@ -17,7 +17,7 @@ from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
 from eth_account.hdaccount.mnemonic import Language, Mnemonic
 from eth_account.signers.local import LocalAccount
 
-from loadgen.errors import UserError
+from loadgen.common.errors import UserError
 
 DERIVATION_PATH = "m/44'/60'/0'/0/{index}"
 

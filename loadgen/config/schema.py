@@ -24,10 +24,10 @@ from loadgen.chains.gethnet import (
     TXPOOL_DEFAULTS,
     TxpoolSettings,
 )
+from loadgen.common.errors import ConfigError, UserError
+from loadgen.config.strict import Strict, is_model, members_of, tag_of
 from loadgen.engine.plan import RunPlan, assign_workers
 from loadgen.engine.sending import Sending
-from loadgen.errors import ConfigError, UserError
-from loadgen.strict import Strict, is_model, members_of, tag_of
 from loadgen.workloads import WORKLOADS, WorkloadConfig, workload_of
 from loadgen.workloads import Workload as WorkloadPlugin
 

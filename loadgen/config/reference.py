@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from loadgen.strict import is_model, members_of, tag_of
+from loadgen.config.strict import is_model, members_of, tag_of
 
 MARKER = "<!-- configuration reference -->"
 _SCALARS = {int: "integer", float: "number", str: "string", bool: "true or false"}
@@ -156,10 +156,10 @@ def _table(rows_: list[Row]) -> list[str]:
 def sections() -> tuple[dict[str, list[Row]], dict[str, Union_]]:
     """The reference's sections: the file's top level, chain, run and one per workload kind;
     and the tagged unions their keys hold, by tag."""
-    from loadgen.config import ChainConfig, Experiment, RunConfig, _current
+    from loadgen.config.schema import ChainConfig, Experiment, RunConfig, _current
     from loadgen.workloads import WORKLOADS
 
-    model = _current()  # with any workload registered since loadgen.config was imported
+    model = _current()  # with any workload registered since loadgen.config.schema was imported
     unions: dict[str, Union_] = {}
     top = [Row(k, _type_text(f.annotation), _default(f), _cell(f.description or "")) for k, f in model.model_fields.items() if k == "name"]
     out = {"top level": top, "chain": rows(ChainConfig, "chain.", unions), "run": rows(RunConfig, "run.", unions)}

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loadgen import config
+from loadgen.common.errors import ConfigError
+from loadgen.common.paths import REPO_ROOT as REPO
+from loadgen.config import schema as config
 from loadgen.engine.session import embedded_network
-from loadgen.errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
 FL = {"kind": "fl-round", "model_length": 10_000, "pace_s": 0.5}
 
 

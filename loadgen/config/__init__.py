@@ -1,0 +1,1 @@
+"""What a user gives loadgen: the experiment's YAML schema, its reference page, and the keys."""
