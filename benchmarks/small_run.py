@@ -58,8 +58,9 @@ def name_of(pid: int) -> str:
     if words[0].startswith("ray::"):
         return words[0].split(".")[0]
     tool = Path(words[0]).name
-    if tool.startswith("python") and len(words) > 1:
-        return "python " + (words[2] if words[1] == "-m" and len(words) > 2 else Path(words[1]).name)
+    args = [w for w in words[1:] if w != "-u"]
+    if tool.startswith("python") and args:
+        return "python " + (args[1] if args[0] == "-m" and len(args) > 1 else Path(args[0]).name)
     return tool
 
 
@@ -68,7 +69,8 @@ def sample(skip: set[int], cpu: dict[int, float], names: dict[int, str]) -> None
         if entry.name.isdigit() and int(entry.name) not in skip:
             pid = int(entry.name)
             cpu[pid] = cpu_of(pid) or cpu.get(pid, 0.0)
-            names.setdefault(pid, name_of(pid))
+            if not names.get(pid, "").startswith("ray::"):  # a Ray worker names itself once it hosts an actor
+                names[pid] = name_of(pid)
 
 
 def one_run(config_file: Path, urls: list[str], out: Path, nodes: list[int], sets: list[str], processes: bool) -> dict:

@@ -299,7 +299,12 @@ class GethNetwork:
         self.consensus.after_peered(self.urls)
         heads = [int(rpc_call(u, "eth_blockNumber"), 16) for u in self.urls]
         if not wait_until(lambda: self.consensus.producing(self.urls, heads), deadline - time.monotonic(), 0.1, alive):
-            self._fail(self.consensus.not_producing, alive())
+            # what each node had then: a stall (no head moved) reads apart from a split (heads
+            # moving apart, peers lost)
+            state = ", ".join(
+                f"node {i} head {answers(u, 'eth_blockNumber')} peers {answers(u, 'net_peerCount')}" for i, u in enumerate(self.urls)
+            )
+            self._fail(f"{self.consensus.not_producing} ({state})", alive())
 
     def _fail(self, what: str, alive: bool) -> None:
         culprit = next((i for i, n in enumerate(self._nodes) if not n.alive), 0)
