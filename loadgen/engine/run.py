@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,7 @@ class Run:
                 stack.callback(self.on_event, "stopping Ray" + (" and the devnet…" if session.embedded else "…"))
             plan = self.experiment.plan(session.endpoints, len(node_slots(self.experiment.run.actors)))
             self.plan = plan
-            self._check_gas(plan)
+            self._check_gas(plan, session.info.block_gas_limit)
             self.metrics.init_series(session.endpoints, [p.name for p in plan.phases])
             self.store = RunStore(self.dir)
             stack.callback(self.store.close)
@@ -147,10 +148,11 @@ class Run:
                 fleet.start(plan, session.endpoints, session.source)
                 self.addresses = worker_addresses(session, plan, run.key_offset)  # as the actors derive them (checked when ready)
                 if session.fees.worst_case_per_gas() or any(p.value_wei for p in plan.phases):
-                    self._fund(plan)
+                    self._fund(plan, session)
                 context = RunContext(
                     self.experiment, workload, session, plan, self.store, fleet, self.metrics, self.addresses, self.manifest,
-                    self.records, self.run_id, self.trial, self.started, self.on_event, self.on_progress, self.should_stop, self._fund,
+                    self.records, self.run_id, self.trial, self.started, self.on_event, self.on_progress, self.should_stop,
+                    partial(self._fund, session=session),
                 )  # fmt: skip
                 self.runner = runner = PhaseRunner(context)
                 stage = RunStage(
@@ -239,9 +241,8 @@ class Run:
         self.on_event(f"Prometheus metrics at {self.metrics_url}")
         self.metrics.set_trial(self.trial, interval_s)
 
-    def _check_gas(self, plan: RunPlan) -> None:
-        assert self.session is not None
-        limit = self.session.info.block_gas_limit
+    @staticmethod
+    def _check_gas(plan: RunPlan, limit: int) -> None:
         for phase in plan.phases:
             if phase.gas_fixed and phase.gas_limit > limit:
                 raise ConfigError(
@@ -250,19 +251,18 @@ class Run:
                     "lower chain.gas_limit (or the workload's transaction size)",
                 )
 
-    def _fund(self, plan: RunPlan) -> None:
+    def _fund(self, plan: RunPlan, session: ChainSession) -> None:
         """Every worker needs ether for its worst case: every slot it may use (retries included)
         at its phase's gas limit and fee, plus the value it sends."""
-        assert self.session is not None
-        per_gas = self.session.fees.worst_case_per_gas()
+        per_gas = session.fees.worst_case_per_gas()
         worst = max(
             plan.epochs * sum(p.worst_case_slots(w.worker) * (p.gas_limit * per_gas + p.value_wei) for p in plan.phases)
             for w in plan.workers
         )
-        funding = self.session.fund(self.addresses, worst)
+        funding = session.fund(self.addresses, worst)
         self.manifest["funding"] = funding.to_dict()
         self.on_event(
-            f"{self.session.fees.tx_type} fees: the funder {funding.funder} topped up {funding.topped_up} of {len(self.addresses)} workers"
+            f"{session.fees.tx_type} fees: the funder {funding.funder} topped up {funding.topped_up} of {len(self.addresses)} workers"
         )
 
     def _stop(self, grace_s: float = STOP_GRACE_S) -> None:
