@@ -86,6 +86,7 @@ def report_page(run_dir) -> str:
     return (run_dir / "report.html").read_text()
 
 
+@pytest.mark.solo  # its lag p90 is held to 50 ms too: 86 ms with a second test file beside it and a CPU hog
 def test_late_refusals_are_sent_again_and_every_count_matches_the_chain(chain, tmp_path):
     faults = Faults(answer_delay_s=ANSWER_S, reject_every=10, reject_once=True)
     with FaultProxy(chain.url, faults) as proxy:
