@@ -5,7 +5,7 @@ the batches of rows and blocks they hand back. This is where the driver starts `
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import cast
 
 import pyarrow as pa
@@ -13,17 +13,15 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from web3 import Web3
 
-from actors.blocks import BlockRow
 from actors.endpoints import EndpointEvent
 from actors.sender_actor import SenderActor
-from actors.stats import SenderStats, WatcherLag
-from actors.watcher import Reorg
+from actors.stats import SenderStats
 from loadgen.chains.fees import Fees
 from loadgen.config.accounts import MnemonicSource
 from loadgen.engine.ledger import PhaseLedger
 from loadgen.engine.plan import PhaseSpec, RunPlan
 from loadgen.engine.sending import Sending
-from loadgen.engine.watchers import NodeWatchers, each, node_slots
+from loadgen.engine.watchers import NodeWatchers, WatcherNews, each, node_slots
 from loadgen.workloads.base import Payload
 
 STOP_GRACE_S = 3.0  # an interrupted or failed run: what was sent gets this long to land
@@ -31,16 +29,13 @@ STOP_GRACE_S = 3.0  # an interrupted or failed run: what was sent gets this long
 
 @dataclass
 class Collected:
-    """One collection round: the final rows, the actors' counters summed, the new blocks, and
-    the endpoints that went down or came back (as each actor and watcher saw it)."""
+    """One collection round: the final rows, the actors' counters summed, the endpoints that
+    went down or came back (as each actor and watcher saw it), and the watchers' news."""
 
     tables: list[pa.Table]
     totals: SenderStats
-    lag: WatcherLag  # the slowest watcher's: its senders decide last
-    blocks: list[BlockRow] = field(default_factory=list)
-    events: list[EndpointEvent] = field(default_factory=list)
-    reorgs: list[Reorg] = field(default_factory=list)
-    receipts: dict[str, str] = field(default_factory=dict)  # endpoint a watcher reads → how it reads receipts
+    events: list[EndpointEvent]
+    watched: WatcherNews
 
 
 @dataclass(frozen=True)
@@ -253,7 +248,7 @@ class SenderFleet:
             events += seen
         news = self._watchers.take()
         self._follow(news.replaced)
-        return Collected(tables, totals, news.lag, news.blocks, sorted(events + news.events, key=lambda e: e.t), news.reorgs, news.receipts)
+        return Collected(tables, totals, sorted(events + news.events, key=lambda e: e.t), news)
 
     def _follow(self, node_ids: list[str]) -> None:
         """The senders of nodes whose watcher was replaced follow the new one."""

@@ -16,7 +16,7 @@ import pyarrow as pa
 from actors.stats import SenderStats, WatcherLag
 from loadgen.config.schema import Experiment
 from loadgen.engine.diagnosis import PhaseOutcome, diagnose
-from loadgen.engine.fleet import BlockRow, SenderFleet
+from loadgen.engine.fleet import SenderFleet
 from loadgen.engine.ledger import PhaseLedger
 from loadgen.engine.metrics import RunMetrics
 from loadgen.engine.plan import PhaseSpec, RunPlan
@@ -26,6 +26,7 @@ from loadgen.engine.ray_cluster import wait_interruptibly
 from loadgen.engine.session import ChainSession
 from loadgen.engine.store import RunStore, blocks_table, txpool_table
 from loadgen.engine.timed import timed_actions
+from loadgen.engine.watchers import BlockRow
 from loadgen.workloads import Workload
 from loadgen.workloads.base import Payload, Timed
 
@@ -195,37 +196,37 @@ class PhaseRunner:
         for table in got.tables:
             for sink in sinks:
                 sink.add(table)
-        self.ctx.metrics.actor_stats(got.totals, got.lag)
+        self.ctx.metrics.actor_stats(got.totals, got.watched.lag)
         self.ctx.metrics.endpoints(got.events)
         for e in got.events:
             self.ctx.on_event(e.line())
             self.ctx.records.setdefault("endpoint_events", []).append(
                 {"t": _iso(e.t), "endpoint": e.endpoint, "up": e.up, "reason": e.reason}
             )
-        self._totals, self._watcher_lag = got.totals, got.lag
+        self._totals, self._watcher_lag = got.totals, got.watched.lag
         # how far behind the chain the watchers read at worst: the senders decide nothing
         # missing until they caught up, so a large lag shows in the drain, not in the rows
-        self.ctx.records["watcher_lag_max_blocks"] = max(self.ctx.records.get("watcher_lag_max_blocks", 0), got.lag.blocks)
-        self.ctx.records["watcher_lag_max_s"] = max(self.ctx.records.get("watcher_lag_max_s", 0.0), got.lag.seconds)
+        self.ctx.records["watcher_lag_max_blocks"] = max(self.ctx.records.get("watcher_lag_max_blocks", 0), got.watched.lag.blocks)
+        self.ctx.records["watcher_lag_max_s"] = max(self.ctx.records.get("watcher_lag_max_s", 0.0), got.watched.lag.seconds)
         known = self.ctx.records.setdefault("watcher_receipts", {})
-        for url, how in got.receipts.items():
+        for url, how in got.watched.receipts.items():
             if how == "hash" and known.get(url) != how:
                 self.ctx.on_event(
                     f"the block watcher reads {url}'s receipts one transaction at a time (it serves neither "
                     "eth_getBlockReceipts nor GraphQL): it falls behind blocks of thousands; start geth/GoQuorum with --graphql"
                 )
             known[url] = how
-        for r in got.reorgs:
+        for r in got.watched.reorgs:
             self.ctx.on_event(
                 f"the chain replaced {r.depth} block(s) from {r.number} that the watcher had read with "
                 f"{self.ctx.fleet.sending.confirmations} confirmation(s): their rows may name blocks it no longer has; "
                 f"raise chain.confirmations above {r.depth}"
             )
             self.ctx.records.setdefault("reorgs", []).append({"t": _iso(r.t), "block": r.number, "depth": r.depth})
-        self._phase_blocks += got.blocks
-        if got.blocks:
-            self.ctx.store.blocks.add(blocks_table(self.ctx.run_id, self.ctx.trial, got.blocks))
-            self.ctx.metrics.blocks(got.blocks)
+        self._phase_blocks += got.watched.blocks
+        if got.watched.blocks:
+            self.ctx.store.blocks.add(blocks_table(self.ctx.run_id, self.ctx.trial, got.watched.blocks))
+            self.ctx.metrics.blocks(got.watched.blocks)
         pools = self.ctx.session.txpools()
         self.ctx.metrics.txpools(pools)
         if pools:
