@@ -20,8 +20,9 @@ from loadgen.chains.fees import Fees
 from loadgen.config.accounts import MnemonicSource
 from loadgen.engine.ledger import PhaseLedger
 from loadgen.engine.plan import PhaseSpec, RunPlan
+from loadgen.engine.ray_cluster import each, node_slots
 from loadgen.engine.sending import Sending
-from loadgen.engine.watchers import NodeWatchers, WatcherNews, each, node_slots
+from loadgen.engine.watchers import NodeWatchers, WatcherNews
 from loadgen.workloads.base import Payload
 
 STOP_GRACE_S = 3.0  # an interrupted or failed run: what was sent gets this long to land

@@ -1,5 +1,6 @@
 """Joining Ray: a private local Ray unless told otherwise, a cluster's token only where it is
-asked for, and waits a signal can interrupt."""
+asked for, waits a signal can interrupt, the nodes actors are placed on and answers from actors
+that may be lost."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import ray
 
@@ -143,3 +145,26 @@ def _token_auth(address: str | None) -> Iterator[None]:
         yield
     finally:
         os.environ.pop("RAY_AUTH_MODE", None)  # this process's next local Ray decides afresh
+
+
+def node_slots(n_wanted: int | None) -> list[str]:
+    """Node ids for the actors: as many per node as it has CPUs, interleaved across nodes."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    per_node = [[n["NodeID"]] * max(int(n["Resources"].get("CPU", 1)), 1) for n in nodes]
+    width = max(len(g) for g in per_node)
+    padded = [g + [""] * (width - len(g)) for g in per_node]
+    slots = [nid for group in zip(*padded, strict=True) for nid in group if nid]
+    if n_wanted is None:
+        return slots
+    return [slots[i % len(slots)] for i in range(n_wanted)]
+
+
+def each(refs: list[ray.ObjectRef]) -> list[Any]:
+    """Each answer, or None where the actor is lost."""
+    answers = []
+    for ref in refs:
+        try:
+            answers.append(ray.get(ref))
+        except ray.exceptions.RayActorError:
+            answers.append(None)
+    return answers

@@ -38,13 +38,12 @@ from loadgen.engine.metrics import DEFAULT_PORT, RunMetrics
 from loadgen.engine.phases import LoadTally, PhaseRunner, RunContext, StopEarly
 from loadgen.engine.plan import RunPlan
 from loadgen.engine.progress import Progress
-from loadgen.engine.ray_cluster import ray_session, reachable
+from loadgen.engine.ray_cluster import node_slots, ray_session, reachable
 from loadgen.engine.rig import Rig
 from loadgen.engine.session import ChainSession
 from loadgen.engine.stage import RunStage, worker_addresses
 from loadgen.engine.store import RunStore
 from loadgen.engine.verdict import EXIT_CODES, Offered, judge_run
-from loadgen.engine.watchers import node_slots
 from loadgen.report.summary import summarize_file
 from loadgen.workloads.fl_round.protocol import CoordinatorFailed
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -14,32 +13,10 @@ from actors.blocks import BlockRow
 from actors.endpoints import EndpointEvent, in_turn
 from actors.stats import WatcherLag
 from actors.watcher import Reorg, WatcherActor
+from loadgen.engine.ray_cluster import each, node_slots
 from loadgen.engine.sending import Sending
 
 WATCH_POLL_S = 0.05
-
-
-def node_slots(n_wanted: int | None) -> list[str]:
-    """Node ids for the actors: as many per node as it has CPUs, interleaved across nodes."""
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    per_node = [[n["NodeID"]] * max(int(n["Resources"].get("CPU", 1)), 1) for n in nodes]
-    width = max(len(g) for g in per_node)
-    padded = [g + [""] * (width - len(g)) for g in per_node]
-    slots = [nid for group in zip(*padded, strict=True) for nid in group if nid]
-    if n_wanted is None:
-        return slots
-    return [slots[i % len(slots)] for i in range(n_wanted)]
-
-
-def each(refs: list[ray.ObjectRef]) -> list[Any]:
-    """Each answer, or None where the actor is lost."""
-    answers = []
-    for ref in refs:
-        try:
-            answers.append(ray.get(ref))
-        except ray.exceptions.RayActorError:
-            answers.append(None)
-    return answers
 
 
 @dataclass
