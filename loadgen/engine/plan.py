@@ -24,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
+from loadgen.common.errors import ConfigError
 from loadgen.engine.profile import RateProfile
 
 
@@ -159,6 +160,16 @@ class RunPlan:
 
     def workers_of(self, actor: int) -> list[WorkerSpec]:
         return [w for w in self.workers if w.actor == actor]
+
+    def check_gas(self, block_gas_limit: int) -> None:
+        """A phase whose fixed gas no block holds is refused before anything is sent."""
+        for phase in self.phases:
+            if phase.gas_fixed and phase.gas_limit > block_gas_limit:
+                raise ConfigError(
+                    "chain.gas_limit",
+                    f"{phase.name} transactions need {phase.gas_limit:,} gas but a block holds {block_gas_limit:,}",
+                    "lower chain.gas_limit (or the workload's transaction size)",
+                )
 
 
 def key_index(key_offset: int, worker: int) -> int:

@@ -53,6 +53,8 @@ def preview(experiment: Experiment, actors: int | None = None, cluster: bool = F
         where = f"an embedded {chain.devnet.client} network of {nodes} node(s), started for the run"
     n_actors = experiment.run.actors or actors or os.cpu_count() or 1
     plan = experiment.plan(endpoints, n_actors)
+    if not chain.endpoints:
+        plan.check_gas(chain.devnet.block_gas)
     lines = [
         f"experiment {experiment.name}: workload {experiment.workload.kind}, on {where}",
         f"{len(plan.workers)} workers in {min(n_actors, len(plan.workers))} sender actor(s), "

@@ -27,7 +27,7 @@ import ray
 
 from loadgen import __version__
 from loadgen.chains.devnet import DEV_MNEMONIC
-from loadgen.common.errors import ConfigError, UserError
+from loadgen.common.errors import UserError
 from loadgen.config import schema as config_mod
 from loadgen.config.accounts import MnemonicSource, mnemonic_source
 from loadgen.config.schema import Experiment
@@ -127,7 +127,7 @@ class Run:
                 stack.callback(self.on_event, "stopping Ray" + (" and the devnet…" if session.embedded else "…"))
             plan = self.experiment.plan(session.endpoints, len(node_slots(self.experiment.run.actors)))
             self.plan = plan
-            self._check_gas(plan, session.info.block_gas_limit)
+            plan.check_gas(session.info.block_gas_limit)
             self.metrics.init_series(session.endpoints, [p.name for p in plan.phases])
             self.store = RunStore(self.dir)
             stack.callback(self.store.close)
@@ -239,16 +239,6 @@ class Run:
         self.metrics_url = f"http://{self.metrics_addr}:{server.port}/metrics"
         self.on_event(f"Prometheus metrics at {self.metrics_url}")
         self.metrics.set_trial(self.trial, interval_s)
-
-    @staticmethod
-    def _check_gas(plan: RunPlan, limit: int) -> None:
-        for phase in plan.phases:
-            if phase.gas_fixed and phase.gas_limit > limit:
-                raise ConfigError(
-                    "chain.gas_limit",
-                    f"{phase.name} transactions need {phase.gas_limit:,} gas but a block holds {limit:,}",
-                    "lower chain.gas_limit (or the workload's transaction size)",
-                )
 
     def _fund(self, plan: RunPlan, session: ChainSession) -> None:
         """Every worker needs ether for its worst case: every slot it may use (retries included)

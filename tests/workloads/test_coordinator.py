@@ -50,6 +50,19 @@ def test_a_dry_run_refuses_a_pool_whose_election_no_block_of_the_devnet_holds():
     preview(from_dict(fl_on_devnet(redundancy=4, pools=2)))  # a round that fits passes
 
 
+@pytest.mark.unit
+def test_a_dry_run_refuses_transactions_whose_fixed_gas_no_block_of_the_devnet_holds():
+    def calls(gas_limit: int) -> dict:
+        return {
+            "chain": {"gas_limit": gas_limit, "devnet": {"client": "anvil", "block_gas_limit": SMALL_BLOCKS}},
+            "workload": {"kind": "array-copy", "array_size": 100, "rate_tps": 5, "duration_s": 2},
+        }
+
+    with pytest.raises(ConfigError, match=rf"'chain.gas_limit'.*need {SMALL_BLOCKS + 1:,} gas but a block holds {SMALL_BLOCKS:,}"):
+        preview(from_dict(calls(SMALL_BLOCKS + 1)))
+    preview(from_dict(calls(SMALL_BLOCKS)))  # a call a block holds passes
+
+
 @pytest.mark.chain
 def test_a_round_that_cannot_fit_is_refused_before_any_worker_sends(tmp_path, monkeypatch, capsys):
     with Devnet(DevnetSettings(block_time_s=0, block_gas_limit=SMALL_BLOCKS)) as node:
