@@ -11,6 +11,7 @@ random keys; their calldata names the worker and the item, so the node can tell 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import time
@@ -446,7 +447,9 @@ def test_an_accepted_transaction_never_included_is_dropped_after_the_commit_time
     assert set(node.receipt_lookups) == {r.tx_hash for r in rows}  # asked of the node before being called dropped
     assert all(r.block_number is None and math.isnan(r.t_included) and r.raw_body is None for r in rows)
     last_send = max(r.t_acked for r in rows)
-    assert last_send + 0.3 <= ran.finished < last_send + 0.6  # waited the timeout, and not much longer
+    # waited the timeout, and not for the watcher (it reads every block here: a wait for it would be
+    # settling's 10 s stall bound); a second of slack for a busy machine's scheduling
+    assert last_send + 0.3 <= ran.finished < last_send + 1.3
     assert not ran.sender.inflight
 
 
@@ -581,20 +584,45 @@ def lags(ran: Ran, worker: int = 0) -> list[float]:
 
 
 def test_open_mode_keeps_the_schedule_while_the_node_answers_late_and_closed_mode_does_not():
+    # the node answers nothing until all 12 are in: an open worker still sends each at its slot
+    # (a worker that waited for an answer would stall here until the 5 s escape below)
+    node = FakeNode()
+    all_in = asyncio.Event()
+    node.on_receive = lambda tx: all_in.set() if len(node.sends) == 12 else None
+    received_at_answer: list[int] = []
+
+    async def hold_the_answers(tx: Tx) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_in.wait(), 5)
+        received_at_answer.append(len(node.sends))
+
+    node.before_answer = hold_the_answers
+    opened = asyncio.run(drive(node, reveal(12), mode="open"))
+    assert received_at_answer[0] == 12  # the first answer left after the twelfth send arrived
     answer = 5 * PACE
-    opened = asyncio.run(drive(SlowNode(answer), reveal(12), mode="open"))
     closed = asyncio.run(drive(SlowNode(answer), reveal(12), mode="closed"))
-    assert max(lags(opened)) < 2 * PACE  # every transaction at its slot (a busy machine may add a few ms)
     assert max(lags(closed)) > 5 * answer  # each waits for the previous answer: the lag grows
+    assert min(r.t_acked - r.t_sent for r in closed.rows()) >= answer  # the answer time is recorded
     for ran in (opened, closed):
         rows = ran.rows()
         assert [r.status for r in rows] == ["committed"] * 12
-        assert min(r.t_acked - r.t_sent for r in rows) >= answer  # the answer time is recorded
         assert [r.nonce for r in rows] == list(range(FIRST_NONCE, FIRST_NONCE + 12))
 
 
 def test_open_mode_sends_a_late_refusal_again_as_the_same_bytes_and_later_ones_wait_behind_it():
-    node = SlowNode(4 * PACE, refuse=refuse_first((0, 1)))
+    item_4_in = asyncio.Event()
+
+    class RefusesLate(SlowNode):
+        """Answers item 1's refusal only once item 4 has arrived."""
+
+        async def send_raw(self, body: bytes, on_sent: Callable[[], None] | None = None) -> SendResult:
+            result = await super().send_raw(body, on_sent)
+            if not result.ok:
+                await asyncio.wait_for(item_4_in.wait(), 5)
+            return result
+
+    node = RefusesLate(4 * PACE, refuse=refuse_first((0, 1)))
+    node.on_receive = lambda tx: item_4_in.set() if tx.item == 4 else None
     ran = asyncio.run(drive(node, reveal(8), mode="open"))
     rows = ran.rows()
     assert_one_row_per_attempt_of(rows, planned=8)
@@ -603,9 +631,10 @@ def test_open_mode_sends_a_late_refusal_again_as_the_same_bytes_and_later_ones_w
     assert first.nonce == again.nonce == FIRST_NONCE + 1
     sent_twice = [tx.body for tx in node.sends if (tx.worker, tx.item) == (0, 1)]
     assert len(sent_twice) == 2 and sent_twice[0] == sent_twice[1]  # the very same bytes
-    # items 2, 3, … went out before the refusal came back: the retry took the next free slot
-    assert again.t_scheduled > first.t_scheduled + 4 * PACE
-    assert max(lags(ran)) < 2 * PACE
+    # items 2, 3 and 4 went out before the refusal came back: the retry took a later free slot
+    order = [tx.item for tx in node.sends]
+    assert order[:5] == [0, 1, 2, 3, 4] and order.index(1, 2) >= 5
+    assert again.t_scheduled >= first.t_scheduled + 4 * PACE - 1e-9
     committed = sorted(r.nonce for r in rows if r.status == "committed")
     assert committed == list(range(FIRST_NONCE, FIRST_NONCE + 8))  # contiguous: nothing lost, nothing twice
     assert ran.sender.workers[0].stuck is None and ran.sender.workers[0].nonce == FIRST_NONCE + 8
