@@ -526,7 +526,7 @@ def test_a_transaction_the_node_forgets_is_sent_again_as_it_was():
 
 def test_a_gap_that_never_fills_is_resent_a_bounded_number_of_times_then_dropped():
     node = FakeNode(lose=lambda n, tx: True)  # forgets every copy
-    ran = asyncio.run(drive(node, reveal(1), gap_check_s=0.05, commit_timeout_s=1.0))
+    ran = asyncio.run(drive(node, reveal(1), gap_check_s=0.05, commit_timeout_s=3.0))  # 5 re-sends take ~0.4 s: room for a busy machine
 
     assert len(node.sends) == 1 + MAX_RESENDS
     assert len({t.body for t in node.sends}) == 1
@@ -768,14 +768,15 @@ def behind_until_settling(node: FakeNode, delay_s: float = 0.3) -> Callable[[Sen
 
 def test_a_watcher_behind_at_the_deadline_is_waited_for_and_what_it_had_not_read_is_committed_in_time():
     node = FakeNode()
-    ran = asyncio.run(drive(node, reveal(3, workers=2), workers=2, commit_timeout_s=0.2, before=behind_until_settling(node)))
+    # a commit timeout a busy machine's scheduling cannot eat (the fake node mines every 5 ms)
+    ran = asyncio.run(drive(node, reveal(3, workers=2), workers=2, commit_timeout_s=1.0, before=behind_until_settling(node)))
 
     rows = ran.rows(0) + ran.rows(1)
     assert [r.status for r in rows] == ["committed"] * 6
-    assert all(math.isnan(r.late_s) for r in rows)  # mined, and announced, long before the deadline
-    assert all(r.t_included < r.t_acked + 0.2 for r in rows)
+    assert all(math.isnan(r.late_s) for r in rows)  # mined, and announced, before the deadline
+    assert all(r.t_included < r.t_acked + 1.0 for r in rows)  # dated when mined, not when the watcher read them
     assert node.receipt_lookups == []  # the watcher's blocks said it all
-    assert ran.finished - max(r.t_acked for r in rows) >= 0.2 + 0.3  # it waited for the watcher
+    assert ran.finished - max(r.t_acked for r in rows) >= 1.0 + 0.3  # it waited for the watcher
 
 
 def test_an_inclusion_after_the_deadline_keeps_its_block_and_is_marked_late():
@@ -793,7 +794,8 @@ def test_an_inclusion_after_the_deadline_keeps_its_block_and_is_marked_late():
 def test_a_resent_transaction_included_late_has_one_row_with_its_resend():
     node = FakeNode(lose=lambda n, tx: n == 2)
     node.hold = lambda: not settling(node.sender)
-    ran = asyncio.run(drive(node, reveal(3), commit_timeout_s=0.3, gap_check_s=0.1, before=behind_until_settling(node)))
+    # the gap check re-sends item 1 within a few rounds of 0.05 s; the 1 s timeout leaves a busy machine room for them
+    ran = asyncio.run(drive(node, reveal(3), commit_timeout_s=1.0, gap_check_s=0.1, before=behind_until_settling(node)))
 
     rows = ran.rows()
     assert [(r.chunk_index, r.attempt, r.status, r.resends) for r in rows] == [
@@ -866,7 +868,7 @@ def test_the_gap_check_asks_the_pending_nonce_and_looks_up_only_from_the_gap_on(
     # thousands wait at capacity: below the node's pending nonce every one is in the pool (or a
     # block) and is never asked about; the lost one and what waits behind it are
     node = FakeNode(mine=False, lose=lambda n, tx: n == 5)
-    ran = asyncio.run(drive(node, reveal(10), commit_timeout_s=0.6, gap_check_s=0.1))
+    ran = asyncio.run(drive(node, reveal(10), commit_timeout_s=2.0, gap_check_s=0.1))  # the gap is due 0.1 s after its send
 
     sent = {t.item: t.hash for t in node.sends}
     assert not {sent[i] for i in range(4)} & set(node.gap_lookups)  # below the gap: unasked
