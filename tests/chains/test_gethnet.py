@@ -15,6 +15,7 @@ import rlp
 from eth_keyfile import keyfile
 from web3 import Web3
 from web3.exceptions import Web3RPCError
+from web3.types import RPCEndpoint
 
 from loadgen.chains import clients, gethnet
 from loadgen.chains.chain import build_transaction, connect, probe, submit, wait_receipts
@@ -247,14 +248,16 @@ def test_loadgen_s_own_transactions_wait_for_room_in_a_full_pool(monkeypatch):
                 time.sleep(0.02)
             return start + 1
 
-        # a block has just been sealed: nine transfers fill the pool until the next one takes them
-        full_in = sealed()
+        # the sealer paused (no block can make room, however slow the machine): nine transfers fill the pool
+        w3.provider.make_request(RPCEndpoint("miner_stop"), [])
         for i in range(1, 10):
             w3.eth.send_raw_transaction(tx(i, 0))
         with pytest.raises(ChainStalled, match=r"\(transaction underpriced\): its pool stays full"):
             submit(w3, tx(10, 0), timeout_s=0.5)
+        full_at = w3.eth.block_number
+        w3.provider.make_request(RPCEndpoint("miner_start"), [])
         receipt = wait_receipts(w3, [submit(w3, tx(10, 0))])[0]
-        assert receipt["status"] == 1 and receipt["blockNumber"] >= full_in + 2  # after the block that made room
+        assert receipt["status"] == 1 and receipt["blockNumber"] >= full_at + 2  # after the block that made room
 
         # a nonce already taken at the same price: waiting cannot help, it fails at once
         sealed()
