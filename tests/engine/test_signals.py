@@ -123,8 +123,11 @@ def assert_nothing_left(tmp_path: Path) -> None:
 @pytest.mark.solo  # the drain is caught while something is in flight: a busy machine lets it pass first
 def test_a_signal_stops_sending_at_once_and_writes_everything(tmp_path, sig, moment):
     duration_s = 6 if moment == "draining" else 40
-    # blocks every 3 s while it drains: the last second's transactions are still in flight
-    config = transfer_config(tmp_path, duration_s, block_time_s=3 if moment == "draining" else 1)
+    # draining: a block every 30 s, so the phase (6 s, right after the block that funded the
+    # workers) ends long before the next one and the drain lasts the 10 s commit timeout: a
+    # collection a second is sure to see it, however busy the machine (with 3 s blocks the drain
+    # could be over before the next collection)
+    config = transfer_config(tmp_path, duration_s, block_time_s=30 if moment == "draining" else 1)
     proc = start_run(tmp_path, config)
     read_until(proc, moment)
     proc.send_signal(sig)
