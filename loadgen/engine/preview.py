@@ -43,7 +43,7 @@ def preview(experiment: Experiment, actors: int | None = None, cluster: bool = F
     workload.check()
     chain = experiment.chain
     if not chain.endpoints:  # the embedded network's blocks are known without starting it
-        workload.check_chain(chain.devnet.block_gas)
+        workload.check_chain(chain.devnet.block_gas)  # before the plan: a round no block holds may be huge
     if chain.endpoints:
         endpoints = list(chain.endpoints)
         where = f"{len(endpoints)} endpoint(s): {', '.join(endpoints)}"
@@ -53,7 +53,7 @@ def preview(experiment: Experiment, actors: int | None = None, cluster: bool = F
         where = f"an embedded {chain.devnet.client} network of {nodes} node(s), started for the run"
     n_actors = experiment.run.actors or actors or os.cpu_count() or 1
     plan = experiment.plan(endpoints, n_actors)
-    if not chain.endpoints:
+    if not chain.endpoints:  # as the run checks it once the plan exists
         plan.check_gas(chain.devnet.block_gas)
     lines = [
         f"experiment {experiment.name}: workload {experiment.workload.kind}, on {where}",
