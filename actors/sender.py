@@ -37,8 +37,6 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-import ray
-
 from actors.blocks import Inclusion
 from actors.collector import Collector, TxRow
 from actors.endpoints import Endpoints, in_turn
@@ -47,7 +45,7 @@ from actors.pacing import ClosedPacing, OpenPacing
 from actors.presign import Presigner
 from actors.recovery import Recovery, Resume
 from actors.rpc import ALREADY_THERE, RpcClient, RpcError, SendResult
-from actors.settling import Settling
+from actors.settling import InclusionFeed, Settling
 from actors.signer import SignedTx, Signer
 from actors.stats import SenderStats
 from loadgen.chains.fees import Fees
@@ -148,17 +146,17 @@ class Sender:
         await refresh_nonces(self.workers, self.clients)
         return [w.signer.address for w in self.workers]
 
-    def start_background(self, watcher: ray.actor.ActorHandle) -> None:
+    def start_background(self, feed: InclusionFeed) -> None:
         self._tasks = [
-            asyncio.create_task(self.settling.follow(watcher)),
+            asyncio.create_task(self.settling.follow(feed)),
             asyncio.create_task(self.gap_check.run(self.sending.gap_check_s)),
             asyncio.create_task(self.endpoints.keep_probing()),
         ]
 
-    def follow(self, watcher: ray.actor.ActorHandle) -> None:
-        """Reads inclusions from ``watcher`` from now on, from its first retained one."""
+    def follow(self, feed: InclusionFeed) -> None:
+        """Reads inclusions from ``feed`` from now on, from its first retained one."""
         self._tasks[0].cancel()
-        self._tasks[0] = asyncio.create_task(self.settling.follow(watcher))
+        self._tasks[0] = asyncio.create_task(self.settling.follow(feed))
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -1,16 +1,16 @@
-"""The sender as a Ray actor: hosts many workers as asyncio tasks; the driver sets it up, runs
-phases and collects its rows in batches."""
+"""The sender as an actor the driver places (a Ray actor, or an object of loadgen's own process):
+hosts many workers as asyncio tasks; the driver sets it up, runs phases and collects its rows in
+batches."""
 
 from __future__ import annotations
 
 import time
 
-import ray
-
 from actors.collector import Collector
 from actors.endpoints import EndpointEvent
 from actors.profiling import profiled
 from actors.sender import Sender
+from actors.settling import InclusionFeed
 from actors.stats import SenderStats
 from loadgen.chains.fees import Fees
 from loadgen.engine.ledger import WorkerRecord
@@ -19,17 +19,16 @@ from loadgen.engine.sending import Sending
 from loadgen.workloads.base import Payload
 
 
-@ray.remote(max_concurrency=1000)  # type: ignore[call-overload]  # ray's overloads omit actor options
 class SenderActor:
     """Hosts many workers. The driver sets it up, runs phases and collects rows in batches."""
 
-    def __init__(self, run_id: str, chain_id: int, fees: Fees, sending: Sending) -> None:
+    def __init__(self, node: str, run_id: str, chain_id: int, fees: Fees, sending: Sending) -> None:
         Collector.warm_up()  # before any slot: never in the middle of the sending
+        self.node = node  # the host, as the rows name it
         self._new_sender(run_id, chain_id, fees, sending)
 
     def _new_sender(self, run_id: str, chain_id: int, fees: Fees, sending: Sending) -> None:
-        node = ray.get_runtime_context().get_node_id()[:12]
-        self.sender = Sender(run_id, node, chain_id, fees, sending)
+        self.sender = Sender(run_id, self.node, chain_id, fees, sending)
         self._cpu_base = time.process_time()  # the run's CPU counts from here
         self._cpu_mark = (self._cpu_base, time.monotonic())
 
@@ -41,13 +40,13 @@ class SenderActor:
         self._new_sender(run_id, chain_id, fees, sending)
         return True
 
-    async def setup(self, specs: list[WorkerSpec], endpoints: list[str], mnemonic: str, watcher: ray.actor.ActorHandle) -> list[str]:
+    async def setup(self, specs: list[WorkerSpec], endpoints: list[str], mnemonic: str, feed: InclusionFeed) -> list[str]:
         from loadgen.config.accounts import MnemonicSource, derive_account
 
         source = MnemonicSource("driver", mnemonic)
         keys = [bytes(derive_account(source, s.key_index).key) for s in specs]
         addresses = await self.sender.add_workers(specs, keys, endpoints)
-        self.sender.start_background(watcher)
+        self.sender.start_background(feed)
         return addresses
 
     async def prepare_phase(self, phase: PhaseSpec, payload: Payload) -> dict[int, int]:
@@ -73,9 +72,9 @@ class SenderActor:
         self.sender.collector.trial = trial
         return await self.sender.recover_phase(phase, payload, t0, commit_timeout_s, bases, known)
 
-    def follow(self, watcher: ray.actor.ActorHandle) -> None:
+    def follow(self, feed: InclusionFeed) -> None:
         """Reads inclusions from another watcher (the one before was lost)."""
-        self.sender.follow(watcher)
+        self.sender.follow(feed)
 
     async def collect(self) -> tuple[object, SenderStats, list[EndpointEvent]]:
         stats = self.sender.stats()

@@ -11,9 +11,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-import ray
+from typing import TYPE_CHECKING, Protocol
 
 from actors.collector import TxRow
 from actors.recovery import look_up
@@ -21,9 +19,17 @@ from actors.rpc import LOOKUP_BATCH, RpcError
 
 if TYPE_CHECKING:
     from actors.sender import Sender
+    from actors.watcher import Followed
 
 RECENT_INCLUSIONS = 50_000
 CATCH_UP_STALL_S = 10.0  # settling waits for a watcher behind the head as long as it reads a block this often
+
+
+class InclusionFeed(Protocol):
+    """The host's watcher as a sender follows it: the inclusions from a cursor on, or None when
+    the answer was lost on its way (the sender asks again)."""
+
+    async def inclusions_since(self, cursor: int) -> Followed | None: ...
 
 
 class Settling:
@@ -137,12 +143,11 @@ class Settling:
                 row.error = "still in a node's pool when the phase ended"
         return newest
 
-    async def follow(self, watcher: ray.actor.ActorHandle) -> None:
+    async def follow(self, feed: InclusionFeed) -> None:
         cursor = 0
         while True:
-            try:
-                followed = await watcher.inclusions_since.remote(cursor)
-            except ray.exceptions.RayError:  # the watcher failed to answer this once: ask again
+            followed = await feed.inclusions_since(cursor)
+            if followed is None:
                 await asyncio.sleep(0.5)
                 continue
             cursor = followed.cursor

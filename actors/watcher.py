@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import orjson
-import ray
 
 from actors.blocks import BlockReader, BlockRow, Inclusion
 from actors.endpoints import EndpointEvent, in_turn
@@ -339,23 +338,3 @@ class BlockWatcher:
         reorgs, self.reorgs = self.reorgs, []
         receipts = None if self.reader.receipts_via is None else (self.rpc.url, self.reader.receipts_via)
         return WatcherReport(blocks, events, self.lag(), reorgs, receipts)
-
-
-@ray.remote(num_cpus=0, max_concurrency=1000)  # type: ignore[call-overload]  # ray's overloads omit actor options
-class WatcherActor:
-    """The host's BlockWatcher as a Ray actor, pinned to its node by the driver."""
-
-    def __init__(self, endpoints: list[str], poll_interval_s: float, failover_after: int, confirmations: int = 0) -> None:
-        self.watcher = BlockWatcher(endpoints, poll_interval_s, failover_after=failover_after, confirmations=confirmations)
-
-    async def start(self, from_block: int | None = None) -> int:
-        return await self.watcher.start(from_block)
-
-    async def inclusions_since(self, cursor: int, wait_s: float = 0.5) -> Followed:
-        return await self.watcher.inclusions_since(cursor, wait_s)
-
-    async def take(self) -> WatcherReport:
-        return self.watcher.take()
-
-    async def stop(self) -> None:
-        await self.watcher.stop()

@@ -15,9 +15,15 @@ pytestmark = pytest.mark.unit
 
 PACKAGES = ("loadgen", "actors")
 # the typed records that cross Ray between the actors and the driver; only the modules that
-# start the actors (the fleet and its watchers) import more of ``actors/``
+# start the actors (the fleet, its watchers and their hosts) import more of ``actors/``
 CONTRACT = {"actors.stats"}
-STARTERS = {"loadgen.engine.fleet", "loadgen.engine.watchers"}
+STARTERS = {
+    "loadgen.engine.fleet",
+    "loadgen.engine.watchers",
+    "loadgen.engine.hosting.base",
+    "loadgen.engine.hosting.ray_host",
+    "loadgen.engine.hosting.in_process",
+}
 
 
 def _modules() -> dict[str, Path]:

@@ -150,7 +150,13 @@ Workload = _workload_union()
 class RunConfig(Strict):
     commit_timeout_s: float = Field(60.0, gt=0, description="after the last send, how long a transaction may take to be included")
     threshold: float = Field(0.85, ge=0, le=1, description="commit ratio the run must reach")
-    actors: int | None = Field(None, gt=0, description="sender actors; one per CPU of the cluster when absent")
+    hosting: Literal["auto", "ray", "process"] = Field(
+        "auto",
+        description="where the sender actors run: ray (actors on a Ray cluster, a private local one unless --ray-address), "
+        "process (loadgen's own process, no Ray: one core) or auto (process for a single run that needs one sender actor "
+        "and names no cluster, else ray)",
+    )
+    actors: int | None = Field(None, gt=0, description="sender actors; one per CPU of the cluster when absent (one in process hosting)")
     spare_actors: int = Field(
         1,
         ge=0,

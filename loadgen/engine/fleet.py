@@ -1,5 +1,5 @@
-"""The sender fleet: the Ray actors that host the workers, one block watcher per Ray node, and
-the batches of rows and blocks they hand back. This is where the driver starts ``actors/``.
+"""The sender fleet: the actors that host the workers, one block watcher per node, and the
+batches of rows and blocks they hand back. The host (Ray, or loadgen's own process) places them.
 """
 
 from __future__ import annotations
@@ -9,18 +9,15 @@ from dataclasses import dataclass
 from typing import cast
 
 import pyarrow as pa
-import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from web3 import Web3
 
 from actors.endpoints import EndpointEvent
-from actors.sender_actor import SenderActor
 from actors.stats import SenderStats
 from loadgen.chains.fees import Fees
 from loadgen.config.accounts import MnemonicSource
+from loadgen.engine.hosting.base import Handle, Host, Ref
 from loadgen.engine.ledger import PhaseLedger
 from loadgen.engine.plan import PhaseSpec, RunPlan
-from loadgen.engine.ray_cluster import each, node_slots
 from loadgen.engine.sending import Sending
 from loadgen.engine.watchers import NodeWatchers, WatcherNews
 from loadgen.workloads.base import Payload
@@ -51,26 +48,27 @@ class _PhaseRun:
 
 
 class SenderFleet:
-    def __init__(self, run_id: str, chain_id: int, fees: Fees, sending: Sending, spares: int = 1) -> None:
+    def __init__(self, host: Host, run_id: str, chain_id: int, fees: Fees, sending: Sending, spares: int = 1) -> None:
+        self.host = host
         self.run_id = run_id
         self.chain_id = chain_id
         self.fees = fees
         self.sending = sending
         self.spares = spares
-        self.actors: list[ray.actor.ActorHandle] = []
-        # Ray node id → sender processes started and idle: a lost actor's successor takes one
+        self.actors: list[Handle] = []
+        # node id → sender processes started and idle: a lost actor's successor takes one
         # instead of starting a process (2 s on a quiet machine, tens of seconds on a busy one,
         # while the lost actor's slots wait)
-        self._spare: dict[str, list[ray.actor.ActorHandle]] = {}
-        self._watchers = NodeWatchers(sending, [], [])
-        self.slots: list[str] = []  # actor → the Ray node it lives on
+        self._spare: dict[str, list[Handle]] = {}
+        self._watchers = NodeWatchers(host, sending, [], [])
+        self.slots: list[str] = []  # actor → the node it lives on
         self.endpoints: list[str] = []
         self._addresses: list[str] | None = None  # the workers', once ``ready`` set them up
         self._new_run()
 
     def _new_run(self) -> None:
         self.replaced = 0  # sender actors lost and replaced
-        self._phase_refs: list[ray.ObjectRef] = []
+        self._phase_refs: list[Ref] = []
         self._phase: _PhaseRun | None = None
         self._bases: dict[int, int] = {}
         self._stats_of: dict[int, SenderStats] = {}  # actor → its counters at the last collection
@@ -82,24 +80,24 @@ class SenderFleet:
         self.run_id, self.fees = run_id, fees
         self._new_run()
         self._follow(self._watchers.take().replaced)
-        renewed = each([a.renew.remote(run_id, self.chain_id, fees, self.sending) for a in self.actors])
+        renewed = self.host.each([a.renew.remote(run_id, self.chain_id, fees, self.sending) for a in self.actors])
         for a in [a for a, ok in enumerate(renewed) if ok is None]:  # lost since the last run: start sets the new one up
             self._respawn(a)
         for node_id, spares in self._spare.items():
-            answers = each([s.renew.remote(run_id, self.chain_id, fees, self.sending) for s in spares])
+            answers = self.host.each([s.renew.remote(run_id, self.chain_id, fees, self.sending) for s in spares])
             self._spare[node_id] = [s for s, ok in zip(spares, answers, strict=True) if ok is not None]
             self._stock(node_id)
 
     def start(self, plan: RunPlan, endpoints: list[str], source: MnemonicSource) -> None:
-        """Places the actors (one watcher per Ray node they use) without waiting for their
+        """Places the actors (one watcher per node they use) without waiting for their
         processes, which start while the driver deploys and opens the round; ``ready`` sets the
         workers up. Actors already placed as this plan needs are kept (a series of runs)."""
         n_actors = max(w.actor for w in plan.workers) + 1
-        slots = node_slots(n_actors)
+        slots = self.host.node_slots(n_actors)
         if (slots, endpoints) != (self.slots, self.endpoints):
             self.shutdown()
             self.slots, self.endpoints = slots, endpoints
-            self._watchers = NodeWatchers(self.sending, endpoints, sorted(set(slots), key=slots.index))
+            self._watchers = NodeWatchers(self.host, self.sending, endpoints, sorted(set(slots), key=slots.index))
             self.actors = [self._new_actor(self.slots[a]) for a in range(n_actors)]
             for node_id in self.watchers:
                 self._stock(node_id)
@@ -111,7 +109,7 @@ class SenderFleet:
         addresses, as the actors derived them."""
         if self._addresses is None:
             self._watchers.started()  # the senders follow their node's watcher from the start
-            answers: list[list[str]] = ray.get(self._setups(range(len(self.actors))))
+            answers: list[list[str]] = self.host.get(self._setups(range(len(self.actors))))
             addresses = [""] * len(self.plan.workers)
             for a, got in enumerate(answers):
                 for spec, address in zip(self.plan.workers_of(a), got, strict=True):
@@ -120,27 +118,21 @@ class SenderFleet:
         return self._addresses
 
     @property
-    def watchers(self) -> dict[str, ray.actor.ActorHandle]:
-        """Ray node id → the node's block watcher."""
+    def watchers(self) -> dict[str, Handle]:
+        """Node id → the node's block watcher."""
         return self._watchers.by_node
 
-    def _new_actor(self, node_id: str) -> ray.actor.ActorHandle:
-        strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
-        return SenderActor.options(num_cpus=0, scheduling_strategy=strategy).remote(  # type: ignore[attr-defined]
-            self.run_id, self.chain_id, self.fees, self.sending
-        )
+    def _new_actor(self, node_id: str) -> Handle:
+        return self.host.sender(node_id, self.run_id, self.chain_id, self.fees, self.sending)
 
-    def _spare_on(self, node_id: str) -> ray.actor.ActorHandle | None:
+    def _spare_on(self, node_id: str) -> Handle | None:
         """One of the node's spares, started (one still starting is further on than a new
         process), or None when none is left alive."""
         spares = self._spare.get(node_id, [])
         while spares:
             spare = spares.pop(0)
-            try:
-                ray.get(spare.__ray_ready__.remote())
+            if self.host.started(spare):
                 return spare
-            except ray.exceptions.RayActorError:
-                continue
         return None
 
     def _stock(self, node_id: str) -> None:
@@ -148,28 +140,29 @@ class SenderFleet:
         spares = self._spare.setdefault(node_id, [])
         spares += [self._new_actor(node_id) for _ in range(self.spares - len(spares))]
 
-    def _setups(self, actors: range | list[int]) -> list[ray.ObjectRef]:
-        # by reference: a small argument is inlined in the task's spec, which Ray keeps in its
-        # control store; a reference leaves the phrase in the object store of the nodes using it
-        phrase = ray.put(self.source.phrase())
-        return [self.actors[a].setup.remote(self.plan.workers_of(a), self.endpoints, phrase, self.watchers[self.slots[a]]) for a in actors]
+    def _setups(self, actors: range | list[int]) -> list[Ref]:
+        phrase = self.host.put(self.source.phrase())
+        return [
+            self.actors[a].setup.remote(self.plan.workers_of(a), self.endpoints, phrase, self.host.feed(self.watchers[self.slots[a]]))
+            for a in actors
+        ]
 
     @property
     def actor_ids(self) -> list[str]:
-        return [a._actor_id.hex() for a in self.actors]
+        return [self.host.actor_id(a) for a in self.actors]
 
     @property
-    def ray_nodes(self) -> int:
+    def nodes(self) -> int:
         return len(self.watchers)
 
     def prepare(self, phase: PhaseSpec, payload: Payload) -> list[int]:
         """Signs ahead before the phase's start time is set. An actor lost since the last phase
         is replaced first (nothing of this phase to rebuild); answers which were."""
-        answers: list[dict[int, int] | None] = each([a.prepare_phase.remote(phase, payload) for a in self.actors])
+        answers: list[dict[int, int] | None] = self.host.each([a.prepare_phase.remote(phase, payload) for a in self.actors])
         revived = [a for a, got in enumerate(answers) if got is None]
         for a in revived:
             self._revive(a)
-            answers[a] = cast(dict[int, int], ray.get(self.actors[a].prepare_phase.remote(phase, payload)))
+            answers[a] = cast(dict[int, int], self.host.get(self.actors[a].prepare_phase.remote(phase, payload)))
         self._bases = {w: nonce for got in answers if got is not None for w, nonce in got.items()}  # nonces at the phase's start
         return revived
 
@@ -178,22 +171,16 @@ class SenderFleet:
         """Each worker's nonce at the start of the phase last prepared."""
         return dict(self._bases)
 
-    def run_phase(self, phase: PhaseSpec, payload: Payload, t0: float, commit_timeout_s: float, trial: int) -> list[ray.ObjectRef]:
+    def run_phase(self, phase: PhaseSpec, payload: Payload, t0: float, commit_timeout_s: float, trial: int) -> list[Ref]:
         self._phase = _PhaseRun(phase, payload, t0, commit_timeout_s, trial)
         self._phase_refs = [a.run_phase.remote(phase, payload, t0, commit_timeout_s, trial) for a in self.actors]
         return list(self._phase_refs)
 
-    def lost(self, done: list[ray.ObjectRef]) -> list[int]:
-        """The actors whose phase ended because the actor died (its process, or its Ray node)."""
-        dead = []
-        for ref in done:
-            try:
-                ray.get(ref)
-            except ray.exceptions.RayActorError:
-                dead.append(self._phase_refs.index(ref))
-        return dead
+    def lost(self, done: list[Ref]) -> list[int]:
+        """The actors whose phase ended because the actor died (its process, or its node)."""
+        return [self._phase_refs.index(ref) for ref in done if self.host.died(ref)]
 
-    def replace(self, a: int, ledger: PhaseLedger) -> tuple[ray.ObjectRef, bool]:
+    def replace(self, a: int, ledger: PhaseLedger) -> tuple[Ref, bool]:
         """A new actor for actor ``a``'s workers, on its node if that is alive (else on another),
         which rebuilds from the chain what ``a`` did in the phase and sends the rest. Answers its
         phase and whether it was a spare (else a process had to start)."""
@@ -201,7 +188,7 @@ class SenderFleet:
         spare = self._revive(a)
         workers = [w.worker for w in self.plan.workers_of(a)]
         p = self._phase
-        ref: ray.ObjectRef = self.actors[a].recover_phase.remote(
+        ref: Ref = self.actors[a].recover_phase.remote(
             p.phase, p.payload, p.t0, p.commit_timeout_s, p.trial, {w: self._bases[w] for w in workers}, ledger.of(workers)
         )
         self._phase_refs[a] = ref
@@ -211,7 +198,7 @@ class SenderFleet:
         """A new actor ``a`` with the same workers, set up; its lost predecessor's counters are
         kept so that the run's totals do not lose them. Answers whether it was a spare."""
         spare = self._respawn(a)
-        ray.get(self._setups([a]))
+        self.host.get(self._setups([a]))
         return spare
 
     def _respawn(self, a: int) -> bool:
@@ -219,12 +206,12 @@ class SenderFleet:
         spare if the node has one (answers True), else a new process."""
         if a in self._stats_of:
             self._lost_totals += self._stats_of.pop(a).kept()
-        alive = node_slots(None)
+        alive = self.host.node_slots(None)
         if self.slots[a] not in alive:
             self.slots[a] = alive[a % len(alive)]
         self._watchers.on(self.slots[a])
         with contextlib.suppress(Exception):
-            ray.kill(self.actors[a])
+            self.host.kill(self.actors[a])
         spare = self._spare_on(self.slots[a])
         self.actors[a] = spare or self._new_actor(self.slots[a])
         self._stock(self.slots[a])
@@ -238,7 +225,7 @@ class SenderFleet:
         tables: list[pa.Table] = []
         events: list[EndpointEvent] = []
         totals = self._lost_totals
-        for a, answer in enumerate(each([a.collect.remote() for a in self.actors])):
+        for a, answer in enumerate(self.host.each([a.collect.remote() for a in self.actors])):
             if answer is None:
                 continue
             table, stats, seen = answer
@@ -254,20 +241,22 @@ class SenderFleet:
     def _follow(self, node_ids: list[str]) -> None:
         """The senders of nodes whose watcher was replaced follow the new one."""
         for node_id in node_ids:
-            each([self.actors[a].follow.remote(self.watchers[node_id]) for a, n in enumerate(self.slots) if n == node_id])
+            self.host.each(
+                [self.actors[a].follow.remote(self.host.feed(self.watchers[node_id])) for a, n in enumerate(self.slots) if n == node_id]
+            )
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Workers stop at their next slot; what they had sent gets ``grace_s`` to land."""
         with contextlib.suppress(Exception):
-            ray.get([a.stop.remote(grace_s) for a in self.actors], timeout=10)
-            ray.wait(self._phase_refs, num_returns=len(self._phase_refs), timeout=grace_s + 12)
+            self.host.get([a.stop.remote(grace_s) for a in self.actors], timeout=10)
+            self.host.wait(self._phase_refs, grace_s + 12)
 
     def idle(self) -> None:
         """Between the runs of a series: the senders stop everything they do on their own (gap
         checks re-sending what a node lost, following the watcher), so nothing of this run
         reaches the chain while the next one sets up. The processes stay."""
         with contextlib.suppress(Exception):
-            ray.get([a.close.remote() for a in self.actors], timeout=10)
+            self.host.get([a.close.remote() for a in self.actors], timeout=10)
 
     def shutdown(self) -> None:
         self.idle()
@@ -275,5 +264,5 @@ class SenderFleet:
         spares = [s for node in self._spare.values() for s in node]
         for handle in self.actors + spares:
             with contextlib.suppress(Exception):
-                ray.kill(handle)
+                self.host.kill(handle)
         self.actors, self.slots, self._spare = [], [], {}

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from actors.stats import SenderStats, WatcherLag
 from loadgen.config.schema import Experiment
+from loadgen.engine import signals
 from loadgen.engine.diagnosis import PhaseOutcome, diagnose
 from loadgen.engine.fleet import SenderFleet
 from loadgen.engine.ledger import PhaseLedger
@@ -22,7 +23,6 @@ from loadgen.engine.metrics import RunMetrics
 from loadgen.engine.plan import PhaseSpec, RunPlan
 from loadgen.engine.preflight import check_phase
 from loadgen.engine.progress import Progress, RecentCommits
-from loadgen.engine.ray_cluster import wait_interruptibly
 from loadgen.engine.session import ChainSession
 from loadgen.engine.store import RunStore, blocks_table, txpool_table
 from loadgen.engine.timed import timed_actions
@@ -91,7 +91,10 @@ class PhaseRunner:
         if fleet.replaced:  # lost since the series' last run
             self.ctx.on_event(f"{fleet.replaced} sender actor(s) lost since the last run were replaced")
             self.ctx.records["actors_replaced"] = fleet.replaced
-        self.ctx.on_event(f"{len(self.ctx.plan.workers)} workers in {len(fleet.actors)} actors on {fleet.ray_nodes} Ray node(s)")
+        if fleet.host.kind == "process":
+            self.ctx.on_event(f"{len(self.ctx.plan.workers)} workers in loadgen's own process (no Ray: run.hosting)")
+        else:
+            self.ctx.on_event(f"{len(self.ctx.plan.workers)} workers in {len(fleet.actors)} actors on {fleet.nodes} Ray node(s)")
 
     def phase(self, phase: PhaseSpec, payload: Payload, during: tuple[Timed, ...] = ()) -> None:
         run = self.ctx.experiment.run
@@ -123,7 +126,7 @@ class PhaseRunner:
         run = self.ctx.experiment.run
         draining = False
         while pending:
-            done, pending = wait_interruptibly(pending, COLLECT_EVERY_S)
+            done, pending = self.ctx.fleet.host.wait(pending, COLLECT_EVERY_S)
             stats = self.collect()
             for a in self.ctx.fleet.lost(done):
                 workers = len(self.ctx.plan.workers_of(a))
@@ -191,11 +194,16 @@ class PhaseRunner:
         )  # fmt: skip
 
     def collect(self, final: bool = False) -> SenderStats:
-        got = self.ctx.fleet.collect()
         sinks: tuple[RowSink, ...] = (self._ledger, self.ctx.store.transactions, self._recent, self.ctx.metrics)
-        for table in got.tables:
-            for sink in sinks:
-                sink.add(table)
+        with signals.handover():  # what the actors handed over is theirs no more: stored before a stop cuts in
+            got = self.ctx.fleet.collect()
+            for table in got.tables:
+                for sink in sinks:
+                    sink.add(table)
+            self._phase_blocks += got.watched.blocks
+            if got.watched.blocks:
+                self.ctx.store.blocks.add(blocks_table(self.ctx.run_id, self.ctx.trial, got.watched.blocks))
+                self.ctx.metrics.blocks(got.watched.blocks)
         self.ctx.metrics.actor_stats(got.totals, got.watched.lag)
         self.ctx.metrics.endpoints(got.events)
         for e in got.events:
@@ -223,10 +231,6 @@ class PhaseRunner:
                 f"raise chain.confirmations above {r.depth}"
             )
             self.ctx.records.setdefault("reorgs", []).append({"t": _iso(r.t), "block": r.number, "depth": r.depth})
-        self._phase_blocks += got.watched.blocks
-        if got.watched.blocks:
-            self.ctx.store.blocks.add(blocks_table(self.ctx.run_id, self.ctx.trial, got.watched.blocks))
-            self.ctx.metrics.blocks(got.watched.blocks)
         pools = self.ctx.session.txpools()
         self.ctx.metrics.txpools(pools)
         if pools:

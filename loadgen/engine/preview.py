@@ -12,6 +12,7 @@ import os
 
 from loadgen.config.schema import Experiment
 from loadgen.engine.capacity import BUSY_TARGET, SENDER_CPU_PER_TX_S, actors_for
+from loadgen.engine.hosting import choose
 from loadgen.engine.plan import RunPlan
 
 
@@ -51,14 +52,19 @@ def preview(experiment: Experiment, actors: int | None = None, cluster: bool = F
         nodes = 1 if chain.devnet.client == "anvil" else chain.devnet.nodes
         endpoints = [f"<devnet node {i + 1}>" for i in range(nodes)]
         where = f"an embedded {chain.devnet.client} network of {nodes} node(s), started for the run"
-    n_actors = experiment.run.actors or actors or os.cpu_count() or 1
-    plan = experiment.plan(endpoints, n_actors)
+    run = experiment.run
+    plan = experiment.plan(endpoints, run.actors or 1)  # as the run decides where it runs
+    if choose(run.hosting, address="--ray-address" if cluster else None, on_ray=False, actors=run.actors, plan=plan) == "process":
+        n_actors, host = 1, "loadgen's own process (no Ray)"
+    else:
+        n_actors = run.actors or actors or os.cpu_count() or 1
+        plan = experiment.plan(endpoints, n_actors)
+        host = f"{min(n_actors, len(plan.workers))} sender actor(s)"
     if not chain.endpoints:  # as the run checks it once the plan exists
         plan.check_gas(chain.devnet.block_gas)
     lines = [
         f"experiment {experiment.name}: workload {experiment.workload.kind}, on {where}",
-        f"{len(plan.workers)} workers in {min(n_actors, len(plan.workers))} sender actor(s), "
-        f"{plan.epochs} epoch(s), {plan.transactions:,} transactions when none is refused",
+        f"{len(plan.workers)} workers in {host}, {plan.epochs} epoch(s), {plan.transactions:,} transactions when none is refused",
     ]
     for phase in plan.phases:
         gas = f"gas limit {phase.gas_limit:,}" if phase.gas_fixed else f"gas limit from the node's estimate (planned {phase.gas_limit:,})"
@@ -67,7 +73,6 @@ def preview(experiment: Experiment, actors: int | None = None, cluster: bool = F
         value = f", {phase.value_wei:,} wei each" if phase.value_wei else ""
         lines.append(f"  phase {phase.name}: {phase.transactions:,} transactions {when}, {gas}{value}")
     lines += capacity_lines(plan, min(n_actors, len(plan.workers)), os.cpu_count(), cluster)
-    run = experiment.run
     lines.append(
         f"send mode {run.send_mode}, failover {'on' if run.failover else 'off'}, commit timeout {run.commit_timeout_s:g} s, "
         f"threshold {run.threshold:.0%}"

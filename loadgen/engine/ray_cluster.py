@@ -1,6 +1,6 @@
 """Joining Ray: a private local Ray unless told otherwise, a cluster's token only where it is
-asked for, waits a signal can interrupt, the nodes actors are placed on and answers from actors
-that may be lost."""
+asked for. Ray is imported only to start or join it: a run in loadgen's own process never
+imports it."""
 
 from __future__ import annotations
 
@@ -10,32 +10,12 @@ import os
 import signal
 import socket
 import threading
-import time
 from collections.abc import Iterator
-from typing import Any
-
-import ray
 
 from loadgen.common.errors import UserError
 from loadgen.engine import signals
 
 RAY_CONNECT_S = 5.0
-SIGNAL_SLICE_S = 0.05
-
-
-def wait_interruptibly(refs: list[ray.ObjectRef], timeout_s: float) -> tuple[list[ray.ObjectRef], list[ray.ObjectRef]]:
-    """ray.wait for all of ``refs`` up to ``timeout_s``, in slices: a signal's handler runs only
-    between two of them (ray.wait holds the main thread in C++), and a stop must reach the
-    senders at once."""
-    deadline = time.monotonic() + timeout_s
-    done: list[ray.ObjectRef] = []
-    pending = refs
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=len(pending), timeout=min(SIGNAL_SLICE_S, max(deadline - time.monotonic(), 0)))
-        done += ready
-        if time.monotonic() >= deadline:
-            break
-    return done, pending
 
 
 def reachable(address: str | None) -> None:
@@ -66,6 +46,8 @@ def reachable(address: str | None) -> None:
 def ray_session(address: str | None) -> Iterator[None]:
     """Joins ``address``, or starts a private local Ray (never a cluster that happens to run on
     the machine: that is ``auto``), unless Ray is already up; leaves as it found."""
+    import ray
+
     if ray.is_initialized():
         yield
         return
@@ -145,26 +127,3 @@ def _token_auth(address: str | None) -> Iterator[None]:
         yield
     finally:
         os.environ.pop("RAY_AUTH_MODE", None)  # this process's next local Ray decides afresh
-
-
-def node_slots(n_wanted: int | None) -> list[str]:
-    """Node ids for the actors: as many per node as it has CPUs, interleaved across nodes."""
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    per_node = [[n["NodeID"]] * max(int(n["Resources"].get("CPU", 1)), 1) for n in nodes]
-    width = max(len(g) for g in per_node)
-    padded = [g + [""] * (width - len(g)) for g in per_node]
-    slots = [nid for group in zip(*padded, strict=True) for nid in group if nid]
-    if n_wanted is None:
-        return slots
-    return [slots[i % len(slots)] for i in range(n_wanted)]
-
-
-def each(refs: list[ray.ObjectRef]) -> list[Any]:
-    """Each answer, or None where the actor is lost."""
-    answers = []
-    for ref in refs:
-        try:
-            answers.append(ray.get(ref))
-        except ray.exceptions.RayActorError:
-            answers.append(None)
-    return answers

@@ -22,12 +22,14 @@ from typing import Any
 
 from loadgen.chains.fees import Fees
 from loadgen.engine.fleet import SenderFleet
+from loadgen.engine.hosting import Host
 from loadgen.engine.metrics import MetricsServer
 from loadgen.engine.sending import Sending
 
 
 class Rig:
-    def __init__(self) -> None:
+    def __init__(self, host: Host) -> None:
+        self.host = host  # where the actors live, for the whole series
         self.fleet: SenderFleet | None = None
         self.metrics: MetricsServer | None = None
         self._contracts: dict[str, str] = {}  # what was deployed, with what → its address
@@ -53,13 +55,15 @@ class Rig:
 
     def fleet_for(self, run_id: str, chain_id: int, fees: Fees, sending: Sending, spares: int) -> SenderFleet:
         """The fleet of the last run, renewed for this one when it can serve it."""
+        if self.host.kind == "process":
+            spares = 0  # spares stand in for a lost process; here there is one, loadgen's own
         fleet = self.fleet
         if fleet is not None and (fleet.chain_id, fleet.sending, fleet.spares) == (chain_id, sending, spares):
             fleet.renew(run_id, fees)
             return fleet
         if fleet is not None:
             fleet.shutdown()
-        self.fleet = SenderFleet(run_id, chain_id, fees, sending, spares)
+        self.fleet = SenderFleet(self.host, run_id, chain_id, fees, sending, spares)
         return self.fleet
 
     @staticmethod

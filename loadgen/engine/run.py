@@ -16,14 +16,12 @@ import platform
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
-
-import ray
 
 from loadgen import __version__
 from loadgen.chains.devnet import DEV_MNEMONIC
@@ -34,11 +32,12 @@ from loadgen.config.schema import Experiment
 from loadgen.engine import signals
 from loadgen.engine.capacity import GeneratorLoad, judge
 from loadgen.engine.fleet import STOP_GRACE_S, SenderFleet
+from loadgen.engine.hosting import Host, hosted, kind_for, ray_running
 from loadgen.engine.metrics import DEFAULT_PORT, RunMetrics
 from loadgen.engine.phases import LoadTally, PhaseRunner, RunContext, StopEarly
 from loadgen.engine.plan import RunPlan
 from loadgen.engine.progress import Progress
-from loadgen.engine.ray_cluster import node_slots, ray_session, reachable
+from loadgen.engine.ray_cluster import reachable
 from loadgen.engine.rig import Rig
 from loadgen.engine.session import ChainSession
 from loadgen.engine.stage import RunStage, worker_addresses
@@ -119,22 +118,20 @@ class Run:
             )
             self.session = session
             self.workload.check_chain(session.info.block_gas_limit)  # before Ray, before any worker
-            starts_ray = not ray.is_initialized()  # Ray takes seconds to start and to stop: said before each
-            if starts_ray:
-                self.on_event(f"joining the Ray cluster at {self.ray_address}…" if self.ray_address else "starting a local Ray…")
-            stack.enter_context(ray_session(self.ray_address))
-            if starts_ray:
-                stack.callback(self.on_event, "stopping Ray" + (" and the devnet…" if session.embedded else "…"))
-            plan = self.experiment.plan(session.endpoints, len(node_slots(self.experiment.run.actors)))
+            actors = self.experiment.run.actors
+            plan = self.experiment.plan(session.endpoints, actors or 1)  # what decides the host
+            host = self.rig.host if self.rig is not None else stack.enter_context(own_host(self, plan, session.embedded))
+            if (n_actors := len(host.node_slots(actors))) != (actors or 1):
+                plan = self.experiment.plan(session.endpoints, n_actors)
             self.plan = plan
             plan.check_gas(session.info.block_gas_limit)
             self.metrics.init_series(session.endpoints, [p.name for p in plan.phases])
             self.store = RunStore(self.dir)
             stack.callback(self.store.close)
-            if self.rig is None:  # shut down as the run ends, before Ray
-                self.rig = stack.enter_context(Rig())
+            if self.rig is None:  # shut down as the run ends, before its host
+                self.rig = stack.enter_context(Rig(host))
             self._serve_metrics(self.rig, workload.interval_s)
-            self.manifest = run_manifest(self, session, plan)
+            self.manifest = run_manifest(self, session, plan, host)
             self.store.write_json("manifest.json", self.manifest)
             run = self.experiment.run
             sending = replace(run.sending, confirmations=session.confirmations, watch_endpoints=tuple(session.watch_endpoints))
@@ -217,7 +214,8 @@ class Run:
                     s.bind((self.metrics_addr, self.metrics_port))
                 except OSError as e:
                     raise self._port_taken(e) from None
-        if not ray.is_initialized():
+        kind_for(self.experiment.run, self.ray_address, None)  # refuses process hosting beside a named cluster
+        if not ray_running():
             reachable(self.ray_address)
         if self.mnemonic is None:  # a bad or missing phrase is said before any chain or Ray starts
             mnemonic_source(None if self.experiment.chain.endpoints else DEV_MNEMONIC)
@@ -300,14 +298,30 @@ class Run:
                 self.on_event(f"invalid: {reason}")
 
 
-def run_manifest(run: Run, session: ChainSession, plan: RunPlan) -> dict:
+@contextlib.contextmanager
+def own_host(run: Run, plan: RunPlan, embedded: bool) -> Iterator[Host]:
+    """A run's own host (not a series'): its process, or Ray (joined, or started and stopped by
+    the run)."""
+    kind = kind_for(run.experiment.run, run.ray_address, plan)
+    starts_ray = kind == "ray" and not ray_running()  # Ray takes seconds to start and to stop: said before each
+    if starts_ray:
+        run.on_event(f"joining the Ray cluster at {run.ray_address}…" if run.ray_address else "starting a local Ray…")
+    with hosted(kind, run.ray_address) as host:
+        try:
+            yield host
+        finally:
+            stopping = [what for what, yes in (("Ray", starts_ray), ("the devnet", embedded)) if yes]
+            if stopping:
+                run.on_event(f"stopping {' and '.join(stopping)}…")
+
+
+def run_manifest(run: Run, session: ChainSession, plan: RunPlan, host: Host) -> dict:
     """What manifest.json says of a run as it starts: its versions, config, chain, keys' origin
     and where it ran (no key, no mnemonic)."""
     return {
         "run_id": run.run_id,
         "trial": run.trial,
         "loadgen_version": __version__,
-        "ray_version": ray.__version__,
         "python": platform.python_version(),
         "config": config_mod.to_public_dict(run.experiment),
         "endpoints": session.endpoints,
@@ -317,9 +331,7 @@ def run_manifest(run: Run, session: ChainSession, plan: RunPlan) -> dict:
         "fees": session.fees.to_dict(),
         "keys": f"derived from the mnemonic of {session.source.origin}, path m/44'/60'/0'/0/<index>: "
         "0 the coordinator, 1 + run.key_offset + i worker i",
-        # the cluster's control store: whose Ray ran it (a run's private one unless it was told to join)
-        "ray_cluster": ray.get_runtime_context().gcs_address,
-        "ray_nodes": sorted(set(node_slots(None))),
+        **host.where(),
         "actors": len({w.actor for w in plan.workers}),
         "workers": len(plan.workers),
         "planned_transactions": plan.transactions,

@@ -3,18 +3,24 @@ stop``) and SIGHUP (a closed terminal) do what Ctrl-C does, and the exit code sa
 
 Each signal raises ``Stopped``, a KeyboardInterrupt, in the main thread: the first where the
 command is (a run stops its workers, keeps its rows and writes its summary), a second one inside
-that clean-up, which then ends at once (the Parquet parts already written stay readable). Ray's
+that clean-up, which then ends at once (the Parquet parts already written stay readable). The
+first waits for the end of a ``handover``: rows the actors handed over are the driver's alone,
+and a stop raised between the handover and their storing would lose them. Ray's
 ``init`` puts handlers of its own on SIGTERM (while it starts: ``sys.exit(15)``; once up: a stack
 dump): the first is turned into a stop, and ``install`` is called again once Ray is up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
+from collections.abc import Iterator
 from types import FrameType
 
 STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _received: list[int] = []
+_handing_over = [0]  # nesting depth of ``handover``
+_raised = [False]  # the first stop was raised (not still held by a handover)
 
 
 class Stopped(KeyboardInterrupt):
@@ -26,11 +32,28 @@ class Stopped(KeyboardInterrupt):
 def stopped(signum: int) -> Stopped:
     """The stop a signal means, recorded as received (the exit code names the first)."""
     _received.append(signum)
+    _raised[0] = True
     return Stopped(signum)
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
+    if _handing_over[0] and not _received:
+        _received.append(signum)  # raised as the handover ends
+        return
     raise stopped(signum)
+
+
+@contextlib.contextmanager
+def handover() -> Iterator[None]:
+    """A first stop that comes inside is raised at its end (a second one at once)."""
+    _handing_over[0] += 1
+    try:
+        yield
+    finally:
+        _handing_over[0] -= 1
+    if not _handing_over[0] and _received and not _raised[0]:
+        _raised[0] = True
+        raise Stopped(_received[0])
 
 
 def install() -> None:

@@ -1,4 +1,4 @@
-"""The block watchers of a fleet: one per Ray node its senders use, each following the chain on
+"""The block watchers of a fleet: one per node its senders use, each following the chain on
 its own, and the blocks they hand back merged so that the driver gets each block once."""
 
 from __future__ import annotations
@@ -6,14 +6,11 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
-import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
 from actors.blocks import BlockRow
 from actors.endpoints import EndpointEvent, in_turn
 from actors.stats import WatcherLag
-from actors.watcher import Reorg, WatcherActor
-from loadgen.engine.ray_cluster import each, node_slots
+from actors.watcher import Reorg
+from loadgen.engine.hosting.base import Handle, Host
 from loadgen.engine.sending import Sending
 
 WATCH_POLL_S = 0.05
@@ -34,10 +31,11 @@ class WatcherNews:
 
 
 class NodeWatchers:
-    def __init__(self, sending: Sending, endpoints: list[str], node_ids: list[str]) -> None:
+    def __init__(self, host: Host, sending: Sending, endpoints: list[str], node_ids: list[str]) -> None:
+        self.host = host
         self.sending = sending
         self.endpoints = endpoints
-        self.by_node: dict[str, ray.actor.ActorHandle] = {}  # Ray node id → the node's block watcher
+        self.by_node: dict[str, Handle] = {}  # node id → the node's block watcher
         self._handed: dict[str, int] = {}  # watcher's node → the last block it handed over
         self.last_block: int | None = None  # the newest block handed to the driver
         for node_id in node_ids:
@@ -46,27 +44,23 @@ class NodeWatchers:
         self._starting = [w.start.remote() for w in self.by_node.values()]
 
     def started(self) -> None:
-        ray.get(self._starting)
+        self.host.get(self._starting)
         self._starting = []
 
-    def _new(self, node_id: str) -> ray.actor.ActorHandle:
+    def _new(self, node_id: str) -> Handle:
         # its own endpoint first; the others, in turn, are where it goes when that one stops
         # answering: the watch endpoints, then the ones the run sends to
         watch = list(self.sending.watch_endpoints) or self.endpoints
         followed = in_turn(watch, watch[len(self.by_node) % len(watch)])
         followed += [url for url in self.endpoints if url not in followed]
-        strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
-        # (@ray.remote made WatcherActor an ActorClass, but mypy does not apply class decorators)
-        return WatcherActor.options(scheduling_strategy=strategy).remote(  # type: ignore[attr-defined]
-            followed, WATCH_POLL_S, self.sending.failover_after, self.sending.confirmations
-        )
+        return self.host.watcher(node_id, followed, WATCH_POLL_S, self.sending.failover_after, self.sending.confirmations)
 
-    def on(self, node_id: str) -> ray.actor.ActorHandle:
+    def on(self, node_id: str) -> Handle:
         """The node's watcher; a node new to the fleet gets one, from the block after the last
         one handed over (its senders saw nothing later)."""
         if node_id not in self.by_node:
             self.by_node[node_id] = self._new(node_id)
-            ray.get(self.by_node[node_id].start.remote(None if self.last_block is None else self.last_block + 1))
+            self.host.get(self.by_node[node_id].start.remote(None if self.last_block is None else self.last_block + 1))
         return self.by_node[node_id]
 
     def take(self) -> WatcherNews:
@@ -76,7 +70,7 @@ class NodeWatchers:
         # every watcher sees the same chain (each drains its own list): each block once, as the first watcher has it
         seen_blocks: dict[int, BlockRow] = {}
         lags: list[WatcherLag] = []
-        for node_id, report in zip(list(self.by_node), each([w.take.remote() for w in self.by_node.values()]), strict=True):
+        for node_id, report in zip(list(self.by_node), self.host.each([w.take.remote() for w in self.by_node.values()]), strict=True):
             if report is None:
                 if self._replace(node_id):
                     news.replaced.append(node_id)
@@ -101,19 +95,19 @@ class NodeWatchers:
         """A lost watcher's successor, unless its node is gone with its senders (replacing those
         places a watcher where they go). Answers whether there is one."""
         with contextlib.suppress(Exception):
-            ray.kill(self.by_node[node_id])
+            self.host.kill(self.by_node[node_id])
         del self.by_node[node_id]
-        if node_id not in node_slots(None):
+        if node_id not in self.host.node_slots(None):
             return False
         self.by_node[node_id] = watcher = self._new(node_id)
         last = self._handed.pop(node_id, self.last_block)
-        ray.get(watcher.start.remote(None if last is None else last + 1))
+        self.host.get(watcher.start.remote(None if last is None else last + 1))
         return True
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
-            ray.get([w.stop.remote() for w in self.by_node.values()], timeout=10)
+            self.host.get([w.stop.remote() for w in self.by_node.values()], timeout=10)
         for handle in self.by_node.values():
             with contextlib.suppress(Exception):
-                ray.kill(handle)
+                self.host.kill(handle)
         self.by_node = {}

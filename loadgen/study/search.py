@@ -42,8 +42,8 @@ from loadgen.common.jsonfile import read_json, write_json
 from loadgen.config import schema as config_mod
 from loadgen.config.accounts import MnemonicSource
 from loadgen.config.schema import Experiment
+from loadgen.engine.hosting import hosted, kind_for
 from loadgen.engine.progress import Progress
-from loadgen.engine.ray_cluster import ray_session
 from loadgen.engine.rig import Rig
 from loadgen.engine.run import Run
 from loadgen.engine.session import shared
@@ -202,13 +202,13 @@ class Search:
 
     @contextlib.contextmanager
     def environment(self) -> Iterator[tuple[Experiment, MnemonicSource | None]]:
-        """Ray, the chain and the rig (actors, contracts) for every trial: one of each for the
-        whole search, or the sweep's."""
+        """The chain, the actors' host (Ray, or this process) and the rig (actors, contracts) for
+        every trial: one of each for the whole search, or the sweep's."""
         with contextlib.ExitStack() as stack:
-            stack.enter_context(ray_session(self.ray_address))
             pinned = stack.enter_context(shared(self.experiment, f"search-{os.getpid()}"))
             if self.rig is None:
-                self.rig = stack.enter_context(Rig())
+                host = stack.enter_context(hosted(kind_for(self.experiment.run, self.ray_address, None), self.ray_address))
+                self.rig = stack.enter_context(Rig(host))
                 stack.callback(setattr, self, "rig", None)
             yield pinned
 

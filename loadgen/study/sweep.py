@@ -18,7 +18,7 @@ from typing import Any
 from loadgen.common.errors import UserError
 from loadgen.common.jsonfile import read_json, write_json
 from loadgen.config.schema import Experiment
-from loadgen.engine.ray_cluster import ray_session
+from loadgen.engine.hosting import hosted, kind_for
 from loadgen.engine.rig import Rig
 from loadgen.engine.run import Run
 from loadgen.engine.session import shared
@@ -60,7 +60,12 @@ class Sweep:
         state: dict[str, Any] = read_json(path) if path.is_file() else {}
         state |= {"vary": self.param, "values": self.values, "kind": self.experiment.workload.kind, "mode": self.experiment.plugin.sweep}
         try:
-            with ray_session(self.ray_address), shared(self.experiment, f"sweep-{os.getpid()}") as (experiment, mnemonic), Rig() as rig:
+            kind = kind_for(self.experiment.run, self.ray_address, None)
+            with (
+                hosted(kind, self.ray_address) as host,
+                shared(self.experiment, f"sweep-{os.getpid()}") as (experiment, mnemonic),
+                Rig(host) as rig,
+            ):
                 if experiment.plugin.sweep == "search":
                     self._searches(experiment, mnemonic, rig, state, path, event)
                 else:

@@ -17,7 +17,6 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -79,7 +78,7 @@ class Tx:
 
 
 class FakeWatcher:
-    """What the sender's inclusion following (actors/settling.py) reads: ``await watcher.inclusions_since.remote(cursor)``."""
+    """What the sender's inclusion following (actors/settling.py) reads: ``await feed.inclusions_since(cursor)``."""
 
     def __init__(self) -> None:
         self.inclusions: list[Inclusion] = []
@@ -88,7 +87,6 @@ class FakeWatcher:
         self.unread: list[tuple[int, list[Inclusion]]] = []
         self.deaf = False  # while set, it does not even hear of new blocks (its head poll is stuck too)
         self.heard: dict[int, float] = {}  # the unread blocks: when it heard of each
-        self.inclusions_since = SimpleNamespace(remote=self._since)
 
     def report(self, block: int, inclusions: list[Inclusion]) -> None:
         self.unread.append((block, inclusions))
@@ -104,7 +102,7 @@ class FakeWatcher:
             self.heard.pop(block, None)
         self.unread = []
 
-    async def _since(self, cursor: int) -> Followed:
+    async def inclusions_since(self, cursor: int) -> Followed:
         for _ in range(10):  # like the real one, waits a moment for something new
             if len(self.inclusions) > cursor:
                 break

@@ -162,8 +162,8 @@ def test_the_display_says_when_the_node_answers_more_slowly_than_the_pace():
 
 
 # the quickstart, as a user sees it ------------------------------------------------------------
-STAGES = ("· starting the geth devnet…", "· starting a local Ray…", "· deploying FederatedLearning…", "· commit: draining")
-STAGES += ("· reveal: draining", "· round 1: closing the reveal phase, electing 2 pool(s)…", "· stopping Ray and the devnet…")
+STAGES = ("· starting the geth devnet…", "· deploying FederatedLearning…", "· 6 workers in loadgen's own process", "· commit: draining")
+STAGES += ("· reveal: draining", "· round 1: closing the reveal phase, electing 2 pool(s)…", "· stopping the devnet…")
 
 
 def _run_in_a_terminal(cwd: Path, columns: int, timeout_s: float = 300) -> tuple[int, str]:
@@ -245,7 +245,7 @@ def test_in_a_pipe_the_log_has_plain_progress_lines_and_whole_paths(tmp_path):
             assert re.search(rf"\b{word} [\d,]+", line), (word, line)
         assert "tx/s" in line and "p95 latency" in line
     assert any("66/66 done" in line for line in plain_lines)  # the last numbers of the run
-    # an ellipsis only ends a stage's line ("starting a local Ray…"), never cuts a value
+    # an ellipsis only ends a stage's line ("starting the geth devnet…"), never cuts a value
     assert all(line.startswith("· ") and line.endswith("…") for line in lines if "…" in line), [x for x in lines if "…" in x]
     for stage in STAGES:
         assert any(line.startswith(stage) for line in lines), stage
