@@ -16,6 +16,7 @@ import pytest
 
 from loadgen.chains.chain import connect
 from loadgen.config import schema as config
+from loadgen.engine.hosting.ray_host import RayHost
 from loadgen.engine.rig import Rig
 from loadgen.engine.run import Run
 from tests.support.faults import FaultProxy, Faults
@@ -90,7 +91,7 @@ def test_a_killed_watcher_s_successor_misses_no_inclusion(chain, tmp_path):
 
 def test_actors_lost_between_two_runs_of_a_series_are_replaced_before_the_next_one(chain, tmp_path):
     # a search keeps its actors from trial to trial (the rig): one that died meanwhile must not end the search
-    with Rig() as rig:
+    with Rig(RayHost()) as rig:  # the chain fixture's Ray
         first = Run(rate_experiment(chain.url, 60_000), tmp_path, metrics_port=0, metrics_linger_s=0, rig=rig).execute()
         assert rig.fleet is not None
         for handle in (rig.fleet.actors[1], next(iter(rig.fleet.watchers.values()))):
