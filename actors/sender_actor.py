@@ -79,7 +79,8 @@ class SenderActor:
     async def collect(self) -> tuple[object, SenderStats, list[EndpointEvent]]:
         stats = self.sender.stats()
         self.sender.max_lag_s = self.sender.max_answer_s = 0.0
-        # the whole process's CPU (Ray's threads too): what the actor costs, and whether it had any left
+        # the whole process's CPU (Ray's threads too; in loadgen's own process, the driver's too: they share its
+        # core): what the actor costs, and whether it had any left
         cpu, now = time.process_time(), time.monotonic()
         stats.cpu_s = cpu - self._cpu_base
         stats.max_busy = (cpu - self._cpu_mark[0]) / (now - self._cpu_mark[1]) if now > self._cpu_mark[1] else 0.0
