@@ -91,10 +91,7 @@ class PhaseRunner:
         if fleet.replaced:  # lost since the series' last run
             self.ctx.on_event(f"{fleet.replaced} sender actor(s) lost since the last run were replaced")
             self.ctx.records["actors_replaced"] = fleet.replaced
-        if fleet.host.kind == "process":
-            self.ctx.on_event(f"{len(self.ctx.plan.workers)} workers in loadgen's own process (no Ray: run.hosting)")
-        else:
-            self.ctx.on_event(f"{len(self.ctx.plan.workers)} workers in {len(fleet.actors)} actors on {fleet.nodes} Ray node(s)")
+        self.ctx.on_event(f"{len(self.ctx.plan.workers)} workers in {fleet.host.placement(len(fleet.actors), fleet.nodes)}")
 
     def phase(self, phase: PhaseSpec, payload: Payload, during: tuple[Timed, ...] = ()) -> None:
         run = self.ctx.experiment.run

@@ -66,5 +66,9 @@ class Host(ABC):
     def actor_id(self, handle: Handle) -> str: ...
 
     @abstractmethod
+    def placement(self, actors: int, nodes: int) -> str:
+        """Where the workers are, as the run's event line says it."""
+
+    @abstractmethod
     def where(self) -> dict[str, Any]:
         """Where the run ran, as its manifest says it."""

@@ -132,5 +132,8 @@ class InProcessHost(Host):
     def actor_id(self, handle: LocalActor) -> str:
         return f"{type(handle.instance).__name__}-{id(handle.instance):x}"
 
+    def placement(self, actors: int, nodes: int) -> str:
+        return "loadgen's own process (no Ray: run.hosting)"
+
     def where(self) -> dict[str, Any]:
         return {"hosting": self.kind, "ray_cluster": None, "ray_nodes": []}

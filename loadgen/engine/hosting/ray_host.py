@@ -103,6 +103,9 @@ class RayHost(Host):
     def actor_id(self, handle: Handle) -> str:
         return str(handle._actor_id.hex())
 
+    def placement(self, actors: int, nodes: int) -> str:
+        return f"{actors} actors on {nodes} Ray node(s)"
+
     def where(self) -> dict[str, Any]:
         # the cluster's control store: whose Ray ran it (a run's private one unless it was told to join)
         return {"hosting": self.kind, "ray_version": ray.__version__, "ray_cluster": ray.get_runtime_context().gcs_address,
