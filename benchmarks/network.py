@@ -1,7 +1,7 @@
 """The multi-node network: how long geth takes to build, a network to start, and where its knee is.
 
     .venv/bin/python benchmarks/network.py build                 # clean build of the pinned geth (empty Go caches)
-    .venv/bin/python benchmarks/network.py start [CONSENSUS...]  # start and stop 4-node networks, 3 times each
+    .venv/bin/python benchmarks/network.py start [CONSENSUS...] [--nodes 4]  # start and stop networks, 3 times each
     .venv/bin/python benchmarks/network.py knee [--consensus clique] [--rates 20,40,60,80,100]
 
 `knee` offers chunk transactions (1,000 values, 32 kB) at increasing rates to one 4-node network
@@ -54,18 +54,18 @@ def build() -> None:
     print(f"geth {clients.pinned_version()} ({version.strip()}): clean build {took:.0f} s")
 
 
-def start(consensuses: list[str]) -> None:
+def start(consensuses: list[str], nodes: int) -> None:
     for name in consensuses:
         times, stops = [], []
         for _ in range(3):
-            net = GethNetwork(GethNetworkSettings(nodes=4, consensus=name, gas_price=1 if name == "clique" else 0))
+            net = GethNetwork(GethNetworkSettings(nodes=nodes, consensus=name, gas_price=1 if name == "clique" else 0))
             net.start()
             assert net.started_in_s is not None
             times.append(net.started_in_s)
             t = time.monotonic()
             net.stop()
             stops.append(time.monotonic() - t)
-        print(f"{name}: 4 nodes ready (peered, producing) in {np.median(times):.2f} s (runs {', '.join(f'{x:.2f}' for x in times)}); "
+        print(f"{name}: {nodes} nodes ready (peered, producing) in {np.median(times):.2f} s (runs {', '.join(f'{x:.2f}' for x in times)}); "
               f"stopped in {np.median(stops):.2f} s")  # fmt: skip
 
 
@@ -128,12 +128,13 @@ def main() -> None:
     parser.add_argument("mode", choices=("build", "start", "knee"))
     parser.add_argument("consensuses", nargs="*", default=["clique"])
     parser.add_argument("--consensus", default="clique")
+    parser.add_argument("--nodes", type=int, default=4, help="start: nodes of each network")
     parser.add_argument("--rates", default="20,40,60,80,100")
     args = parser.parse_args()
     if args.mode == "build":
         build()
     elif args.mode == "start":
-        start(args.consensuses)
+        start(args.consensuses, args.nodes)
     else:
         knee(args.consensus, [float(r) for r in args.rates.split(",")])
 
