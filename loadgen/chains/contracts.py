@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
-from eth_hash.auto import keccak
 from web3 import Web3
 from web3.contract import Contract
 
 from loadgen.chains.chain import send_transaction
 from loadgen.common.errors import ToolMissing
+from loadgen.common.keccak import keccak
 from loadgen.common.paths import REPO_ROOT
 
 if TYPE_CHECKING:

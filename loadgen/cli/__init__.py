@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import sys
+from collections.abc import Iterable
+from types import ModuleType
 from typing import Any, NoReturn
 
 from loadgen import __version__
-from loadgen.cli import devnet, estimate, imports, report, run, search, sweep
 from loadgen.common.errors import UserError
 from loadgen.engine import signals
 
 INTERNAL_ERROR = 3
-COMMANDS = {"run": run, "search": search, "sweep": sweep, "report": report, "estimate": estimate, "import": imports, "devnet": devnet}
+# each imported only when it is the one asked for: a command's imports (web3, the Solidity
+# compiler's wrapper, the report's HTML) are most of a short run's CPU (BENCHMARKS.md)
+COMMANDS = ("run", "search", "sweep", "report", "estimate", "import", "devnet")
+MODULES = {"import": "imports"}
 
 
 EXAMPLES = """examples:
@@ -66,7 +71,21 @@ def lost_actor(e: Exception) -> str | None:
     return f"Ray lost {actor}: {why.group(1) if why else one_line(text.splitlines()[0])[:200]}"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command(name: str) -> ModuleType:
+    return importlib.import_module(f"loadgen.cli.{MODULES.get(name, name)}")
+
+
+def chosen(argv: list[str]) -> str | None:
+    """The command argv names, when it names one before anything the parser must explain."""
+    for word in argv:
+        if word in ("-h", "--help", "--version"):
+            return None
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(commands: Iterable[str] = COMMANDS) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="loadgen",
         description="Distributed load testing for GoQuorum and other Ethereum-compatible permissioned chains.",
@@ -75,20 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"loadgen {__version__}")
     parser.add_argument("--debug", action="store_true", help="on an unexpected error, show the traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, module in COMMANDS.items():
-        module.add_parser(sub, name)
+    for name in commands:
+        command(name).add_parser(sub, name)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    name = chosen(words)
+    parser = build_parser([name] if name else COMMANDS)
+    args = parser.parse_args(words)
     if args.command is None:
         parser.print_help()
         return 2
     signals.install()
     try:
-        return COMMANDS[args.command].run(args)
+        return command(args.command).run(args)
     except UserError as e:
         print(f"loadgen: error: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code

@@ -108,7 +108,7 @@ def test_an_unexpected_error_is_one_line_exit_3_and_its_traceback_is_behind_debu
     def boom(args):
         raise RuntimeError("something\nbroke")
 
-    monkeypatch.setattr(cli.estimate, "run", boom)
+    monkeypatch.setattr(cli.command("estimate"), "run", boom)
     assert cli.main(["estimate", "--pace", "1"]) == cli.INTERNAL_ERROR == 3
     err = capsys.readouterr().err
     assert err == "loadgen: internal error: RuntimeError: something\\nbroke (--debug shows where)\n"
@@ -317,10 +317,24 @@ def test_a_lost_ray_actor_is_one_plain_line_naming_it_and_why(monkeypatch, capsy
     def lose(args):
         raise Lost()
 
-    monkeypatch.setattr(cli.estimate, "run", lose)
+    monkeypatch.setattr(cli.command("estimate"), "run", lose)
     assert cli.main(["estimate", "--pace", "1"]) == 3
     (line,) = capsys.readouterr().err.splitlines()
     assert line == (
         "loadgen: error: Ray lost its WatcherActor actor: all references to the actor were removed including lineage ref count "
         "(--debug shows where)"
     )
+
+
+@pytest.mark.subprocess
+def test_only_the_command_asked_for_is_imported_and_anything_else_gets_every_command():
+    assert cli.chosen(["--debug", "run", "configs/quickstart.yaml"]) == "run"
+    assert cli.chosen(["import", "diablo", "x"]) == "import"
+    assert cli.chosen(["rn", "x"]) is None  # the parser names the choices
+    assert cli.chosen(["--help", "run"]) is None and cli.chosen([]) is None
+    code = (
+        "import sys; from loadgen.cli import main; main(['estimate', '--pace', '1']); "
+        "print(sorted(m for m in sys.modules if m.startswith('loadgen.cli.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+    assert "loadgen.cli.devnet" not in out and "loadgen.cli.sweep" not in out and "loadgen.cli.estimate" in out, out

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import uvloop
+
 from actors.sender_actor import SenderActor
 from actors.settling import InclusionFeed
 from actors.watcher_actor import WatcherActor
@@ -54,7 +56,9 @@ class InProcessHost(Host):
     kind = "process"
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        # uvloop, the loop Ray gives its async actors: the actors keep one loop whichever host
+        # runs them (its timers tick in milliseconds: see actors/sender.py's TIMER_TICK_S)
+        self.loop = uvloop.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="loadgen-actors", daemon=True)
 
     def __enter__(self) -> InProcessHost:

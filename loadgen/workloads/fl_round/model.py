@@ -12,9 +12,9 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 import numpy as np
-from eth_hash.auto import keccak
 
 from loadgen.chains.contracts import WORD
+from loadgen.common.keccak import keccak
 
 ZERO_DIGEST = b"\x00" * WORD
 
