@@ -157,8 +157,9 @@ def sections() -> tuple[dict[str, list[Row]], dict[str, Union_]]:
     """The reference's sections: the file's top level, chain, run and one per workload kind;
     and the tagged unions their keys hold, by tag."""
     from loadgen.config.schema import ChainConfig, Experiment, RunConfig, _current
-    from loadgen.workloads import WORKLOADS
+    from loadgen.workloads import WORKLOADS, load_plugins
 
+    load_plugins()
     model = _current()  # with any workload registered since loadgen.config.schema was imported
     unions: dict[str, Union_] = {}
     top = [Row(k, _type_text(f.annotation), _default(f), _cell(f.description or "")) for k, f in model.model_fields.items() if k == "name"]

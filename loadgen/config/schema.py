@@ -28,7 +28,7 @@ from loadgen.common.errors import ConfigError, UserError
 from loadgen.config.strict import Strict, is_model, members_of, tag_of
 from loadgen.engine.plan import RunPlan, assign_workers
 from loadgen.engine.sending import Sending
-from loadgen.workloads import WORKLOADS, WorkloadConfig, workload_of
+from loadgen.workloads import WORKLOADS, WorkloadConfig, load_plugins, workload_of
 from loadgen.workloads import Workload as WorkloadPlugin
 
 
@@ -361,6 +361,9 @@ def from_dict(raw: Any, overrides: dict[str, Any] | None = None) -> Experiment:
     if not isinstance(raw, dict):
         raise ConfigError("(top level)", "the experiment file must be a YAML mapping", "see configs/quickstart.yaml")
     data = _apply(copy.deepcopy(raw), overrides or {})
+    section = data.get("workload")
+    if not isinstance(section, dict) or not isinstance(section.get("kind"), str) or section["kind"] not in WORKLOADS:
+        load_plugins()  # a kind from another package, or a mistake whose message lists every kind
     try:
         return _current().model_validate(data)
     except ValidationError as e:

@@ -5,6 +5,4 @@ from loadgen.workloads.base import Call, CallBuilder, Payload, Stage, Workload, 
 from loadgen.workloads.fl_round import workload as fl_round  # noqa: F401  (it registers)
 from loadgen.workloads.registry import WORKLOADS, load_plugins, register, workload_of
 
-load_plugins()
-
-__all__ = ["WORKLOADS", "Call", "CallBuilder", "Payload", "Stage", "Workload", "WorkloadConfig", "register", "workload_of"]
+__all__ = ["WORKLOADS", "Call", "CallBuilder", "Payload", "Stage", "Workload", "WorkloadConfig", "load_plugins", "register", "workload_of"]

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -210,3 +213,26 @@ def test_a_workload_from_outside_needs_no_engine_change(chain, tmp_path):
         assert set(table.column("phase").to_pylist()) == {"ping"}
     finally:
         WORKLOADS.pop("ping")
+
+
+@pytest.mark.subprocess
+def test_a_workload_installed_as_a_package_is_found_by_its_entry_point_when_a_config_names_it(tmp_path):
+    """The guide's example installed as another package would be: a module and an entry point in
+    the group ``loadgen.workloads``. Read only when a config names a kind loadgen does not have."""
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "workloads.md").read_text()
+    (tmp_path / "ping_plugin.py").write_text(guide.split("\nA complete one", 1)[1].split("```python\n", 1)[1].split("```", 1)[0])
+    info = tmp_path / "ping_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ping-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[loadgen.workloads]\nping = ping_plugin\n")
+    code = (
+        "import sys; from loadgen.config import schema as config\n"
+        "before = 'ping_plugin' in sys.modules\n"
+        "config.from_dict({'workload': {'kind': 'transfer', 'rate_tps': 1, 'duration_s': 1}})\n"
+        "builtin = 'ping_plugin' in sys.modules\n"
+        "e = config.from_dict({'workload': {'kind': 'ping', 'rate_tps': 20, 'duration_s': 1}})\n"
+        "print(before, builtin, type(e.plugin).__name__)"
+    )
+    env = os.environ | {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.split()
+    assert out == ["False", "False", "PingWorkload"]
