@@ -114,7 +114,9 @@ class ChainSession:
             if url in self._no_txpool:
                 continue
             try:
-                w3 = self._w3s.setdefault(url, connect(url, timeout_s=2))
+                if url not in self._w3s:  # once: a Web3 costs more to build than the call (asked every second)
+                    self._w3s[url] = connect(url, timeout_s=2)
+                w3 = self._w3s[url]
                 result = w3.provider.make_request(RPCEndpoint("txpool_status"), [])["result"]
                 pools[url] = (int(result["pending"], 16), int(result["queued"], 16))
             except Exception:  # any failure: this node has no txpool_status
