@@ -1,8 +1,8 @@
 """Signs legacy (EIP-155) and type-2 (EIP-1559) transactions fast: RLP by hand, secp256k1
 through libsecp256k1.
 
-eth-account spends about 0.45 ms validating and signing a 32 kB chunk transaction; this does
-the same in about 0.1 ms, most of it hashing the calldata. Tests check the bytes of both kinds
+eth-account spends about 0.45 ms validating and signing a 32 kB chunk transaction; this signs
+it and takes its hash in about 0.2 ms, most of it the two Keccaks over the calldata. Tests check the bytes of both kinds
 against eth-account's. ``to=b""`` creates a contract.
 """
 

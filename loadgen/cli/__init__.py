@@ -15,8 +15,8 @@ from loadgen.common.errors import UserError
 from loadgen.engine import signals
 
 INTERNAL_ERROR = 3
-# each imported only when it is the one asked for: a command's imports (web3, the Solidity
-# compiler's wrapper, the report's HTML) are most of a short run's CPU (BENCHMARKS.md)
+# each imported only when it is the one asked for: a short run's largest cost is importing
+# (BENCHMARKS.md), and the other commands' modules would add to it for nothing
 COMMANDS = ("run", "search", "sweep", "report", "estimate", "import", "devnet")
 MODULES = {"import": "imports"}
 
