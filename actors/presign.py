@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from actors.signer import SignedTx, sign_with
 from loadgen.chains.fees import Fees
+from loadgen.chains.signer import SignedTx, sign_with
 from loadgen.engine.plan import PhaseSpec
 from loadgen.workloads.base import CallBuilder, Payload
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import orjson
 
 from actors.http import Broken, HttpPool, NotSent
-from actors.signer import SEND_ID
+from loadgen.chains.signer import SEND_ID
 
 # Answers meaning the node already has this very transaction: accepted after all.
 ALREADY_THERE = ("already known", "known transaction", "already imported", "nonce too low")

@@ -46,9 +46,9 @@ from actors.presign import Presigner
 from actors.recovery import Recovery, Resume
 from actors.rpc import ALREADY_THERE, RpcClient, RpcError, SendResult
 from actors.settling import InclusionFeed, Settling
-from actors.signer import SignedTx, Signer
 from actors.stats import SenderStats
 from loadgen.chains.fees import Fees
+from loadgen.chains.signer import SignedTx, Signer
 from loadgen.engine.ledger import WorkerRecord
 from loadgen.engine.plan import PhaseSpec, WorkerSpec
 from loadgen.engine.sending import Sending

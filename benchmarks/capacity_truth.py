@@ -36,10 +36,12 @@ import aiohttp
 import pyarrow.parquet as pq
 import ray
 
-from actors.signer import Signer, sign_with
-from loadgen.chains.chain import connect, fund
+from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEV_MNEMONIC
 from loadgen.chains.fees import resolve_fees
+from loadgen.chains.funding import fund
+from loadgen.chains.node import Node
+from loadgen.chains.signer import Signer, sign_with
 from loadgen.config import schema as config
 from loadgen.config.accounts import MnemonicSource, derive_account
 from loadgen.engine.run import Run
@@ -76,11 +78,12 @@ def minimal_observer(urls: list[str], workers: int, rate: float, duration: float
     w3 = connect(urls[0])
     source = MnemonicSource("devnet", DEV_MNEMONIC)
     coordinator, accounts = derive_account(source, 0), [derive_account(source, 1 + i) for i in range(workers)]
-    fees = resolve_fees(w3, "legacy", None, None, None)
-    fund(w3, coordinator, [a.address for a in accounts], 10**18, fees)
+    node = Node(urls[0])
+    fees = resolve_fees(node, "legacy", None, None, None)
+    fund(node, coordinator, [a.address for a in accounts], 10**18, fees)
     chain_id, n = w3.eth.chain_id, int(rate * duration)
     signers = [Signer(bytes(a.key), chain_id) for a in accounts]
-    nonces = [w3.eth.get_transaction_count(a.address) for a in accounts]
+    nonces = [node.pending_nonce(a.address) for a in accounts]
     txs = []
     for i in range(n):
         w = i % workers

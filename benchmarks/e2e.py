@@ -34,10 +34,10 @@ import pyarrow.parquet as pq
 import ray
 
 from actors.profiling import PROFILE_DIR_ENV
-from actors.signer import Signer, send_raw_body
 from loadgen.chains import contracts
 from loadgen.chains.devnet import DEFAULT_CHAIN_ID as DEV_CHAIN_ID
 from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.chains.signer import Signer, send_raw_body
 from loadgen.config import schema as config
 from loadgen.config.accounts import MnemonicSource, derive_account
 from loadgen.engine.progress import Progress

@@ -30,7 +30,7 @@ def main() -> None:
     with Devnet(DevnetSettings(block_time_s=0)) as node:
         w3 = connect(node.url)
         source = MnemonicSource("devnet", DEV_MNEMONIC)
-        boss, *accounts = (derive_account(source, i) for i in range(9))
+        boss, *accounts = (derive_account(source, i).account() for i in range(9))
         fl = contracts.deploy(w3, boss, "FederatedLearning")
         coordinator = Coordinator(w3, boss, fl)
         workers = [PoolMember(w3, a, fl) for a in accounts]

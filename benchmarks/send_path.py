@@ -26,10 +26,10 @@ import numpy as np
 
 from actors.rpc import RpcClient
 from actors.sender import OPEN_CONNECTIONS, Sender, Worker
-from actors.signer import Signer, send_raw_body
 from loadgen.chains import contracts
 from loadgen.chains.devnet import free_port
 from loadgen.chains.fees import Fees
+from loadgen.chains.signer import Signer, send_raw_body
 from loadgen.engine.plan import WorkerSpec, constant_rate
 from loadgen.engine.sending import Sending
 from loadgen.workloads.fl_round import model

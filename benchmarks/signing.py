@@ -8,7 +8,7 @@ what the machine's other work added), for a 1,000-value chunk transaction (32 kB
 and a value transfer: Keccak-256 through each binding installed (pycryptodome, eth-hash's
 default; safe-pysha3, the Keccak team's code), and loadgen's ``Signer.sign`` with the
 transaction's own hash, as a sender needs both. Run against another checkout (PYTHONPATH) to
-compare signers: the script uses whichever ``actors.signer`` comes first on the path.
+compare signers: the script uses whichever ``loadgen.chains.signer`` comes first on the path.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 if not os.environ.get("PYTHONPATH"):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors import signer as signing
+from loadgen.chains import signer as signing
 
 CHAIN_ID = 1337
 SIZES = {"chunk (32 kB)": 4 + 32 * 1_000, "transfer": 0}
@@ -61,7 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=9, help="rounds; the best one is printed")
     args = parser.parse_args()
-    print(f"actors.signer from {Path(signing.__file__).resolve().parent.parent}")
+    print(f"loadgen.chains.signer from {Path(signing.__file__).resolve().parent.parent}")
     signer = signing.Signer(os.urandom(32), CHAIN_ID)
     for name, size in SIZES.items():
         measure(name, os.urandom(size), signer, args.repeat)

@@ -41,7 +41,7 @@ def w3(instant_chain):
 @pytest.fixture(scope="session")
 def dev_accounts():
     source = MnemonicSource("devnet", DEV_MNEMONIC)
-    return [derive_account(source, i) for i in range(12)]
+    return [derive_account(source, i).account() for i in range(12)]
 
 
 @pytest.fixture

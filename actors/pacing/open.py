@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from actors.collector import TxRow
 from actors.recovery import Resume
-from actors.signer import SignedTx
+from loadgen.chains.signer import SignedTx
 from loadgen.engine.plan import PhaseSpec
 
 if TYPE_CHECKING:

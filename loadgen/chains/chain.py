@@ -1,13 +1,13 @@
-"""The driver's view of a chain: probe a node, send a transaction and wait for it.
+"""Contracts' side of the driver: a web3 connection, and a coordinator's transaction built,
+sent and waited for in web3's form (its receipt's events are read through the contract's ABI).
 
 This is the slow, careful path used to deploy contracts and run a round's coordinator steps;
-the workers' sending path lives in ``actors/`` and does not go through web3.
+what a run needs without a contract (probe, fees, funding, pools) is ``node.Node``, and the
+workers' sending path lives in ``actors/``.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, cast
 
@@ -15,32 +15,15 @@ import requests
 from eth_account.signers.local import LocalAccount
 from eth_typing import URI
 from web3 import HTTPProvider, Web3
-from web3.exceptions import TimeExhausted, Web3RPCError
 from web3.middleware import ExtraDataToPOAMiddleware
 from web3.types import RPCEndpoint, TxParams, TxReceipt
 
-from loadgen.common.errors import ChainStalled, UserError
+from loadgen.chains.node import Node
 
 if TYPE_CHECKING:
-    from eth_typing import ChecksumAddress
     from hexbytes import HexBytes
 
     from loadgen.chains.fees import Fees
-
-
-@dataclass(frozen=True)
-class ChainInfo:
-    chain_id: int
-    gas_price: int
-    client_version: str
-    block_gas_limit: int
-    head: int
-    # a clique network (its signers seal in turn, and fork when one is late): blocks near the
-    # head may still be replaced
-    clique: bool = False
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class FailoverProvider(HTTPProvider):
@@ -75,41 +58,6 @@ def _url(w3: Web3) -> str:
     """The URL of a connection made by ``connect``."""
     assert isinstance(w3.provider, HTTPProvider)
     return str(w3.provider.endpoint_uri)
-
-
-def probe(w3: Web3) -> ChainInfo:
-    try:
-        block = w3.eth.get_block("latest")
-        return ChainInfo(
-            chain_id=w3.eth.chain_id,
-            gas_price=w3.eth.gas_price,
-            client_version=w3.client_version,
-            block_gas_limit=block["gasLimit"],
-            head=block["number"],
-            clique=block.get("difficulty") in (1, 2) and int(block.get("miner", "0x0"), 16) == 0,
-        )
-    except requests.ConnectionError as e:
-        why = "connection refused" if "refused" in str(e).lower() else type(e).__name__
-        raise UserError(f"no answer from {_url(w3)} ({why}): is the node running, and is the URL right?") from None
-    except requests.Timeout:
-        raise UserError(f"no answer from {_url(w3)} in time: the node is up but does not answer (overloaded or stalled?)") from None
-    except Exception as e:  # any other failure here means "this is not a usable node"
-        raise UserError(f"cannot talk to the node at {_url(w3)}: {not_json_rpc(_url(w3)) or e}") from None
-
-
-def not_json_rpc(url: str) -> str | None:
-    """What ``url`` answers a JSON-RPC call with when it is not JSON (a proxy's or a web
-    server's page): its HTTP status and the first characters of the body; None when it is JSON."""
-    try:
-        answer = requests.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=5)
-        answer.json()
-    except requests.JSONDecodeError:
-        head = " ".join(answer.text.split())[:80]
-        kind = answer.headers.get("Content-Type", "no content type")
-        return f"it answers HTTP {answer.status_code} ({kind}) with something that is not JSON-RPC: {head!r}; is this the node's RPC URL?"
-    except requests.RequestException:
-        return None
-    return None
 
 
 @lru_cache(maxsize=64)
@@ -151,17 +99,15 @@ def build_transaction(
     return account.sign_transaction(tx | {"gas": gas}).raw_transaction
 
 
+def _node(w3: Web3) -> Node:
+    """The same endpoints as a connection made by ``connect``, for what web3 adds nothing to."""
+    return Node(getattr(w3.provider, "urls", None) or _url(w3))
+
+
 def wait_receipts(w3: Web3, tx_hashes: list[HexBytes], timeout_s: float = 60.0) -> list[TxReceipt]:
-    try:
-        return [w3.eth.wait_for_transaction_receipt(h, timeout=timeout_s, poll_latency=0.05) for h in tx_hashes]
-    except TimeExhausted as e:
-        # the driver's own steps (deploy, open/close a round, funding) wait for their block: when
-        # one never comes, the network has stalled or is drowning, and the run cannot go on
-        raise ChainStalled(
-            f"{_url(w3)} did not include a transaction of the coordinator within {timeout_s:g}s "
-            f"({e.args[0].split(' is not')[0] if e.args else ''}): the network is stalled or overloaded; "
-            "look at its nodes, or lower the load"
-        ) from None
+    """The receipts in web3's form, which a contract's events are read from."""
+    _node(w3).wait_receipts(["0x" + bytes(h).hex() for h in tx_hashes], timeout_s)
+    return [w3.eth.get_transaction_receipt(h) for h in tx_hashes]
 
 
 def send_transaction(
@@ -183,66 +129,8 @@ def send_transaction(
     return wait_receipts(w3, [submit(w3, raw)], timeout_s)[0]
 
 
-def _pool_full(e: Web3RPCError) -> str | None:
-    """The node's words when it refused a transaction for a full pool."""
-    error = (e.rpc_response or {}).get("error")
-    message = str(error.get("message", "")) if isinstance(error, dict) else ""
-    # not "replacement transaction underpriced": that one is about a nonce, and waiting cannot help it
-    return message if message == "transaction underpriced" or message.startswith("txpool is full") else None
-
-
 def submit(w3: Web3, raw: bytes, timeout_s: float = 60.0) -> HexBytes:
-    """Sends one of loadgen's own transactions (funding, the coordinator's). A node whose pool is
-    full refuses it like any remote transaction that pays no more than the cheapest one there,
-    until blocks take the pending ones (what a heavy trial left behind): it is offered again
-    until ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return w3.eth.send_raw_transaction(raw)
-        except Web3RPCError as e:
-            refusal = _pool_full(e)
-            if refusal is None:
-                raise
-            if time.monotonic() > deadline:
-                raise ChainStalled(
-                    f"{_url(w3)} refused loadgen's own transactions (funding, the coordinator's) for {timeout_s:g}s "
-                    f"({refusal}): its pool stays full; wait for the network to drain, or raise its txpool slots"
-                ) from None
-            time.sleep(0.5)
+    """Sends one of loadgen's own transactions (``Node.submit``: again while a pool is full)."""
+    from hexbytes import HexBytes
 
-
-@dataclass(frozen=True)
-class Funding:
-    funder: str
-    topped_up: int
-    wei_each: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def fund(w3: Web3, funder: LocalAccount, addresses: list[str], wei_each: int, fees: Fees, batch: int = 200) -> Funding:
-    """Tops every address up to ``wei_each``: the transfers of a batch go out back to back with
-    consecutive nonces, then the batch's receipts are awaited."""
-    # the fleet hands the workers' addresses over checksummed
-    balances = [w3.eth.get_balance(cast("ChecksumAddress", a)) for a in addresses]
-    short = [(a, wei_each - b) for a, b in zip(addresses, balances, strict=True) if b < wei_each]
-    need = sum(v for _, v in short) + 21_000 * fees.worst_case_per_gas() * len(short)
-    if short and w3.eth.get_balance(funder.address) < need:
-        raise UserError(
-            f"the funder {funder.address} (key index 0) holds too little to top up {len(short)} workers "
-            f"({need} wei needed): fund it, or run the network at gas price 0"
-        )
-    nonce: int = w3.eth.get_transaction_count(funder.address, "pending")
-    chain_id = chain_id_of(w3)
-    for i in range(0, len(short), batch):
-        hashes = []
-        for address, value in short[i : i + batch]:
-            tx = {"chainId": chain_id, "nonce": nonce, "gas": 21_000, "to": address, "value": value} | fee_fields(fees)
-            hashes.append(submit(w3, funder.sign_transaction(tx).raw_transaction))
-            nonce += 1
-        failed = [r for r in wait_receipts(w3, hashes, timeout_s=120) if r["status"] != 1]
-        if failed:
-            raise UserError(f"{len(failed)} funding transfers failed, first {failed[0]['transactionHash'].hex()}")
-    return Funding(funder.address, len(short), wei_each)
+    return HexBytes(_node(w3).submit(raw, timeout_s))

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import rlp
-from eth_account import Account
-from eth_keys.datatypes import PrivateKey
+from coincurve import PrivateKey
 
 from loadgen.chains.clients import geth_binary, goquorum_binary
 from loadgen.chains.nodeproc import answers, rpc_call
+from loadgen.common.address import address_of
 
 if TYPE_CHECKING:
     from loadgen.chains.gethnet import GethNetworkSettings
@@ -40,6 +40,8 @@ TXN_SIZE_LIMIT_KB = 128
 
 def keystore_json(key: bytes, password: str) -> dict:
     """A v3 keystore file geth can unlock."""
+    from eth_account import Account  # a third of a CPU-second to import: only where a network is made
+
     # scrypt n=2: geth decrypts with the file's own parameters, so unlocking is instant
     encrypted = Account.encrypt(key, password, kdf="scrypt", iterations=2)
     # eth-keyfile writes the IV as an integer's bytes, so one time in 256 it loses a leading zero
@@ -69,13 +71,13 @@ class NodeIdentity:
         return sha256(f"loadgen-devnet/{self.chain_id}/{purpose}/{self.index}".encode()).digest()
 
     @cached_property
-    def node_key(self) -> PrivateKey:
-        return PrivateKey(self._key("p2p"))
+    def node_key(self) -> bytes:
+        return self._key("p2p")
 
     @property
     def node_address(self) -> str:
         """The address of the node key: a QBFT validator signs with it."""
-        return self.node_key.public_key.to_checksum_address()
+        return address_of(self.node_key)
 
     @cached_property
     def signer_key(self) -> bytes:
@@ -84,11 +86,12 @@ class NodeIdentity:
     @property
     def signer(self) -> str:
         """The clique signer's address (an account unlocked on the node)."""
-        return Account.from_key(self.signer_key).address
+        return address_of(self.signer_key)
 
     def enode(self, host: str, ports: NodePorts, raft: bool = False) -> str:
         query = f"?discport=0&raftport={ports.raft}" if raft else "?discport=0"
-        return f"enode://{self.node_key.public_key.to_hex()[2:]}@{host}:{ports.p2p}{query}"
+        public = PrivateKey(self.node_key).public_key.format(compressed=False)[1:]
+        return f"enode://{public.hex()}@{host}:{ports.p2p}{query}"
 
 
 class Consensus:

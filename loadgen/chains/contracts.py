@@ -12,17 +12,15 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from eth_abi import decode as abi_decode
-from eth_account.signers.local import LocalAccount
-from web3 import Web3
-from web3.contract import Contract
-
-from loadgen.chains.chain import send_transaction
 from loadgen.common.errors import ToolMissing
 from loadgen.common.keccak import keccak
 from loadgen.common.paths import REPO_ROOT
 
 if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from web3 import Web3
+    from web3.contract import Contract
+
     from loadgen.chains.fees import Fees
 
 ARTIFACT_DIR = REPO_ROOT / "contracts" / "artifacts"
@@ -61,6 +59,8 @@ class Artifact:
         item = self.errors.get(raw[:4])
         if item is None:
             return f"unknown error 0x{raw.hex()}" if raw else "reverted without data"
+        from eth_abi import decode as abi_decode  # the hot path's encoders below need no eth-abi
+
         values = abi_decode([abi_type(i) for i in item["inputs"]], raw[4:])
         args = ", ".join(f"{i['name']}={v.hex() if isinstance(v, bytes) else v}" for i, v in zip(item["inputs"], values, strict=True))
         return f"{item['name']}({args})"
@@ -78,6 +78,8 @@ def load(name: str) -> Artifact:
 
 def deploy(w3: Web3, account: LocalAccount, artifact: Artifact | str, *args: Any, fees: Fees | None = None) -> Contract:
     """Deploys a committed artifact (by name) or any artifact, with its constructor arguments."""
+    from loadgen.chains.chain import send_transaction  # web3: only runs with contracts import it
+
     if isinstance(artifact, str):
         artifact = load(artifact)
     data = artifact.bytecode

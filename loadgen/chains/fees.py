@@ -2,7 +2,7 @@
 
 A run resolves a ``Fees`` from its configuration and the node (``resolve_fees``), then hands
 it to the seams that need it: the funder budgets ``worst_case_per_gas()`` per unit of gas, the
-senders sign with ``actors.signer.sign_with``, the manifest records ``to_dict()``. The fees stay fixed for
+senders sign with ``loadgen.chains.signer.sign_with``, the manifest records ``to_dict()``. The fees stay fixed for
 the run, so that what a run measures is the chain and not a fee estimator. Nothing here uses
 Ray, and only ``resolve_fees`` talks to a node.
 
@@ -24,10 +24,11 @@ from dataclasses import asdict, dataclass
 from statistics import median_low
 from typing import TYPE_CHECKING, Literal
 
+from loadgen.chains.node import RpcError
 from loadgen.common.errors import ConfigError
 
 if TYPE_CHECKING:
-    from web3 import Web3
+    from loadgen.chains.node import Node
 
 TxType = Literal["legacy", "eip1559"]
 TX_TYPES: tuple[TxType, ...] = ("legacy", "eip1559")
@@ -74,7 +75,7 @@ class Fees:
         return asdict(self)
 
 
-def resolve_fees(w3: Web3, tx_type: str, gas_price: int | None, max_fee: int | None, priority_fee: int | None) -> Fees:
+def resolve_fees(node: Node, tx_type: str, gas_price: int | None, max_fee: int | None, priority_fee: int | None) -> Fees:
     """The run's fees: the given ones, the rest from the node (see the module's docstring).
 
     Raises ConfigError when the configuration cannot work on this node, naming the field.
@@ -86,7 +87,7 @@ def resolve_fees(w3: Web3, tx_type: str, gas_price: int | None, max_fee: int | N
         for name, value in (("max_fee", max_fee), ("priority_fee", priority_fee)):
             if value is not None:
                 raise ConfigError(f"chain.{name}", "applies to tx_type: eip1559 only", "remove it, or use tx_type: eip1559")
-        return Fees.legacy(w3.eth.gas_price if gas_price is None else gas_price)
+        return Fees.legacy(node.gas_price() if gas_price is None else gas_price)
     if tx_type != "eip1559":
         raise ConfigError("chain.tx_type", f"{tx_type!r} is not a transaction type", f"use one of {', '.join(TX_TYPES)}")
     if gas_price is not None:
@@ -94,20 +95,20 @@ def resolve_fees(w3: Web3, tx_type: str, gas_price: int | None, max_fee: int | N
     if max_fee is not None and priority_fee is not None and priority_fee > max_fee:
         raise ConfigError("chain.priority_fee", f"{priority_fee} is above chain.max_fee ({max_fee})", "lower it or raise the max fee")
 
-    if w3.eth.get_block("latest").get("baseFeePerGas") is None:
+    if node.block().get("baseFeePerGas") is None:
         raise ConfigError(
             "chain.tx_type",
             "eip1559 needs a chain with a base fee (London or later), and this node's blocks have none "
             "(a pre-London chain: GoQuorum, or geth with a Berlin genesis)",
             "use tx_type: legacy",
         )
-    base_fee, rewards = _fee_history(w3)
+    base_fee, rewards = _fee_history(node)
     if max_fee is not None and max_fee < base_fee:
         raise ConfigError(
             "chain.max_fee", f"{max_fee} is below the next block's base fee ({base_fee}): nothing would be included", "raise it"
         )
     if priority_fee is None:
-        priority_fee = median_low(rewards) if rewards else w3.eth.max_priority_fee
+        priority_fee = median_low(rewards) if rewards else int(node.call("eth_maxPriorityFeePerGas"), 16)
         if max_fee is not None:
             priority_fee = min(priority_fee, max_fee)
     if max_fee is None:
@@ -115,14 +116,12 @@ def resolve_fees(w3: Web3, tx_type: str, gas_price: int | None, max_fee: int | N
     return Fees.eip1559(max_fee=max_fee, priority_fee=priority_fee)
 
 
-def _fee_history(w3: Web3) -> tuple[int, list[int]]:
+def _fee_history(node: Node) -> tuple[int, list[int]]:
     """The next block's base fee, and the rewards of the recent blocks that used gas."""
-    from web3.exceptions import Web3RPCError
-
     try:
-        history = w3.eth.fee_history(HISTORY_BLOCKS, "latest", [REWARD_PERCENTILE])
-    except Web3RPCError:
+        history = node.call("eth_feeHistory", hex(HISTORY_BLOCKS), "latest", [REWARD_PERCENTILE])
+    except RpcError:
         # a London node without eth_feeHistory: the head's base fee is off by at most 12.5 %
-        return w3.eth.get_block("latest")["baseFeePerGas"], []
+        return int(node.block()["baseFeePerGas"], 16), []
     used = zip(history["gasUsedRatio"], history.get("reward") or [], strict=False)
-    return history["baseFeePerGas"][-1], [reward[0] for ratio, reward in used if ratio > 0]
+    return int(history["baseFeePerGas"][-1], 16), [int(reward[0], 16) for ratio, reward in used if ratio > 0]

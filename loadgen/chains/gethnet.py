@@ -242,7 +242,7 @@ class GethNetwork:
         for node in self.identities:
             d = self.root / f"node{node.index}"
             (d / "geth").mkdir(parents=True, exist_ok=True)
-            (d / "nodekey").write_text(node.node_key.to_hex()[2:])
+            (d / "nodekey").write_text(node.node_key.hex())
             (d / "geth" / "static-nodes.json").write_text(json.dumps(static))
             self.consensus.prepare(d, node)
             if not (d / "geth" / "chaindata").exists():

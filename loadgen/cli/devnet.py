@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 
 from loadgen.chains import contracts
-from loadgen.chains.chain import connect, probe
+from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC
 from loadgen.chains.fees import Fees
 from loadgen.chains.gethnet import TXPOOL_DEFAULTS, GethNetwork
+from loadgen.chains.node import Node
+from loadgen.chains.probe import probe
 from loadgen.cli import types
 from loadgen.common.errors import ConfigError
 from loadgen.config.accounts import MnemonicSource, derive_account
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _serve(chain, args: argparse.Namespace) -> int:
     with chain:
-        info = probe(connect(chain.urls[0]))
+        info = probe(Node(chain.urls[0]))
         print(f"devnet: {chain.describe()}, chain id {info.chain_id}, block gas limit {info.block_gas_limit:,} ({info.client_version})")
         if isinstance(chain, GethNetwork):
             for i, (url, ws, metrics) in enumerate(zip(chain.all_urls, chain.ws_urls, chain.metrics_urls, strict=True)):
@@ -144,7 +146,7 @@ def smoke_round(url: str, model_length: int = 2_500, chunk_size: int = 1_000) ->
     w3 = connect(url)
     fees = Fees.legacy(w3.eth.gas_price)
     source = MnemonicSource("devnet", DEV_MNEMONIC)
-    coordinator_account, *accounts = (derive_account(source, i) for i in range(4))
+    coordinator_account, *accounts = (derive_account(source, i).account() for i in range(4))
     started = time.monotonic()
     fl = contracts.deploy(w3, coordinator_account, "FederatedLearning", fees=fees)
     workers = [PoolMember(w3, a, fl, fees) for a in accounts]

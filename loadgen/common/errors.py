@@ -22,3 +22,13 @@ class ToolMissing(UserError):
 
 class ChainStalled(UserError):
     """The network stopped including the driver's own transactions: nothing a run can measure."""
+
+
+class CoordinatorFailed(UserError):
+    """A coordinator call the node refused or reverted: the run cannot go on, and says which."""
+
+    exit_code = 1
+
+    def __init__(self, step: str, words: str) -> None:
+        super().__init__(f"the coordinator's {step} failed: {words}")
+        self.step, self.words = step, words

@@ -11,13 +11,14 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from eth_account import Account
-from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
-from eth_account.hdaccount.mnemonic import Language, Mnemonic
-from eth_account.signers.local import LocalAccount
-
+from loadgen.common.address import address_of
 from loadgen.common.errors import UserError
+from loadgen.config import hdkeys
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 DERIVATION_PATH = "m/44'/60'/0'/0/{index}"
 
@@ -50,31 +51,41 @@ def mnemonic_source(devnet_phrase: str | None = None) -> MnemonicSource:
     )
 
 
-BIP39_LENGTHS = (12, 15, 18, 21, 24)
-
-
 def checked(source: MnemonicSource, named: str) -> MnemonicSource:
     """The source, once its phrase is a valid BIP-39 English mnemonic; else a one-line error
     that says what is wrong without a word of the phrase (eth-account's own error quotes it
     whole, and it would go to terminals, CI logs and Ray's logs)."""
     words = source.phrase().split()
     how = "its 12 to 24 words as the wallet that made it shows them"
-    if len(words) not in BIP39_LENGTHS:
+    if len(words) not in hdkeys.VALID_LENGTHS:
         raise UserError(f"{named} is not a valid BIP-39 phrase ({len(words)} words given, 12, 15, 18, 21 or 24 expected): give {how}")
-    bip39 = Mnemonic(Language.ENGLISH)
-    unknown = [i + 1 for i, w in enumerate(words) if w not in bip39.wordlist]
-    if unknown:
+    if unknown := hdkeys.unknown_words(words):
         where = ", ".join(map(str, unknown))
         raise UserError(f"{named} is not a valid BIP-39 phrase (word {where} not in the English word list): give {how}")
-    if not bip39.is_mnemonic_valid(" ".join(words)):
+    if not hdkeys.checksum_ok(words):
         raise UserError(f"{named} is not a valid BIP-39 phrase (bad checksum: a word mistyped or out of order?): give {how}")
     return source
 
 
+@dataclass(frozen=True)
+class Key:
+    """One account of the mnemonic: its address, and its private key out of every repr."""
+
+    address: str  # checksummed
+    key: bytes = field(repr=False)
+
+    def account(self) -> LocalAccount:
+        """eth-account's form of it, for web3's contract calls (imported only then)."""
+        from eth_account import Account
+
+        return Account.from_key(self.key)
+
+
 @lru_cache(maxsize=4)
 def _seed(phrase: str) -> bytes:
-    return seed_from_mnemonic(phrase, "")
+    return hdkeys.seed(phrase.split())
 
 
-def derive_account(source: MnemonicSource, index: int) -> LocalAccount:
-    return Account.from_key(key_from_seed(_seed(source.phrase()), DERIVATION_PATH.format(index=index)))
+def derive_account(source: MnemonicSource, index: int) -> Key:
+    key = hdkeys.private_key(_seed(source.phrase()), DERIVATION_PATH.format(index=index))
+    return Key(address_of(key), key)

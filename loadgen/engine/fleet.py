@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import cast
 
 import pyarrow as pa
-from web3 import Web3
 
 from actors.endpoints import EndpointEvent
 from actors.stats import SenderStats
 from loadgen.chains.fees import Fees
+from loadgen.common.address import checksummed
 from loadgen.config.accounts import MnemonicSource
 from loadgen.engine.hosting.base import Handle, Host, Ref
 from loadgen.engine.ledger import PhaseLedger
@@ -113,7 +113,7 @@ class SenderFleet:
             addresses = [""] * len(self.plan.workers)
             for a, got in enumerate(answers):
                 for spec, address in zip(self.plan.workers_of(a), got, strict=True):
-                    addresses[spec.worker] = Web3.to_checksum_address(address)
+                    addresses[spec.worker] = checksummed(address)
             self._addresses = addresses
         return self._addresses
 

@@ -164,7 +164,7 @@ class PhaseRunner:
         if known is not None:
             return replace(phase, gas_limit=known)
         checked = check_phase(
-            self.ctx.session.w3, phase, payload, self.ctx.plan.workers, self.ctx.addresses, self.ctx.session.info.block_gas_limit
+            self.ctx.session.node, phase, payload, self.ctx.plan.workers, self.ctx.addresses, self.ctx.session.info.block_gas_limit
         )
         for line in checked.lines:
             self.ctx.on_event(line)

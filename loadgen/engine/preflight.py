@@ -13,10 +13,9 @@ of gas under a limit the experiment fixed is what the study's Fig. 1 measures: s
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
-from web3 import Web3
-from web3.types import TxParams, Wei
-
+from loadgen.chains.node import Node, RpcError
 from loadgen.common.errors import UserError
 from loadgen.engine.plan import PhaseSpec, WorkerSpec
 from loadgen.workloads.base import Call, Payload
@@ -63,15 +62,27 @@ class Checked:
     lines: tuple[str, ...]  # what the run says about it
 
 
+_ERROR_STRING = "0x08c379a0"  # the selector of Error(string), what `revert("reason")` returns
+
+
 def _message(error: Exception) -> str:
-    args = error.args[0] if error.args else error
-    if isinstance(args, dict):
-        return str(args.get("message", args))
-    return str(args)
+    """The node's words; for a revert with data, the reason a contract gave as Error(string),
+    else the data alone (a custom error or a panic depends on the chain's state, which later
+    transactions may change: not a reason to refuse the phase)."""
+    if isinstance(error, RpcError) and isinstance(error.data, str) and len(error.data) > 2:
+        if not error.data.startswith(_ERROR_STRING):
+            return error.data
+        encoded = bytes.fromhex(error.data[len(_ERROR_STRING) :])
+        try:
+            length = int.from_bytes(encoded[32:64], "big")
+            return f"execution reverted: {encoded[64 : 64 + length].decode()}"
+        except (UnicodeDecodeError, ValueError):
+            return error.data
+    return str(error)
 
 
 def check_phase(
-    w3: Web3, phase: PhaseSpec, payload: Payload, workers: tuple[WorkerSpec, ...], addresses: list[str], block_gas_limit: int
+    node: Node, phase: PhaseSpec, payload: Payload, workers: tuple[WorkerSpec, ...], addresses: list[str], block_gas_limit: int
 ) -> Checked:
     """The phase's gas limit (the node's estimate unless fixed) and a simulation of its first
     transaction by up to TRIED_WORKERS workers; raises PhaseRefused when each would fail."""
@@ -82,7 +93,7 @@ def check_phase(
     if not phase.gas_fixed and calls:
         sender, call = calls[0]
         try:
-            estimate = w3.eth.estimate_gas(_params(sender, call))
+            estimate = int(node.call("eth_estimateGas", _params(sender, call)), 16)
         except Exception as e:  # the node objects: the simulation below says whether it matters
             lines.append(f"{phase.name}: the node gives no gas estimate ({_message(e)}); each transaction keeps {phase.gas_limit:,}")
         else:
@@ -92,7 +103,7 @@ def check_phase(
     objections: list[str] = []
     for sender, call in calls:
         try:
-            w3.eth.call(_params(sender, call) | {"gas": phase.gas_limit})
+            node.call("eth_call", _params(sender, call) | {"gas": hex(phase.gas_limit)}, "latest")
             break
         except Exception as e:
             objections.append(_message(e))
@@ -108,8 +119,8 @@ def check_phase(
     return Checked(phase, tuple(lines))
 
 
-def _params(sender: str, call: Call) -> TxParams:
-    return {"from": Web3.to_checksum_address(sender), "to": Web3.to_checksum_address(call.to), "data": call.data, "value": Wei(call.value)}
+def _params(sender: str, call: Call) -> dict[str, Any]:
+    return {"from": sender, "to": "0x" + call.to.hex(), "data": "0x" + call.data.hex(), "value": hex(call.value)}
 
 
 def _fix(phase: PhaseSpec) -> str:

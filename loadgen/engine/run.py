@@ -25,7 +25,7 @@ from typing import Any
 
 from loadgen import __version__
 from loadgen.chains.devnet import DEV_MNEMONIC
-from loadgen.common.errors import UserError
+from loadgen.common.errors import CoordinatorFailed, UserError
 from loadgen.config import schema as config_mod
 from loadgen.config.accounts import MnemonicSource, mnemonic_source
 from loadgen.config.schema import Experiment
@@ -44,7 +44,6 @@ from loadgen.engine.stage import RunStage, worker_addresses
 from loadgen.engine.store import RunStore
 from loadgen.engine.verdict import EXIT_CODES, Offered, judge_run
 from loadgen.report.summary import summarize_file
-from loadgen.workloads.fl_round.protocol import CoordinatorFailed
 
 
 @dataclass

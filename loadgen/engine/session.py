@@ -10,22 +10,24 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from eth_account.signers.local import LocalAccount
-from web3 import Web3
-from web3.types import RPCEndpoint
-
-from loadgen.chains.chain import ChainInfo, Funding, connect, fund, probe
 from loadgen.chains.consensus import CLIENT_CONSENSUS, CONSENSUS
 from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.chains.fees import Fees, resolve_fees
+from loadgen.chains.funding import Funding, fund
 from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings
-from loadgen.chains.nodeproc import rpc_call
+from loadgen.chains.node import Node
+from loadgen.chains.probe import ChainInfo, probe
 from loadgen.common.errors import ConfigError
 from loadgen.common.paths import REPO_ROOT
-from loadgen.config.accounts import MnemonicSource, derive_account, mnemonic_source
+from loadgen.config.accounts import Key, MnemonicSource, derive_account, mnemonic_source
 from loadgen.config.schema import CLIQUE_CONFIRMATIONS, ChainConfig, DevnetConfig, Experiment
+
+if TYPE_CHECKING:
+    from web3 import Web3
 
 
 def targets_file(name: str) -> Path | None:
@@ -47,7 +49,7 @@ class ChainSession:
         self.endpoints: list[str] = []
         self.watch_endpoints: list[str] = []  # where the watchers read; empty: the endpoints
         self.devnet: dict | None = None  # the embedded network's manifest, when there is one
-        self._w3s: dict[str, Web3] = {}
+        self._pools: dict[str, Node] = {}
         self._no_txpool: set[str] = set()
 
     def __enter__(self) -> ChainSession:
@@ -64,19 +66,29 @@ class ChainSession:
                 self.on_event(f"{node.describe()}: {', '.join(self.endpoints)}")
                 if node.observer_urls:
                     self.on_event(f"watching from {', '.join(node.observer_urls)}")
-            self.w3 = connect(self.endpoints)  # the first endpoint, and the next ones when it dies
-            self.info: ChainInfo = probe(self.w3)
+            self.node = Node(self.endpoints)  # the first endpoint, and the next ones when it dies
+            self.info: ChainInfo = probe(self.node)
             self._check()
-            self.fees: Fees = resolve_fees(self.w3, self.chain.tx_type, self.chain.gas_price, self.chain.max_fee, self.chain.priority_fee)
+            self.fees: Fees = resolve_fees(self.node, self.chain.tx_type, self.chain.gas_price, self.chain.max_fee, self.chain.priority_fee)
             self.source = self._mnemonic or mnemonic_source(DEV_MNEMONIC if self.devnet is not None else None)
-            self.coordinator: LocalAccount = derive_account(self.source, 0)
+            self.coordinator: Key = derive_account(self.source, 0)
         except BaseException:
             self._stack.close()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for node in (getattr(self, "node", None), *self._pools.values()):
+            if node is not None:
+                node.close()
         self._stack.close()
+
+    @cached_property
+    def w3(self) -> Web3:
+        """web3 on the same endpoints, for workloads with contracts (imported only for them)."""
+        from loadgen.chains.chain import connect
+
+        return connect(self.endpoints)
 
     def _check(self) -> None:
         if self.chain.chain_id is not None and self.chain.chain_id != self.info.chain_id:
@@ -85,7 +97,7 @@ class ChainSession:
             )
         for url in self.watch_endpoints:
             try:
-                chain_id = int(rpc_call(url, "eth_chainId", timeout_s=5), 16)
+                chain_id = Node(url, timeout_s=5).chain_id()
             except Exception as e:  # any failure to answer: the watchers could not read there
                 raise ConfigError("chain.watch_endpoints", f"{url} does not answer ({e})", "fix the URL or leave it out") from None
             if chain_id != self.info.chain_id:
@@ -105,7 +117,7 @@ class ChainSession:
         return self.devnet is not None
 
     def fund(self, addresses: list[str], wei_each: int) -> Funding:
-        return fund(self.w3, self.coordinator, addresses, wei_each, self.fees)
+        return fund(self.node, self.coordinator, addresses, wei_each, self.fees)
 
     def txpools(self) -> dict[str, tuple[int, int]]:
         """(pending, queued) per endpoint, for nodes that have txpool_status."""
@@ -114,10 +126,9 @@ class ChainSession:
             if url in self._no_txpool:
                 continue
             try:
-                if url not in self._w3s:  # once: a Web3 costs more to build than the call (asked every second)
-                    self._w3s[url] = connect(url, timeout_s=2)
-                w3 = self._w3s[url]
-                result = w3.provider.make_request(RPCEndpoint("txpool_status"), [])["result"]
+                if url not in self._pools:
+                    self._pools[url] = Node(url, timeout_s=2)
+                result = self._pools[url].call("txpool_status")
                 pools[url] = (int(result["pending"], 16), int(result["queued"], 16))
             except Exception:  # any failure: this node has no txpool_status
                 self._no_txpool.add(url)

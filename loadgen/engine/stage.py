@@ -6,16 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, cast
 
-from eth_account.signers.local import LocalAccount
-from web3 import Web3
-from web3.contract import Contract
-from web3.types import TxReceipt
-
-from loadgen.chains.chain import send_transaction
-from loadgen.chains.contracts import Artifact, calldata, deploy
 from loadgen.chains.fees import Fees
+from loadgen.common.address import checksummed
 from loadgen.common.errors import ConfigError, UserError
 from loadgen.config.accounts import derive_account
 from loadgen.engine.plan import PhaseSpec, RunPlan, key_index
@@ -23,6 +18,15 @@ from loadgen.engine.rig import Rig
 from loadgen.engine.session import ChainSession
 from loadgen.engine.store import RunStore
 from loadgen.workloads.base import Payload, Timed
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from eth_typing import ChecksumAddress
+    from web3 import Web3
+    from web3.contract import Contract
+    from web3.types import TxReceipt
+
+    from loadgen.chains.contracts import Artifact
 
 
 def worker_addresses(session: ChainSession, plan: RunPlan, key_offset: int) -> list[str]:
@@ -48,9 +52,9 @@ class RunStage:
     def w3(self) -> Web3:
         return self.session.w3
 
-    @property
+    @cached_property
     def coordinator(self) -> LocalAccount:
-        return self.session.coordinator
+        return self.session.coordinator.account()
 
     @property
     def fees(self) -> Fees:
@@ -63,7 +67,9 @@ class RunStage:
     def deploy(self, artifact: Artifact, *args: Any) -> Contract:
         key = self._contract_key(artifact, args)
         known = self.rig.deployed(key) if key else None
-        address = Web3.to_checksum_address(known) if known else None
+        from loadgen.chains.contracts import deploy  # web3: only runs with contracts import it
+
+        address = cast("ChecksumAddress", checksummed(known)) if known else None
         if address is not None and self.w3.eth.get_code(address):
             self.on_event(f"{artifact.name} at {address}, deployed by an earlier run of the series")
             contract = self.w3.eth.contract(address=address, abi=artifact.abi)
@@ -75,14 +81,14 @@ class RunStage:
         return self._recorded(artifact, contract)
 
     def deployed_at(self, artifact: Artifact, address: str, field: str) -> Contract:
-        checksummed = Web3.to_checksum_address(address)
-        code = bytes(self.w3.eth.get_code(checksummed))
+        at = cast("ChecksumAddress", checksummed(address))
+        code = bytes(self.w3.eth.get_code(at))
         if code != artifact.runtime:
             what = "no code" if not code else f"code that is not this loadgen's {artifact.name}"
             fix = "remove it to deploy one, or give one that manifest.json's contracts name"
-            raise ConfigError(field, f"{checksummed} holds {what} on this chain", fix)
-        self.on_event(f"{artifact.name} at {checksummed}, from {field}")
-        return self._recorded(artifact, self.w3.eth.contract(address=checksummed, abi=artifact.abi))
+            raise ConfigError(field, f"{at} holds {what} on this chain", fix)
+        self.on_event(f"{artifact.name} at {at}, from {field}")
+        return self._recorded(artifact, self.w3.eth.contract(address=at, abi=artifact.abi))
 
     def _recorded(self, artifact: Artifact, contract: Contract) -> Contract:
         self.manifest.setdefault("contracts", {})[artifact.name] = contract.address
@@ -96,6 +102,9 @@ class RunStage:
         return Rig.contract_key(self.session.info.chain_id, artifact.name, artifact.bytecode, args)
 
     def transact(self, contract: Contract, function: str, *args: Any) -> TxReceipt:
+        from loadgen.chains.chain import send_transaction
+        from loadgen.chains.contracts import calldata
+
         data = calldata(contract, function, *args)
         receipt = send_transaction(self.w3, self.coordinator, to=contract.address, data=data, fees=self.fees)
         if receipt["status"] != 1:

@@ -8,6 +8,7 @@ the run's own verdict (which stands: it was not committed within the timeout) an
 
 from __future__ import annotations
 
+import http.client
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import requests
+
+from loadgen.chains.node import Node, NotJsonRpc
 
 BATCH = 200
 RECONCILED_SCHEMA = pa.schema(
@@ -42,14 +44,13 @@ class Landed:
 
 
 def _receipts(url: str, hashes: list[str], timeout_s: float) -> list[Any]:
-    answers: list[Any] = []
-    for i in range(0, len(hashes), BATCH):
-        part = hashes[i : i + BATCH]
-        body = [{"jsonrpc": "2.0", "id": j, "method": "eth_getTransactionReceipt", "params": [h]} for j, h in enumerate(part)]
-        reply = requests.post(url, json=body, timeout=timeout_s).json()
-        by_id = {a.get("id"): a.get("result") for a in reply if isinstance(a, dict)} if isinstance(reply, list) else {}
-        answers += [by_id.get(j) for j in range(len(part))]
-    return answers
+    node = Node(url, timeout_s)
+    try:
+        return [
+            r for i in range(0, len(hashes), BATCH) for r in node.batch("eth_getTransactionReceipt", [[h] for h in hashes[i : i + BATCH]])
+        ]
+    finally:
+        node.close()
 
 
 def reconcile(run_dir: Path, table: pa.Table, endpoints: list[str], timeout_s: float = 5.0) -> Landed | None:
@@ -62,7 +63,7 @@ def reconcile(run_dir: Path, table: pa.Table, endpoints: list[str], timeout_s: f
     for url in endpoints:
         try:
             receipts = _receipts(url, hashes, timeout_s)
-        except (requests.RequestException, ValueError):
+        except (OSError, http.client.HTTPException, NotJsonRpc):
             continue
         now = time.time()
         found = [(h, r) for h, r in zip(hashes, receipts, strict=True) if isinstance(r, dict) and r.get("blockNumber")]

@@ -19,7 +19,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from eth_abi import encode as abi_encode
 from pydantic import Field, field_validator, model_validator
 
 from loadgen.chains import contracts
@@ -193,6 +192,8 @@ class Function:
         return f"{self.name}({','.join(self.types)})"
 
     def calldata(self, args: list[Any]) -> bytes:
+        from eth_abi import encode as abi_encode  # imported by the runs of this workload, not by every run
+
         return contracts.selector(self.signature) + abi_encode(
             list(self.types), [_coerce(t, a) for t, a in zip(self.types, args, strict=True)]
         )

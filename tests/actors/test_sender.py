@@ -27,9 +27,9 @@ from actors.blocks import Inclusion
 from actors.gaps import MAX_RESENDS
 from actors.rpc import SendResult
 from actors.sender import Sender
-from actors.signer import SignedTx
 from actors.watcher import Followed
 from loadgen.chains.fees import Fees
+from loadgen.chains.signer import SignedTx
 from loadgen.engine.ledger import WorkerRecord
 from loadgen.engine.plan import PhaseSpec, WorkerSpec, constant_rate, paced
 from loadgen.engine.sending import Sending

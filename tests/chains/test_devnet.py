@@ -9,8 +9,10 @@ import pytest
 from eth_account import Account
 
 from loadgen.chains import devnet as devnet_mod
-from loadgen.chains.chain import connect, probe, send_transaction
+from loadgen.chains.chain import connect, send_transaction
 from loadgen.chains.devnet import Devnet, DevnetSettings
+from loadgen.chains.node import Node
+from loadgen.chains.probe import probe
 from loadgen.common.errors import ToolMissing
 from tests.support.runs import children_of_a_killed_parent, pid_alive
 
@@ -24,7 +26,7 @@ def paced_chain():
 @pytest.mark.chain
 def test_quorum_like_settings(paced_chain):
     w3 = connect(paced_chain.url)
-    info = probe(w3)
+    info = probe(Node(paced_chain.url))
     assert info.chain_id == 1337
     assert info.gas_price == 0  # eth_gasPrice answers 0, as GoQuorum does
     assert info.block_gas_limit == 1_000_000_000
@@ -58,8 +60,8 @@ def test_unfunded_account_sends_legacy_tx_at_gas_price_zero(paced_chain):
 def test_free_ports_let_two_devnets_run_side_by_side():
     with Devnet(DevnetSettings(block_time_s=0)) as a, Devnet(DevnetSettings(block_time_s=0, chain_id=99)) as b:
         assert a.port != b.port
-        assert probe(connect(a.url)).chain_id == 1337
-        assert probe(connect(b.url)).chain_id == 99
+        assert probe(Node(a.url)).chain_id == 1337
+        assert probe(Node(b.url)).chain_id == 99
 
 
 @pytest.mark.chain

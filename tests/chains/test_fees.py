@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 
 import pytest
-from web3.exceptions import MethodUnavailable, Web3RPCError
+from web3.exceptions import Web3RPCError
 
-from actors.signer import Signer, sign_with
 from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC, Devnet, DevnetSettings
 from loadgen.chains.fees import Fees, resolve_fees
 from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings
+from loadgen.chains.node import Node, RpcError
+from loadgen.chains.signer import Signer, sign_with
 from loadgen.common.errors import ConfigError
 from loadgen.config.accounts import MnemonicSource, derive_account
 
@@ -68,53 +68,53 @@ def test_sign_with_picks_the_signing_method():
 
 
 class StandInNode:
-    """Answers like web3's Eth for the calls resolve_fees makes, and records them."""
+    """Answers like loadgen's Node (hex, as a node does) for the calls resolve_fees makes, and records them."""
 
     def __init__(self, *, base_fee=None, history=None, priority=GWEI, gas_price=3 * GWEI):
-        self.block = {"number": 9, "gasLimit": 30_000_000} | ({} if base_fee is None else {"baseFeePerGas": base_fee})
+        self._block = {"number": "0x9", "gasLimit": hex(30_000_000)} | ({} if base_fee is None else {"baseFeePerGas": hex(base_fee)})
         self.history = history
         self.priority = priority
         self._gas_price = gas_price
         self.calls: list[str] = []
 
-    def get_block(self, ident):
-        self.calls.append(f"get_block({ident})")
-        return self.block
+    def block(self, tag="latest"):
+        self.calls.append(f"block({tag})")
+        return self._block
 
-    def fee_history(self, count, newest, percentiles):
-        self.calls.append(f"fee_history({count}, {newest}, {percentiles})")
-        if self.history is None:
-            raise MethodUnavailable("the method eth_feeHistory does not exist/is not available")
-        return self.history
-
-    @property
-    def max_priority_fee(self):
-        self.calls.append("max_priority_fee")
-        return self.priority
-
-    @property
     def gas_price(self):
         self.calls.append("gas_price")
         return self._gas_price
 
+    def call(self, method, *params):
+        self.calls.append(f"{method}{list(params)}")
+        if method == "eth_maxPriorityFeePerGas":
+            return hex(self.priority)
+        assert method == "eth_feeHistory"
+        if self.history is None:
+            raise RpcError(-32601, "the method eth_feeHistory does not exist/is not available")
+        return self.history
+
 
 def stand_in(**kwargs):
-    return SimpleNamespace(eth=StandInNode(**kwargs))
+    return StandInNode(**kwargs)
 
 
 class NoNode:
-    @property
-    def eth(self):
+    def __getattr__(self, name):
         raise AssertionError("asked the node")
+
+
+def node_of(w3):
+    return Node(str(w3.provider.endpoint_uri))
 
 
 def history(next_base_fee, blocks):
     """eth_feeHistory's answer for blocks given as (gas used ratio, 50th-percentile reward)."""
     return {
         "oldestBlock": 1,
-        "baseFeePerGas": [GWEI] * len(blocks) + [next_base_fee],
+        "baseFeePerGas": [hex(GWEI)] * len(blocks) + [hex(next_base_fee)],
         "gasUsedRatio": [ratio for ratio, _ in blocks],
-        "reward": [[reward] for _, reward in blocks],
+        "reward": [[hex(reward)] for _, reward in blocks],
     }
 
 
@@ -128,7 +128,7 @@ def test_legacy_uses_the_given_gas_price_without_asking():
 def test_legacy_asks_the_node_for_its_gas_price():
     w3 = stand_in(gas_price=4 * GWEI)
     assert resolve_fees(w3, "legacy", None, None, None) == Fees.legacy(4 * GWEI)
-    assert w3.eth.calls == ["gas_price"]
+    assert w3.calls == ["gas_price"]
 
 
 @pytest.mark.unit
@@ -138,8 +138,8 @@ def test_eip1559_from_fee_history_skips_empty_blocks():
     fees = resolve_fees(w3, "eip1559", None, None, None)
     # the lower middle of 1, 3, 4, 5 gwei; the next block's base fee is 7 gwei
     assert fees == Fees.eip1559(max_fee=2 * 7 * GWEI + 3 * GWEI, priority_fee=3 * GWEI)
-    assert "fee_history(10, latest, [50])" in w3.eth.calls
-    assert "max_priority_fee" not in w3.eth.calls
+    assert "eth_feeHistory['0xa', 'latest', [50]]" in w3.calls
+    assert "eth_maxPriorityFeePerGas[]" not in w3.calls
 
 
 @pytest.mark.unit
@@ -158,7 +158,7 @@ def test_eip1559_without_fee_history_uses_the_heads_base_fee():
 def test_eip1559_given_fees_are_kept():
     w3 = stand_in(base_fee=5 * GWEI, history=history(5 * GWEI, [(0.5, 9 * GWEI)]))
     assert resolve_fees(w3, "eip1559", None, 50 * GWEI, 0) == Fees.eip1559(max_fee=50 * GWEI, priority_fee=0)
-    assert "max_priority_fee" not in w3.eth.calls
+    assert "eth_maxPriorityFeePerGas[]" not in w3.calls
 
 
 @pytest.mark.unit
@@ -240,7 +240,7 @@ def send(w3, signed):
 @pytest.mark.chain
 def test_anvil_fees_from_history_get_a_type_2_transaction_mined(base_fee_chain):
     w3 = base_fee_chain
-    idle = resolve_fees(w3, "eip1559", None, None, None)
+    idle = resolve_fees(node_of(w3), "eip1559", None, None, None)
     next_base_fee = w3.eth.fee_history(1, "latest", [])["baseFeePerGas"][-1]
     assert next_base_fee > 0
     assert idle.priority_fee == w3.eth.max_priority_fee  # no block has used gas yet
@@ -250,7 +250,7 @@ def test_anvil_fees_from_history_get_a_type_2_transaction_mined(base_fee_chain):
     for nonce in range(3):
         tip = Fees.eip1559(max_fee=10 * GWEI, priority_fee=3 * GWEI)
         assert send(w3, sign_with(tipper, tip, nonce=nonce, gas=21_000, to=TO, data=b""))["status"] == 1
-    fees = resolve_fees(w3, "eip1559", None, None, None)
+    fees = resolve_fees(node_of(w3), "eip1559", None, None, None)
     next_base_fee = w3.eth.fee_history(1, "latest", [])["baseFeePerGas"][-1]
     assert fees.priority_fee == 3 * GWEI  # what the recent blocks paid, not the node's suggestion
     assert fees.max_fee == 2 * next_base_fee + 3 * GWEI
@@ -270,7 +270,7 @@ def test_anvil_fees_from_history_get_a_type_2_transaction_mined(base_fee_chain):
 @pytest.mark.chain
 def test_anvil_legacy_fees_are_the_nodes_gas_price(base_fee_chain):
     w3 = base_fee_chain
-    fees = resolve_fees(w3, "legacy", None, None, None)
+    fees = resolve_fees(node_of(w3), "legacy", None, None, None)
     assert fees == Fees.legacy(w3.eth.gas_price)
     receipt = send(w3, sign_with(dev_signer(4), fees, nonce=0, gas=21_000, to=TO, data=b""))
     assert (receipt["type"], receipt["status"]) == (0, 1)
@@ -281,17 +281,17 @@ def test_anvil_legacy_fees_are_the_nodes_gas_price(base_fee_chain):
 def test_berlin_anvil_refuses_eip1559_and_takes_legacy(berlin_chain):
     w3 = berlin_chain
     with pytest.raises(ConfigError, match="use tx_type: legacy") as caught:
-        resolve_fees(w3, "eip1559", None, None, None)
+        resolve_fees(node_of(w3), "eip1559", None, None, None)
     assert caught.value.field == "chain.tx_type"
     with pytest.raises(ConfigError) as caught:
-        resolve_fees(w3, "eip1559", None, 10 * GWEI, GWEI)
+        resolve_fees(node_of(w3), "eip1559", None, 10 * GWEI, GWEI)
     assert caught.value.field == "chain.tx_type"
 
     signer = dev_signer(5)
     # the refusal is the node's rule too: it does not take a type-2 transaction
     with pytest.raises(Web3RPCError, match="EIP-1559 style fee params"):
         w3.eth.send_raw_transaction(signer.sign_1559(nonce=0, max_fee=10 * GWEI, priority_fee=GWEI, gas=21_000, to=TO, data=b"").raw)
-    fees = resolve_fees(w3, "legacy", None, None, None)
+    fees = resolve_fees(node_of(w3), "legacy", None, None, None)
     receipt = send(w3, sign_with(signer, fees, nonce=0, gas=21_000, to=TO, data=b""))
     assert (receipt["type"], receipt["status"]) == (0, 1)
 
@@ -302,6 +302,6 @@ def test_geth_1_10_3_refuses_eip1559():
     with GethNetwork(GethNetworkSettings(nodes=1)) as net:
         w3 = connect(net.urls[0])
         with pytest.raises(ConfigError, match="use tx_type: legacy") as caught:
-            resolve_fees(w3, "eip1559", None, None, None)
+            resolve_fees(node_of(w3), "eip1559", None, None, None)
         assert caught.value.field == "chain.tx_type"
-        assert resolve_fees(w3, "legacy", None, None, None) == Fees.legacy(w3.eth.gas_price)
+        assert resolve_fees(node_of(w3), "legacy", None, None, None) == Fees.legacy(w3.eth.gas_price)

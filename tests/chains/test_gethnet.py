@@ -14,16 +14,17 @@ import pytest
 import rlp
 from eth_keyfile import keyfile
 from web3 import Web3
-from web3.exceptions import Web3RPCError
 from web3.types import RPCEndpoint
 
 from loadgen.chains import clients, gethnet
-from loadgen.chains.chain import build_transaction, connect, probe, submit, wait_receipts
+from loadgen.chains.chain import build_transaction, connect, submit, wait_receipts
 from loadgen.chains.consensus import ISTANBUL_DIGEST, Clique, Ibft, NodeIdentity, Qbft, Raft
 from loadgen.chains.devnet import DEV_MNEMONIC
 from loadgen.chains.fees import Fees
 from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings, TxpoolSettings
+from loadgen.chains.node import Node, RpcError
 from loadgen.chains.nodeproc import rpc_call
+from loadgen.chains.probe import probe
 from loadgen.common.errors import ChainStalled, ToolMissing
 from loadgen.config import schema as config
 from loadgen.config.accounts import derive_account, mnemonic_source
@@ -144,7 +145,7 @@ def test_the_pinned_version_and_missing_binaries(monkeypatch, tmp_path):
 def test_four_nodes_answer_alike_and_are_peered(tight_network):
     urls = tight_network.urls
     assert len(set(urls)) == 4
-    infos = [probe(connect(u)) for u in urls]
+    infos = [probe(Node(u)) for u in urls]
     assert {i.chain_id for i in infos} == {1337}
     assert {i.gas_price for i in infos} == {1}  # geth's floor; GoQuorum would answer 0
     assert all(i.client_version.startswith("Geth/v1.10.3") for i in infos)
@@ -234,7 +235,7 @@ def test_loadgen_s_own_transactions_wait_for_room_in_a_full_pool(monkeypatch):
     pool = TxpoolSettings(account_slots=1, global_slots=1, account_queue=4, global_queue=8, no_locals=True)
     monkeypatch.delenv("LOADGEN_MNEMONIC", raising=False)
     source = mnemonic_source(DEV_MNEMONIC)
-    accounts = [derive_account(source, i) for i in range(12)]
+    accounts = [derive_account(source, i).account() for i in range(12)]
     with GethNetwork(GethNetworkSettings(nodes=1, txpool=pool, block_time_s=2)) as net:
         w3 = connect(net.urls[0])
         fees = Fees.legacy(w3.eth.gas_price)
@@ -262,7 +263,7 @@ def test_loadgen_s_own_transactions_wait_for_room_in_a_full_pool(monkeypatch):
         # a nonce already taken at the same price: waiting cannot help, it fails at once
         sealed()
         w3.eth.send_raw_transaction(tx(11, 0, b"\1"))
-        with pytest.raises(Web3RPCError, match="replacement transaction underpriced"):
+        with pytest.raises(RpcError, match="replacement transaction underpriced"):
             submit(w3, tx(11, 0, b"\2"))
 
 

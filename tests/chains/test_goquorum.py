@@ -13,10 +13,12 @@ import pyarrow.compute as pc
 import pytest
 import rlp
 
-from loadgen.chains.chain import connect, probe
+from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEV_MNEMONIC
 from loadgen.chains.gethnet import GethNetwork, GethNetworkSettings, TxpoolSettings
+from loadgen.chains.node import Node
 from loadgen.chains.nodeproc import rpc_call
+from loadgen.chains.probe import probe
 from tests.chains.test_gethnet import fl
 from tests.support.runs import assert_one_row_per_attempt, assert_the_chain_agrees, execute, local_ray, pid_alive, statuses
 
@@ -46,7 +48,7 @@ def raft():
 
 
 def test_a_bft_network_answers_alike_and_stops_clean(bft):
-    infos = [probe(connect(u)) for u in bft.urls]
+    infos = [probe(Node(u)) for u in bft.urls]
     assert {i.gas_price for i in infos} == {0}  # gas-free, as GoQuorum networks run
     assert all("quorum-v24.4.1" in i.client_version for i in infos)
     height = min(i.head for i in infos) - 1

@@ -218,7 +218,7 @@ def w3():
 @pytest.fixture(scope="module")
 def accounts():
     source = MnemonicSource("devnet", DEV_MNEMONIC)
-    return [derive_account(source, i) for i in range(4)]
+    return [derive_account(source, i).account() for i in range(4)]
 
 
 def library(factor: int) -> str:

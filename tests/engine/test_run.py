@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -96,7 +97,7 @@ def test_a_run_plays_on_the_contract_an_earlier_run_deployed(chain, tmp_path):
     assert json.loads((second.run_dir / "manifest.json").read_text())["contracts"] == {"FederatedLearning": address}
 
     w3 = connect(chain.url)
-    counter = contracts.deploy(w3, derive_account(mnemonic_source(DEV_MNEMONIC), 0), "Counter").address
+    counter = contracts.deploy(w3, derive_account(mnemonic_source(DEV_MNEMONIC), 0).account(), "Counter").address
     for other, what in ((counter, "code that is not this loadgen's FederatedLearning"), ("0x" + "11" * 20, "no code")):
         with pytest.raises(ConfigError, match=what) as caught:
             execute(fl_experiment([chain.url], contract=other), tmp_path / "wrong")
@@ -286,9 +287,27 @@ def test_a_coordinator_transaction_that_never_lands_is_a_one_line_error(chain):
     from loadgen.common.errors import ChainStalled
     from loadgen.config.accounts import MnemonicSource, derive_account
 
-    account = derive_account(MnemonicSource("t", DEV_MNEMONIC), 0)
+    account = derive_account(MnemonicSource("t", DEV_MNEMONIC), 0).account()
     faults = Faults(drop_every=1, drop_resends=True, exempt=set())  # the node loses the coordinator's too
     stalled = pytest.raises(ChainStalled, match="did not include a transaction of the coordinator within 1s")
     with FaultProxy(chain.url, faults) as proxy, stalled as caught:
         send_transaction(connect(proxy.url), account, to=account.address, data=b"", gas=21_000, timeout_s=1)
     assert "\n" not in str(caught.value) and "stalled or overloaded" in str(caught.value)
+
+
+def test_a_transfer_run_imports_neither_web3_nor_eth_account(chain, tmp_path):
+    # a run that deploys nothing reaches the chain through loadgen's own client and keys: web3
+    # and eth-account cost half a CPU-second to import (BENCHMARKS.md, issue 25)
+    spec = tmp_path / "transfer.yaml"
+    spec.write_text("name: lean\nworkload: {kind: transfer, workers: 2, rate_tps: 10, duration_s: 1}\n")
+    argv = ["run", str(spec), "--endpoints", chain.url, "--metrics-port", "0", "--out", str(tmp_path / "runs")]
+    argv += ["--set", "run.hosting=process", "--set", "run.key_offset=73000"]
+    code = (
+        f"import sys; from loadgen.cli import main; rc = main({argv!r}); "
+        "print(rc, sorted(m for m in ('web3', 'eth_account', 'eth_abi', 'requests') if m in sys.modules))"
+    )
+    env = os.environ | {"LOADGEN_MNEMONIC": DEV_MNEMONIC}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.stdout.splitlines()[-1] == "0 []", out.stdout[-2000:] + out.stderr[-2000:]
+    table = pq.read_table(next((tmp_path / "runs").iterdir()) / "transactions.parquet")
+    assert statuses(table) == {"committed": 10}

@@ -13,7 +13,8 @@ from web3.logs import DISCARD
 from loadgen.chains import contracts
 from loadgen.chains.chain import send_transaction, wait_receipts
 from loadgen.workloads.fl_round import model, protocol
-from loadgen.workloads.fl_round.protocol import RoundShape, play_round
+from loadgen.workloads.fl_round.protocol import play_round
+from loadgen.workloads.fl_round.shape import RoundShape
 
 REPO = Path(__file__).resolve().parents[2]
 CHUNK = 100

@@ -12,12 +12,12 @@ import pytest
 from loadgen import cli
 from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEV_MNEMONIC, Devnet, DevnetSettings
-from loadgen.common.errors import ConfigError
+from loadgen.common.errors import ConfigError, CoordinatorFailed
 from loadgen.config.schema import from_dict
 from loadgen.engine.preview import preview
 from loadgen.engine.progress import Progress
 from loadgen.engine.run import Run
-from loadgen.workloads.fl_round.protocol import CoordinatorFailed, elect_gas, open_gas
+from loadgen.workloads.fl_round.shape import elect_gas, open_gas
 from tests.support.runs import fl_experiment, local_ray
 
 SMALL_BLOCKS = 30_000_000

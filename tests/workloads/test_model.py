@@ -8,7 +8,7 @@ from web3.logs import DISCARD
 
 from loadgen.chains.chain import wait_receipts
 from loadgen.workloads.fl_round import model
-from loadgen.workloads.fl_round.protocol import RoundShape
+from loadgen.workloads.fl_round.shape import RoundShape
 
 
 @pytest.mark.unit

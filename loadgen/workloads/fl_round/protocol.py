@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from eth_account.signers.local import LocalAccount
@@ -24,46 +23,17 @@ from web3.types import TxReceipt
 from loadgen.chains import contracts
 from loadgen.chains.chain import build_transaction, send_transaction, submit, wait_receipts
 from loadgen.chains.fees import Fees
-from loadgen.common.errors import UserError
+from loadgen.chains.node import RpcError
+from loadgen.common.errors import CoordinatorFailed
 from loadgen.workloads.fl_round import model
+from loadgen.workloads.fl_round.shape import PoolResult, RoundShape, elect_gas_bound
 
 if TYPE_CHECKING:
     from hexbytes import HexBytes
 
 
-def elect_gas(pool_size: int) -> int:
-    """An election's gas as measured (see ``elect_gas_bound``): what a block must hold for it."""
-    n = pool_size
-    return 77_700 + 32_200 * n + 189 * n * n
-
-
-def open_gas(members: int) -> int:
-    """Opening a round stores every member: measured on Anvil, 319,776 gas for 4 members,
-    3,397,536 for 64 and 52,650,876 for 1,024."""
-    return 115_000 + 51_300 * members
-
-
-def elect_gas_bound(pool_size: int) -> int:
-    """An election's gas, from above: the node cannot estimate one before the close it follows
-    is mined. The worst case, every member valid and agreeing and each reward a fresh slot,
-    measured on Anvil (london): 110,048 gas for 1 member, 347,208 for 8, 1,300,946 for 32,
-    7,293,203 for 128, about 77,700 + 32,200 n + 189 n²; this is a quarter more."""
-    n = pool_size
-    return 100_000 + 40_000 * n + 240 * n * n
-
-
 class RoundFailed(RuntimeError):
     pass
-
-
-class CoordinatorFailed(UserError):
-    """A coordinator call the node refused or reverted: the run cannot go on, and says which."""
-
-    exit_code = 1
-
-    def __init__(self, step: str, words: str) -> None:
-        super().__init__(f"the coordinator's {step} failed: {words}")
-        self.step, self.words = step, words
 
 
 @contextlib.contextmanager
@@ -73,29 +43,14 @@ def step(name: str) -> Iterator[None]:
         yield
     except RoundFailed as e:
         raise CoordinatorFailed(name, str(e)) from None
+    except RpcError as e:  # what the node said when it refused the transaction
+        raise CoordinatorFailed(name, e.message) from None
     except Web3RPCError as e:
         error = e.rpc_response.get("error") if isinstance(e.rpc_response, dict) else None
         words = error.get("message") if isinstance(error, dict) else None
         raise CoordinatorFailed(name, str(words or e)) from None
     except ContractLogicError as e:
         raise CoordinatorFailed(name, f"reverted ({e.message or e})") from None
-
-
-@dataclass(frozen=True)
-class RoundShape:
-    """What a round is opened with: its members list the pools back to back."""
-
-    num_chunks: int
-    pool_size: int
-    members: tuple[str, ...]
-    reward: int = 1
-
-
-@dataclass(frozen=True)
-class PoolResult:
-    pool: int
-    digest: bytes
-    votes: int
 
 
 class Coordinator:

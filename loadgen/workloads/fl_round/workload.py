@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -27,8 +27,11 @@ from loadgen.workloads.base import (
     within_bounds,
 )
 from loadgen.workloads.fl_round import model
-from loadgen.workloads.fl_round.protocol import Coordinator, PoolResult, RoundShape, elect_gas, open_gas
+from loadgen.workloads.fl_round.shape import PoolResult, RoundShape, elect_gas, open_gas
 from loadgen.workloads.registry import register
+
+if TYPE_CHECKING:
+    from loadgen.workloads.fl_round.protocol import Coordinator
 
 COMMIT_GAS = 120_000
 REVEAL_BASE_GAS = 100_000
@@ -239,6 +242,8 @@ class FlRound(Workload[FlRoundConfig]):
         c = self.config
         artifact = contracts.load("FederatedLearning")
         fl = stage.deploy(artifact) if c.contract is None else stage.deployed_at(artifact, c.contract, "workload.contract")
+        from loadgen.workloads.fl_round.protocol import Coordinator  # web3: imported by the runs that play a round
+
         coordinator = Coordinator(stage.w3, stage.coordinator, fl, stage.fees)
         shape = RoundShape(model.chunk_count(c.model_length, c.chunk_size), c.redundancy, tuple(stage.addresses))
         round_id = stage.handover.pop((fl.address, shape), None)

@@ -9,9 +9,9 @@ import urllib.request
 import pytest
 from eth_account import Account
 
-from actors.signer import Signer
 from loadgen.chains.chain import connect
 from loadgen.chains.devnet import DEFAULT_CHAIN_ID, DEV_MNEMONIC, Devnet, DevnetSettings
+from loadgen.chains.signer import Signer
 from loadgen.config.accounts import MnemonicSource, derive_account
 from loadgen.workloads.fl_round.model import random_model
 
