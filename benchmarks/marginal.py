@@ -2,13 +2,16 @@
 outside: `loadgen run … --endpoints …` processes against one Anvil on the same cores, the
 machine's busy time over each run (/proc/stat) minus Anvil's (issue 25's method).
 
-    .venv/bin/python benchmarks/marginal.py [--rates 400,800] [--hosting ray,process] [--short 4] [--long 16]
+    .venv/bin/python benchmarks/marginal.py [--rates 400,800] [--hosting ray,process] [--short 4] [--long 16] [--repeats 3]
 
-Each point is two runs of the study's round (40 workers, chunks of 1,000 values, one chunk per
-worker every 40/rate s), one sending ``--short`` seconds and one ``--long``: the marginal CPU is
-their difference in CPU over their difference in transactions, so what a run costs whatever
-its length (Ray or Python starting, the deploy, the drain, the shutdown) cancels out. The lag
-p99 is the long run's. ``--hosting`` is passed as run.hosting (auto chooses by the rate;
+Each point is runs of the study's round (40 workers, chunks of 1,000 values, one chunk per
+worker every 40/rate s), sending ``--short`` seconds and ``--long``, ``--repeats`` times each,
+alternating: the marginal CPU is the difference of the two lengths' median CPU over their
+difference in transactions, so what a run costs whatever its length (Ray or Python starting,
+the deploy, the drain, the shutdown) cancels out. Two figures: the machine's busy time minus
+Anvil's (every process, Ray's too), and the `loadgen run` process's own (its rusage; all of
+loadgen in process hosting, steadier on a machine with other work). The lag p99 is the long
+runs' median. ``--hosting`` is passed as run.hosting (auto chooses by the rate;
 ``default`` leaves it out, for a version of loadgen before it).
 """
 
@@ -19,6 +22,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from statistics import median
 
 import yaml
 
@@ -55,6 +59,7 @@ def main() -> None:
     parser.add_argument("--hosting", default="ray,process", help="run.hosting values to compare, comma-separated")
     parser.add_argument("--short", type=float, default=4.0, help="seconds of sending of the shorter run")
     parser.add_argument("--long", type=float, default=16.0, help="seconds of sending of the longer run")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each length; their medians are compared")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, embedded_network(config.DevnetConfig(client="anvil")) as net:
@@ -62,25 +67,31 @@ def main() -> None:
         runs = 0
         for rate in (float(r) for r in args.rates.split(",")):
             for hosting in args.hosting.split(","):
-                measured = []
-                for seconds in (args.short, args.long):
+                measured: dict[float, list[tuple[float, float, int, float]]] = {args.short: [], args.long: []}
+                for seconds in [args.short, args.long] * args.repeats:
                     runs += 1
                     path, planned = round_config(Path(tmp), rate, seconds, hosting, key_offset=10_000 * runs)
                     r = one_run(path, net.urls, Path(tmp) / f"runs{runs}", net.pids, [], processes=False)
                     (run_dir,) = (Path(tmp) / f"runs{runs}").iterdir()
                     summary = json.loads((run_dir / "summary.json").read_text())
                     where = json.loads((run_dir / "manifest.json").read_text()).get("hosting", "ray")
-                    measured.append((r["cpu"], r["rows"], summary))
+                    lag_ms = summary["schedule_lag_p99_s"] * 1000
+                    measured[seconds].append((r["cpu"], r["process_cpu"], r["rows"], lag_ms))
                     print(
                         f"  {rate:,.0f} chunk tx/s, {seconds:g} s, run.hosting {hosting} ({where}): "
-                        f"{r['committed']:,} of {planned:,} committed, loadgen {r['cpu']:.2f} CPU-s, wall {r['wall']:.1f} s, "
-                        f"lag p99 {summary['schedule_lag_p99_s'] * 1000:.1f} ms"
+                        f"{r['committed']:,} of {planned:,} committed, loadgen {r['cpu']:.2f} CPU-s "
+                        f"(its process {r['process_cpu']:.2f}), wall {r['wall']:.1f} s, lag p99 {lag_ms:.1f} ms"
                     )
-                (cpu_s, n_s, _), (cpu_l, n_l, summary) = measured
+                short, long = measured[args.short], measured[args.long]
+                n_s, n_l = short[0][2], long[0][2]
+                figures = []
+                for i, name in ((0, "machine"), (1, "process")):
+                    cpu_s, cpu_l = median(m[i] for m in short), median(m[i] for m in long)
+                    per = (cpu_l - cpu_s) / (n_l - n_s)
+                    figures.append(f"{name}: marginal {per * 1000:.3f} ms per transaction, fixed {cpu_s - per * n_s:.2f} CPU-s")
                 print(
-                    f"{rate:,.0f} chunk tx/s, run.hosting {hosting}: marginal {(cpu_l - cpu_s) / (n_l - n_s) * 1000:.3f} ms per "
-                    f"transaction, fixed {cpu_s - (cpu_l - cpu_s) / (n_l - n_s) * n_s:.2f} CPU-s, lag p99 (long run) "
-                    f"{summary['schedule_lag_p99_s'] * 1000:.1f} ms"
+                    f"{rate:,.0f} chunk tx/s, run.hosting {hosting}, medians of {args.repeats}: {'; '.join(figures)}; "
+                    f"lag p99 (long runs) {median(m[3] for m in long):.1f} ms"
                 )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import tempfile
 import time
@@ -82,6 +83,7 @@ def one_run(config_file: Path, urls: list[str], out: Path, nodes: list[int], set
     if processes:
         sample(skip, before, names)
     busy0, nodes0, own0, t0 = busy_s(), sum(cpu_of(p) for p in nodes), time.process_time(), time.time()
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     env = os.environ | {"LOADGEN_MNEMONIC": DEV_MNEMONIC}
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     after = dict(before)
@@ -93,6 +95,10 @@ def one_run(config_file: Path, urls: list[str], out: Path, nodes: list[int], set
     took = time.time() - t0
     # the nodes' time and this script's own (its samples) are not loadgen's
     machine = busy_s() - busy0 - (sum(cpu_of(p) for p in nodes) - nodes0) - (time.process_time() - own0)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # the `loadgen run` process and what it started and reaped itself (everything, in process
+    # hosting; Ray's processes are not its children to reap)
+    process = children.ru_utime + children.ru_stime - children0.ru_utime - children0.ru_stime
     if proc.returncode not in (0, 1):
         raise SystemExit(f"loadgen run exited {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
     run_dir = max(out.iterdir(), key=lambda p: p.stat().st_mtime)
@@ -102,6 +108,7 @@ def one_run(config_file: Path, urls: list[str], out: Path, nodes: list[int], set
         by_name[names.get(pid, "?")] += total - before.get(pid, 0.0)
     return {
         "cpu": machine,
+        "process_cpu": process,
         "wall": took,
         "first_sent": min(t for t in rows["t_sent"] if t is not None) - t0,
         "committed": sum(s == "committed" for s in rows["status"]),
@@ -132,8 +139,8 @@ def main() -> None:
         for i in range(args.runs):
             r = one_run(config_file, net.urls, Path(tmp) / f"runs{i}", net.pids, args.sets, args.processes)
             print(
-                f"run {i + 1}: loadgen {r['cpu']:.2f} CPU-s, wall {r['wall']:.1f} s, first transaction sent after "
-                f"{r['first_sent']:.2f} s, {r['committed']:,} of {r['rows']:,} committed "
+                f"run {i + 1}: loadgen {r['cpu']:.2f} CPU-s (its process {r['process_cpu']:.2f}), wall {r['wall']:.1f} s, "
+                f"first transaction sent after {r['first_sent']:.2f} s, {r['committed']:,} of {r['rows']:,} committed "
                 f"({r['cpu'] / max(r['committed'], 1) * 1000:.2f} ms per committed transaction)"
             )
             for name, total in sorted(r["processes"].items(), key=lambda kv: -kv[1]):

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
+import http.client
 import os
 import signal
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
+from loadgen.chains.node import Node, NotJsonRpc, RpcError
 from loadgen.common.errors import ToolMissing
 
 
@@ -41,21 +40,19 @@ def _die_with_parent() -> None:
 
 
 def rpc_call(url: str, method: str, params: list[Any] | None = None, timeout_s: float = 1.0) -> Any:
-    """One JSON-RPC call with the standard library: used before web3 is worth setting up."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}).encode()
-    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        answer = json.load(response)
-    if "error" in answer:
-        raise ValueError(answer["error"])
-    return answer["result"]
+    """One JSON-RPC call on a connection of its own: while a node starts, none is worth keeping."""
+    node = Node(url, timeout_s)
+    try:
+        return node.call(method, *(params or []))
+    finally:
+        node.close()
 
 
 def answers(url: str, method: str = "eth_chainId") -> Any | None:
     """The node's answer to a parameterless call, or None while it does not answer."""
     try:
         return rpc_call(url, method)
-    except (OSError, urllib.error.URLError, ValueError, KeyError):
+    except (OSError, http.client.HTTPException, RpcError, NotJsonRpc):
         return None
 
 
