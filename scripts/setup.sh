@@ -32,6 +32,18 @@ if ! stamp_ok .venv/.installed pyproject.toml; then
   .venv/bin/python -c 'import loadgen, ray, web3' # fail here, not later, if the install did not take
   touch .venv/.installed
 fi
+# pandas, for the test that reads a run's Parquet as researchers do, lives apart from .venv:
+# pyarrow imports pandas the first time it builds a table whenever it can (0.25 CPU-s a run)
+interop=build/interop
+if [ ! -f "$interop/.pandas-3.1.1" ]; then
+  echo "setup: pandas for the interoperability test in $interop"
+  rm -rf "$interop"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --target "$interop" pandas==3.1.1
+  touch "$interop/.pandas-3.1.1"
+fi
+if .venv/bin/python -c 'import pandas' 2>/dev/null; then  # an environment made before it moved
+  .venv/bin/python -m pip uninstall -q -y pandas
+fi
 # loadgen's own bytecode, as pip writes it for an installed package: an editable install gets it
 # only from the first import, and never where PYTHONDONTWRITEBYTECODE is set (0.07 CPU-s a run)
 .venv/bin/python -m compileall -q loadgen actors >/dev/null
