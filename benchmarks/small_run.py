@@ -10,6 +10,10 @@ time): every process the run starts counts, Ray's included. Prints per run the C
 time, the time to the first transaction sent and what committed; `--processes` also samples
 every process each 0.2 s and prints each one's CPU by name (a process that lives less than a
 sample is missed: the machine's figure is the one to trust).
+
+To measure another checkout, run this from that checkout's directory with
+``PYTHONPATH=<checkout>``: Ray puts the driver's working directory first on its workers' path,
+so from anywhere else a run on Ray would host that directory's actors beside the checkout's driver.
 """
 
 from __future__ import annotations
