@@ -99,8 +99,10 @@ def build_transaction(
     return account.sign_transaction(tx | {"gas": gas}).raw_transaction
 
 
+@lru_cache(maxsize=64)
 def _node(w3: Web3) -> Node:
-    """The same endpoints as a connection made by ``connect``, for what web3 adds nothing to."""
+    """The same endpoints as a connection made by ``connect``, for what web3 adds nothing to:
+    one per connection, kept alive like web3's own (a round's coordinator sends several)."""
     return Node(getattr(w3.provider, "urls", None) or _url(w3))
 
 

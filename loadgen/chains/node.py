@@ -54,6 +54,12 @@ class Node:
             self._connection.close()
             self._connection = None
 
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def call(self, method: str, *params: Any) -> Any:
         answer = self._exchange(orjson.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}))
         if not isinstance(answer, dict) or ("result" not in answer and "error" not in answer):

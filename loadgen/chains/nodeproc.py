@@ -41,11 +41,8 @@ def _die_with_parent() -> None:
 
 def rpc_call(url: str, method: str, params: list[Any] | None = None, timeout_s: float = 1.0) -> Any:
     """One JSON-RPC call on a connection of its own: while a node starts, none is worth keeping."""
-    node = Node(url, timeout_s)
-    try:
+    with Node(url, timeout_s) as node:
         return node.call(method, *(params or []))
-    finally:
-        node.close()
 
 
 def answers(url: str, method: str = "eth_chainId") -> Any | None:

@@ -117,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _serve(chain, args: argparse.Namespace) -> int:
     with chain:
-        info = probe(Node(chain.urls[0]))
+        with Node(chain.urls[0]) as node:
+            info = probe(node)
         print(f"devnet: {chain.describe()}, chain id {info.chain_id}, block gas limit {info.block_gas_limit:,} ({info.client_version})")
         if isinstance(chain, GethNetwork):
             for i, (url, ws, metrics) in enumerate(zip(chain.all_urls, chain.ws_urls, chain.metrics_urls, strict=True)):

@@ -97,7 +97,8 @@ class ChainSession:
             )
         for url in self.watch_endpoints:
             try:
-                chain_id = Node(url, timeout_s=5).chain_id()
+                with Node(url, timeout_s=5) as node:
+                    chain_id = node.chain_id()
             except Exception as e:  # any failure to answer: the watchers could not read there
                 raise ConfigError("chain.watch_endpoints", f"{url} does not answer ({e})", "fix the URL or leave it out") from None
             if chain_id != self.info.chain_id:

@@ -44,13 +44,10 @@ class Landed:
 
 
 def _receipts(url: str, hashes: list[str], timeout_s: float) -> list[Any]:
-    node = Node(url, timeout_s)
-    try:
+    with Node(url, timeout_s) as node:
         return [
             r for i in range(0, len(hashes), BATCH) for r in node.batch("eth_getTransactionReceipt", [[h] for h in hashes[i : i + BATCH]])
         ]
-    finally:
-        node.close()
 
 
 def reconcile(run_dir: Path, table: pa.Table, endpoints: list[str], timeout_s: float = 5.0) -> Landed | None:
